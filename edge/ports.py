@@ -1,0 +1,61 @@
+"""The seams between stages, as Protocols. Implementations are named technology + role
+(``OpenCvSource``, ``OnnxDetector``, ``PahoPublisher``); fakes live in ``fake.py`` modules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from edge.types import Detections, FeatureValue, Frame, SourceStatus, Tracks, Transition
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """Yields frames; reports loss and recovery as ``SourceStatus`` values instead of raising."""
+
+    camera_id: str
+
+    def read(self, timeout_s: float = 1.0) -> Frame | SourceStatus | None:
+        """The latest frame, a state change, or None if nothing arrived within ``timeout_s``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Detector(Protocol):
+    """Anything that turns a frame into canonical-class detections (ONNX model, motion backend)."""
+
+    name: str  # model name, goes into events
+    sha256: str  # full sha256 of the weights ("" for model-free backends)
+
+    def detect(self, frame: Frame) -> Detections: ...
+
+
+class Tracker(Protocol):
+    def update(self, detections: Detections, t: float) -> Tracks: ...
+
+
+class Rule(Protocol):
+    """A street rule over one camera's tracks. Pure: time only from the frame."""
+
+    def update(self, tracks: Tracks, frame: Frame) -> list[Transition]: ...
+
+    def features(self, t: float) -> list[FeatureValue]: ...
+
+
+class FallbackLink(Protocol):
+    """A slow second uplink for critical rows while the primary broker is down (the cellular modem)."""
+
+    def available(self) -> bool:
+        """True when the link is registered and could carry a message now."""
+        ...
+
+    def send(self, topic: str, payload: bytes) -> bool:
+        """Blocking send; True once the far end acknowledged it."""
+        ...
+
+
+class EventSink(Protocol):
+    """Where the pipeline hands finished transitions and feature records (the outbox side)."""
+
+    def submit(self, transitions: Sequence[Transition]) -> None: ...
