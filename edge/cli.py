@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         except ImportError as exc:
             if exc.name and (exc.name == mod_name or mod_name.startswith(exc.name + ".")):
                 continue
-            raise
+            print(f"warning: commands from {mod_name} are unavailable: {exc}", file=sys.stderr)
+            continue
         mod.register(sub)
     return parser
 

@@ -123,7 +123,9 @@ def _message(err: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
         return (*loc, *sub), m.group(2)
     if "input" in err and etype not in ("value_error",) and not isinstance(err["input"], dict | list):
         msg = f"{msg} (got {err['input']!r})"
-    return loc, msg[0].lower() + msg[1:] if msg else msg
+    if etype != "value_error" and msg[:1].isupper() and msg[1:2].islower():
+        msg = msg[0].lower() + msg[1:]
+    return loc, msg
 
 
 def problems_from_validation(exc: ValidationError) -> list[str]:

@@ -18,7 +18,7 @@ from edge.config.zones import CalibrationConfig, LineConfig, RulesConfig, ZoneCo
 
 CONFIG_VERSION = 1
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+_URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "sim")
 
 
 def check_id(v: str) -> str:
@@ -54,7 +54,7 @@ class CameraConfig(StrictModel):
         ...,
         description=(
             "V4L2 index (0) or path (/dev/video0), rtsp://, http(s):// URL, a video file, "
-            "or an image file (held for hold_s)."
+            "an image file (held for hold_s), or sim://street for the synthetic street."
         ),
     )
     playback: Literal["video_time", "realtime"] = Field(
@@ -100,7 +100,7 @@ class CameraConfig(StrictModel):
             url = urlparse(v)
             if url.scheme not in _URL_SCHEMES:
                 raise ValueError(f"URL scheme {url.scheme!r} is not supported; use one of {', '.join(_URL_SCHEMES)}")
-            if not url.hostname:
+            if not url.hostname and url.scheme != "sim":
                 raise ValueError(f"URL {v!r} has no host")
         elif re.match(r"^[a-z]+:/?[^/]", v) and not re.match(r"^[A-Za-z]:[\\/]", v):
             raise ValueError(f"{v!r} looks like a malformed URL; write scheme://host/path")

@@ -2,12 +2,138 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os.path
+import re
+
+from pydantic import field_validator, model_validator
+
 from edge.config.base import Field, StrictModel
+
+_LOCAL_HOSTS = {"localhost", "ip6-localhost"}
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}){0,3}$")
+
+
+def is_local_host(host: str) -> bool:
+    """True for localhost and loopback addresses (where plaintext MQTT is acceptable)."""
+    if host.lower() in _LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class TlsConfig(StrictModel):
+    """TLS towards the broker: the CA that signed the broker, and this box's client certificate."""
+
+    ca_file: str = Field(..., description="PEM file of the CA that signed the broker's certificate.")
+    cert_file: str | None = Field(None, description="PEM client certificate of this box (mutual TLS).")
+    key_file: str | None = Field(None, description="PEM private key of the client certificate.")
+    insecure_skip_verify: bool = Field(
+        False, description="Do not check the broker's host name (testing only; the CA is still checked)."
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together (client certificate and its key)")
+        return self
+
+
+class MqttConfig(StrictModel):
+    """The MQTT 5 broker this box reports to."""
+
+    host: str = Field(..., min_length=1, description="Broker host name or IP address.")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Broker port; default 8883 with TLS, 1883 without."
+    )
+    client_id: str | None = Field(None, description="MQTT client id; default edge-{site}-{device}.")
+    username: str | None = Field(None, description="Broker user name; use ${ENV} substitution for secrets.")
+    password: str | None = Field(
+        None, description="Broker password; write ${MQTT_PASSWORD}, never a literal."
+    )
+    tls: TlsConfig | None = Field(None, description="TLS settings; required for a broker outside localhost.")
+    allow_insecure: bool = Field(
+        False, description="Allow plaintext MQTT to a broker outside localhost (not for production)."
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval in seconds.")
+    session_expiry_s: int = Field(
+        86400, ge=60, description="MQTT 5 session expiry: how long the broker keeps this box's session."
+    )
+    inflight_max: int = Field(
+        32, ge=1, le=1000, description="Most QoS 1 messages awaiting PUBACK at once (the in-flight window)."
+    )
+    backoff_min_s: float = Field(1.0, gt=0, description="First reconnect delay after the broker is lost.")
+    backoff_max_s: float = Field(
+        60.0, gt=0, description="Longest reconnect delay (jittered exponential backoff)."
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="How long one connection attempt may take.")
+    fallback_after_s: float = Field(
+        120.0, gt=0, description="Broker unreachable this long: alarms go over the fallback link (modem)."
+    )
+    command_max_bytes: int = Field(
+        4096, ge=256, le=1_048_576, description="Commands larger than this are refused with an error reply."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttConfig:
+        if self.backoff_max_s < self.backoff_min_s:
+            raise ValueError("backoff_max_s: must be >= backoff_min_s")
+        if self.tls is None and not self.allow_insecure and not is_local_host(self.host):
+            raise ValueError(
+                f"host: plaintext MQTT to {self.host!r} is refused; add a tls: section "
+                "(ca_file, cert_file, key_file) or set allow_insecure: true for a lab broker"
+            )
+        if self.password is not None and self.username is None:
+            raise ValueError("password: a password needs a username")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else (8883 if self.tls is not None else 1883)
 
 
 class UplinkConfig(StrictModel):
     """Where events go. With no broker, events go to a JSONL file sink."""
 
-    topic_prefix: str = Field("edge", min_length=1, description="First topic level: {prefix}/{site}/{device}/...")
+    topic_prefix: str = Field(
+        "edge", min_length=1, description="First topic level: {prefix}/{site}/{device}/..."
+    )
     outbox_path: str = Field("/var/lib/edge/outbox.sqlite", description="SQLite outbox file (durable queue).")
-    jsonl_path: str | None = Field(None, description="Also append every event to this JSONL file.")
+    jsonl_path: str | None = Field(
+        None, description="JSONL file sink: used instead of MQTT when no broker is configured, else a copy."
+    )
+    mqtt: MqttConfig | None = Field(
+        None, description="The MQTT broker; absent = standalone with the JSONL sink."
+    )
+    outbox_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Outbox size cap in bytes; keep it well below the free space (a full disk wedges SQLite).",
+    )
+    group_commit_s: float = Field(
+        0.05,
+        ge=0,
+        le=5,
+        description="Non-alarm writes are committed together at most this often (alarms at once).",
+    )
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not _PREFIX.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid topic prefix: 1-4 levels of letters, digits, '-', '_', '.', "
+                "separated by '/', without '+', '#' or a leading '/'"
+            )
+        return v
+
+    @property
+    def sink_path(self) -> str | None:
+        """The JSONL sink in use: ``jsonl_path``, or with no broker ``events.jsonl`` next to the outbox."""
+        if self.jsonl_path is not None:
+            return self.jsonl_path
+        if self.mqtt is None:
+            return os.path.join(os.path.dirname(self.outbox_path) or ".", "events.jsonl")
+        return None

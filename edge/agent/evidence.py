@@ -1,0 +1,55 @@
+"""Evidence crops on the box: JPEG-encode an already redacted vehicle crop (the only cv2 user of analytics).
+
+Off by default (``evidence.enabled: false``): then ``build_evidence_sink`` returns None and nothing is
+written. The redaction (every person pixelated) happens before this, in ``edge.rules.redact``.
+Files never leave the box here; uploading is a separate, explicitly enabled command.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.config.site import EvidenceConfig
+from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class EvidenceWriter:
+    """Writes ``<path>/<key>.jpg``; returns the file name (the reference put into the event)."""
+
+    def __init__(self, cfg: EvidenceConfig, quality: int = 85) -> None:
+        if not cfg.enabled:
+            raise EdgeError("evidence is disabled in the site config (evidence.enabled: false); do not build a writer")
+        self.dir = Path(cfg.path)
+        self.quality = int(quality)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def save(self, crop_bgr: np.ndarray, key: str, ts: float) -> str | None:
+        if crop_bgr.size == 0:
+            return None
+        name = f"{_SAFE.sub('_', key)[:180]}.jpg"
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop_bgr), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            log.warning("evidence: JPEG encoding failed for %s", key)
+            return None
+        target = self.dir / name
+        tmp = target.with_suffix(".tmp")
+        try:
+            tmp.write_bytes(buf.tobytes())
+            tmp.replace(target)
+        except OSError as exc:
+            log.warning("evidence: cannot write %s (%s); check evidence.path and free space", target, exc.strerror)
+            return None
+        return name
+
+
+def build_evidence_sink(cfg: EvidenceConfig) -> EvidenceWriter | None:
+    """The sink to pass to ``CameraAnalytics(..., evidence=...)``, or None when evidence is off."""
+    return EvidenceWriter(cfg) if cfg.enabled else None

@@ -1,0 +1,461 @@
+"""The agent: builds every component from the site config, runs one pipeline thread per
+camera, and keeps the box's own duties (events into the outbox, health, hardware, commands,
+the systemd watchdog) on the main thread.
+
+Threads:
+* capture-<cam>: decodes frames into a one-slot buffer (``edge.capture``);
+* pipeline-<cam>: ``CameraPipeline.step`` on each frame, transitions -> ``emit``;
+* the uplink's own sender/paho threads (``edge.uplink``);
+* the main thread: ``_tick`` every 0.2 s.
+
+Nothing here publishes directly: events go into the durable outbox, the uplink drains it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge import __version__
+from edge.agent.pipeline import CameraPipeline, StepResult
+from edge.config import SiteConfig, config_hash, load_config, parse_config
+from edge.config.site import CameraConfig
+from edge.errors import CommandError, ConfigError, EdgeError
+from edge.ports import FrameSource
+from edge.types import Frame, SourceState, SourceStatus, Transition
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.2
+STALL_S = 30.0  # a camera whose pipeline made no progress this long stops the watchdog pings
+
+
+@dataclass
+class CameraRuntime:
+    """Everything that belongs to one running camera."""
+
+    cam: CameraConfig
+    source: FrameSource
+    pipeline: CameraPipeline
+    stats: Any
+    tamper: Any
+    model_ref: dict[str, str] | None
+    state: SourceState = SourceState.STARTING
+    last_progress: float = field(default_factory=time.monotonic)
+    thread: threading.Thread | None = None
+    frames: int = 0
+    error: str = ""
+
+
+def _model_ref(detector: Any) -> dict[str, str] | None:
+    name = getattr(detector, "name", "")
+    if not name:
+        return None
+    return {"name": str(name), "sha256": str(getattr(detector, "sha256", "") or "")}
+
+
+class Agent:
+    """The whole agent for one site config.
+
+    ``on_event(event_dict)`` sees every event after it is durable in the outbox;
+    ``on_step(StepResult)`` sees every processed frame (replay draws with it).
+    ``source_factory`` replaces ``edge.capture.open_source`` (replay, tests).
+    """
+
+    def __init__(
+        self,
+        cfg: SiteConfig,
+        *,
+        config_path: str | Path | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_step: Callable[[StepResult], None] | None = None,
+        source_factory: Callable[[CameraConfig], FrameSource] | None = None,
+        pin_factory: Any = None,
+        hardware: Any = None,
+    ) -> None:
+        self.cfg = cfg
+        self.config_path = Path(config_path) if config_path else None
+        self.on_event = on_event
+        self.on_step = on_step
+        self._source_factory = source_factory
+        self._pin_factory = pin_factory
+        self._stop = threading.Event()
+        self._emit_lock = threading.Lock()
+        self._cameras_lock = threading.RLock()
+        self.cameras: dict[str, CameraRuntime] = {}
+        self.started = time.monotonic()
+        self.exit_code = 0
+        self.event_counts: dict[str, int] = {}
+        self._last_health = 0.0
+        self._status_state = ""
+        self._hardware = hardware
+        self._own_hardware = hardware is None
+        self._build_uplink()
+
+    # ------------------------------------------------------------------ construction
+    def _build_uplink(self) -> None:
+        from edge.events.builder import EventBuilder
+        from edge.uplink.outbox import Outbox
+
+        cfg = self.cfg
+        up = cfg.uplink
+        Path(up.outbox_path).parent.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox.from_config(up)
+        if self._hardware is None and _has_hardware(cfg):
+            from edge.hardware.manager import HardwareManager
+
+            self._hardware = HardwareManager(cfg.hardware, timezone=cfg.timezone, pin_factory=self._pin_factory)
+        geo_fixed = {"lat": cfg.geo.lat, "lon": cfg.geo.lon} if cfg.geo else None
+        self.builder = EventBuilder(
+            cfg.device_id,
+            cfg.site_id,
+            config_hash=config_hash(cfg),
+            incidents=self.outbox,
+            clock_quality=self._clock_quality,
+            geo=lambda: self._geo(geo_fixed),
+        )
+        from edge.uplink.service import Uplink
+
+        fallback = self._hardware.fallback_link() if self._hardware is not None else None
+        self.uplink = Uplink(up, cfg.device_id, cfg.site_id, self.outbox, fallback=fallback)
+
+    def _clock_quality(self) -> str:
+        if self._hardware is not None:
+            return str(self._hardware.clock_quality())
+        from edge.health.system import clock_quality
+
+        return clock_quality()
+
+    def _geo(self, fixed: dict[str, float] | None) -> Any:
+        if self._hardware is not None:
+            fix = self._hardware.geo()
+            if fix is not None:
+                return fix
+        return fixed
+
+    def _open_source(self, cam: CameraConfig) -> FrameSource:
+        if self._source_factory is not None:
+            return self._source_factory(cam)
+        from edge.capture import open_source
+
+        return open_source(cam)
+
+    def _build_camera(self, cam: CameraConfig, cfg: SiteConfig) -> CameraRuntime:
+        """All of one camera's components. Raises EdgeError naming what is wrong (model, config)."""
+        from edge.health.gating import MotionGate
+        from edge.health.stats import CameraStats
+        from edge.health.tamper import TamperMonitor
+        from edge.rules import CameraAnalytics
+        from edge.tracking import ByteTracker
+        from edge.vision.motion import MotionEnergy
+
+        if cam.model == "motion":
+            from edge.vision.motion import MotionDetector
+
+            detector: Any = MotionDetector(cam)
+        else:
+            from edge.vision.detector import build_detector
+
+            detector = build_detector(cam)
+        tracker = ByteTracker(cfg.rules.tracker, homography=None)
+        analytics = CameraAnalytics(cam, cfg.rules, cfg.timezone)
+        homography = getattr(analytics, "homography", None)
+        if homography is not None:
+            tracker = ByteTracker(cfg.rules.tracker, homography=homography)
+        tamper = TamperMonitor(cam.id, cam.tamper) if cam.tamper.enabled else None
+        gate = MotionGate(cfg.health.gating) if cfg.health.gating.enabled else None
+        motion = MotionEnergy(cam)
+        pipeline = CameraPipeline(
+            cam.id, detector, tracker, analytics, motion=motion, gate=gate, checks=[tamper] if tamper else []
+        )
+        source = self._open_source(cam)
+        return CameraRuntime(
+            cam=cam,
+            source=source,
+            pipeline=pipeline,
+            stats=CameraStats(cam.id),
+            tamper=tamper,
+            model_ref=_model_ref(detector),
+        )
+
+    # ------------------------------------------------------------------ events
+    def emit(self, transitions: list[Transition], model_ref: dict[str, str] | None = None) -> None:
+        """Build events, make them durable in the outbox, then tell observers. Never raises."""
+        if not transitions:
+            return
+        with self._emit_lock:
+            for tr in transitions:
+                try:
+                    event = self.builder.build(tr, model=model_ref if tr.camera_id else None)
+                    stored = self.outbox.put(event)
+                except EdgeError as exc:
+                    # A payload that breaks its schema is a bug in the emitter; log it loudly, keep going.
+                    log.error("event dropped at build kind=%s key=%s: %s", tr.kind, tr.key, exc)
+                    self.event_counts["rejected"] = self.event_counts.get("rejected", 0) + 1
+                    continue
+                self.event_counts[tr.kind] = self.event_counts.get(tr.kind, 0) + 1
+                if self._hardware is not None:
+                    try:
+                        self._hardware.alarm(tr)
+                    except Exception:
+                        log.exception("beacon failed")
+                if self.on_event is not None:
+                    data = stored.to_dict() if hasattr(stored, "to_dict") else event.to_dict()
+                    self.on_event(data)
+
+    # ------------------------------------------------------------------ camera threads
+    def _camera_loop(self, cr: CameraRuntime) -> None:
+        from edge.health.tamper import camera_status_transition
+
+        while not self._stop.is_set():
+            item = cr.source.read(timeout_s=0.5)
+            if item is None:
+                continue
+            if isinstance(item, SourceStatus):
+                cr.state = item.state
+                if item.state is SourceState.ENDED:
+                    log.info("camera ended camera=%s frames=%d", cr.cam.id, cr.frames)
+                    self._flush_features(cr, item.t, item.ts)
+                    return
+                tr = camera_status_transition(item)
+                if tr is not None:
+                    self.emit([tr])
+                continue
+            frame: Frame = item
+            cr.stats.on_frame(frame.t)
+            try:
+                result = cr.pipeline.step(frame)
+            except EdgeError as exc:
+                if cr.error != str(exc):
+                    log.error("pipeline error camera=%s: %s", cr.cam.id, exc)
+                    cr.error = str(exc)
+                continue
+            cr.error = ""
+            cr.frames += 1
+            cr.last_progress = time.monotonic()
+            cr.stats.on_processed(frame.t, result.timing_ms.get("detect", 0.0), result.inferred)
+            self.emit(result.transitions, cr.model_ref)
+            if self.on_step is not None:
+                self.on_step(result)
+
+    def _flush_features(self, cr: CameraRuntime, t: float, ts: float) -> None:
+        """At the end of a file, report the last partial feature window too."""
+        flush = getattr(cr.pipeline.analytics, "flush", None)
+        if flush is not None:
+            self.emit(list(flush(t, ts)), cr.model_ref)
+
+    def _start_camera(self, cr: CameraRuntime) -> None:
+        cr.thread = threading.Thread(target=self._camera_loop, args=(cr,), name=f"pipeline-{cr.cam.id}", daemon=True)
+        cr.thread.start()
+
+    # ------------------------------------------------------------------ lifecycle
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            log.info("signal %s: shutting down", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Run until every source has ended, or ``stop()`` / SIGTERM. Returns the exit code."""
+        from edge.health.supervisor import SystemdNotifier
+
+        notifier = SystemdNotifier()
+        log.info(
+            "edge-agent %s starting device=%s site=%s cameras=%d config=%s",
+            __version__, self.cfg.device_id, self.cfg.site_id, len(self.cfg.cameras), config_hash(self.cfg),
+        )
+        self.uplink.start()
+        if self._hardware is not None and self._own_hardware:
+            self._hardware.start()
+        try:
+            for cam in self.cfg.cameras:
+                cr = self._build_camera(cam, self.cfg)
+                self.cameras[cam.id] = cr
+                self._start_camera(cr)
+        except EdgeError as exc:
+            log.error("cannot start: %s", exc)
+            self._shutdown(notifier)
+            return 2
+        notifier.ready()
+        self.emit([self._status_transition("online")])
+        try:
+            while not self._stop.is_set():
+                self._tick(notifier)
+                if all(cr.thread is not None and not cr.thread.is_alive() for cr in self.cameras.values()):
+                    log.info("all sources ended")
+                    break
+                self._stop.wait(TICK_S)
+        finally:
+            self._shutdown(notifier)
+        return self.exit_code
+
+    def _shutdown(self, notifier: Any) -> None:
+        notifier.stopping()
+        self._stop.set()
+        for cr in self.cameras.values():
+            cr.source.close()
+        for cr in self.cameras.values():
+            if cr.thread is not None:
+                cr.thread.join(timeout=10.0)
+        self.emit([self._status_transition("stopped")])
+        self.uplink.stop(flush_timeout_s=self.cfg.uplink.shutdown_flush_s)
+        if self._hardware is not None and self._own_hardware:
+            self._hardware.stop()
+        self.outbox.close()
+        log.info("stopped; events emitted: %s", dict(sorted(self.event_counts.items())))
+
+    def _status_transition(self, state: str) -> Transition:
+        now_t, now_ts = time.monotonic(), time.time()
+        return Transition(
+            kind="agent_status",
+            phase="instant",
+            key=f"agent:{state}",
+            t=now_t,
+            ts=now_ts,
+            severity="info",
+            severity_reason=f"agent {state}",
+            payload={"state": state, "version": __version__, "config_hash": config_hash(self.cfg)},
+        )
+
+    # ------------------------------------------------------------------ main-thread duties
+    def _tick(self, notifier: Any) -> None:
+        now = time.monotonic()
+        if self._hardware is not None:
+            self._hardware_tick(now)
+        for cmd in self.uplink.poll_commands():
+            self._handle_command(cmd)
+        if now - self._last_health >= self.cfg.health.health_interval_s:
+            self._last_health = now
+            self._publish_health()
+        live = [cr for cr in self.cameras.values() if cr.thread is not None and cr.thread.is_alive()]
+        if live and all(now - cr.last_progress < STALL_S or cr.state is SourceState.OFFLINE for cr in live):
+            notifier.watchdog()
+
+    def _hardware_tick(self, now: float) -> None:
+        hw = self._hardware
+        ts = time.time()
+        try:
+            self.emit(hw.poll(now, ts))
+            hw.heartbeat()
+            tampered = any(cr.tamper is not None and cr.tamper.active for cr in self.cameras.values())
+            offline = not self.uplink.connected and self.cfg.uplink.mqtt is not None
+            degraded = any(cr.state is SourceState.OFFLINE for cr in self.cameras.values())
+            hw.set_status("tamper" if tampered or hw.enclosure_open() else
+                          "offline" if offline else "degraded" if degraded else "healthy")
+            lumas = [cr.tamper.brightness for cr in self.cameras.values() if cr.tamper is not None]
+            if lumas:
+                hw.set_scene_brightness(min(lumas))
+        except Exception:
+            log.exception("hardware tick failed")
+
+    def _publish_health(self) -> None:
+        from edge.health.report import build_health_transition
+
+        try:
+            tr = build_health_transition(self)
+        except Exception:
+            log.exception("health sampling failed")
+            return
+        log.info("health %s", tr.payload.get("summary", ""))
+        self.emit([tr])
+
+    # ------------------------------------------------------------------ commands
+    def _handle_command(self, cmd: Any) -> None:
+        name, args = cmd.name, dict(cmd.args)
+        try:
+            result = self.execute_command(name, args)
+        except (CommandError, ConfigError) as exc:
+            problems = getattr(exc, "problems", None)
+            self.uplink.reply(cmd, ok=False, error=str(exc), details=problems)
+            log.warning("command %s refused: %s", name, exc)
+            return
+        self.uplink.reply(cmd, ok=True, result=result)
+
+    def execute_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        t, ts = time.monotonic(), time.time()
+        if name in ("ack_task", "resolve_task"):
+            last: Exception | None = None
+            for cr in self.cameras.values():
+                try:
+                    reply, transitions = cr.pipeline.analytics.command(name, args, t, ts)
+                except CommandError as exc:
+                    last = exc
+                    continue
+                self.emit(transitions, cr.model_ref)
+                return reply
+            raise CommandError(str(last) if last else f"no camera knows task {args.get('task_id')!r}")
+        if name == "reload_config":
+            return self.reload_config(args)
+        if name == "ping":
+            return {"pong": True, "version": __version__, "uptime_s": round(time.monotonic() - self.started, 1)}
+        if name == "snapshot":
+            return self._snapshot(args)
+        raise CommandError(f"unknown command {name!r}")
+
+    def reload_config(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Validate a new config and swap it in atomically; on any error the old one stays."""
+        import yaml
+
+        if "yaml" in args:
+            try:
+                data = yaml.safe_load(str(args["yaml"]))
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"reload_config: YAML syntax error: {exc}") from None
+            new = parse_config(data, source="reload_config")
+        elif self.config_path is not None:
+            new = load_config(self.config_path)
+        else:
+            raise CommandError("reload_config: this agent has no config file; send the config as 'yaml'")
+        if (new.device_id, new.site_id) != (self.cfg.device_id, self.cfg.site_id):
+            raise ConfigError("reload_config: device_id and site_id cannot change at run time; restart the agent")
+        fresh: dict[str, CameraRuntime] = {}
+        try:
+            for cam in new.cameras:
+                fresh[cam.id] = self._build_camera(cam, new)
+        except EdgeError as exc:
+            for cr in fresh.values():
+                cr.source.close()
+            raise ConfigError(f"reload_config: {exc}; the running config is unchanged") from None
+        with self._cameras_lock:
+            old = self.cameras
+            for cr in old.values():
+                cr.source.close()
+            for cr in old.values():
+                if cr.thread is not None:
+                    cr.thread.join(timeout=10.0)
+            self.cfg = new
+            self.builder.set_config_hash(config_hash(new))
+            self.cameras = fresh
+            for cr in fresh.values():
+                self._start_camera(cr)
+        log.info("config reloaded config=%s cameras=%d", config_hash(new), len(new.cameras))
+        return {"config_hash": config_hash(new), "cameras": [c.id for c in new.cameras]}
+
+    def _snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not self.cfg.evidence.enabled:
+            raise CommandError("snapshot: evidence is disabled on this box (evidence.enabled: false)")
+        cam_id = str(args.get("camera_id") or next(iter(self.cameras)))
+        cr = self.cameras.get(cam_id)
+        if cr is None:
+            raise CommandError(f"snapshot: unknown camera {cam_id!r}; cameras: {', '.join(self.cameras)}")
+        from edge.agent.evidence import save_snapshot
+
+        path = save_snapshot(cr, self.cfg.evidence)
+        return {"camera_id": cam_id, "path": str(path)}
+
+
+def _has_hardware(cfg: SiteConfig) -> bool:
+    hw = cfg.hardware
+    probe = getattr(hw, "is_empty", None)
+    return not probe() if callable(probe) else True

@@ -1,0 +1,180 @@
+"""Transitions become ``edge.event/1`` Events.
+
+The builder gives each message a fresh UUIDv7 ``event_id`` and each episode (all phases sharing
+``Transition.key``) one ``incident_id``. The key -> incident map lives in an ``IncidentStore``;
+the outbox implements it in its SQLite file, so an open violation that updates after a restart
+keeps its incident id. ``seq`` stays 0 here: the outbox assigns it when the event is made durable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from edge.events.schema import (
+    SCHEMA_ID,
+    ClockQuality,
+    Event,
+    GeoPoint,
+    ModelRef,
+    validate_event,
+    validate_payload,
+)
+from edge.events.uuid7 import Uuid7Factory
+from edge.types import Transition
+
+log = logging.getLogger(__name__)
+SHA_PREFIX_LEN = 12
+
+
+class IncidentStore(Protocol):
+    """Persistent map of episode key -> incident_id."""
+
+    def get_incident(self, key: str) -> str | None: ...
+
+    def put_incident(self, key: str, incident_id: str) -> None: ...
+
+    def drop_incident(self, key: str) -> None: ...
+
+
+class MemoryIncidentStore:
+    """An in-memory IncidentStore (tests, and boxes without an outbox)."""
+
+    def __init__(self) -> None:
+        self._map: dict[str, str] = {}
+
+    def get_incident(self, key: str) -> str | None:
+        return self._map.get(key)
+
+    def put_incident(self, key: str, incident_id: str) -> None:
+        self._map[key] = incident_id
+
+    def drop_incident(self, key: str) -> None:
+        self._map.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+
+def utc_ms(ts: float) -> str:
+    """UTC epoch seconds -> ``2026-11-22T08:15:03.120Z``."""
+    if not math.isfinite(ts):
+        raise ValueError(f"timestamp must be a finite number of epoch seconds, got {ts!r}")
+    ms = round(ts * 1000)
+    d = dt.datetime.fromtimestamp(ms // 1000, tz=dt.UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def _model_ref(model: Any) -> ModelRef | None:
+    if model is None:
+        return None
+    if isinstance(model, ModelRef):
+        return model
+    name = getattr(model, "name", None)
+    sha = getattr(model, "sha256", None)
+    if isinstance(model, Mapping):
+        name, sha = model.get("name"), model.get("sha256")
+    if not name:
+        raise ValueError(f"model must have a name and sha256 (a Detector or ModelRef), got {model!r}")
+    return ModelRef(name=str(name), sha256=str(sha or "").lower()[:SHA_PREFIX_LEN])
+
+
+def _geo_point(geo: Any) -> GeoPoint | None:
+    if geo is None:
+        return None
+    if isinstance(geo, GeoPoint):
+        return geo
+    if isinstance(geo, Mapping):
+        return GeoPoint(lat=float(geo["lat"]), lon=float(geo["lon"]))
+    if isinstance(geo, tuple | list):
+        return GeoPoint(lat=float(geo[0]), lon=float(geo[1]))
+    return GeoPoint(lat=float(geo.lat), lon=float(geo.lon))
+
+
+class EventBuilder:
+    """Builds validated Events for one device.
+
+    ``clock_quality`` and ``geo`` are callables (e.g. ``HardwareManager.clock_quality`` /
+    ``.geo``) so a GPS fix or NTP sync that arrives later shows up in later events.
+    ``geo`` may return a GeoPoint, a ``{lat, lon}`` mapping, an object with ``lat``/``lon``,
+    a ``(lat, lon)`` pair or None.
+    """
+
+    def __init__(
+        self,
+        device_id: str,
+        site_id: str,
+        *,
+        config_hash: str = "",
+        incidents: IncidentStore | None = None,
+        clock_quality: Callable[[], ClockQuality] | None = None,
+        geo: Callable[[], Any] | None = None,
+        validate: bool = True,
+    ) -> None:
+        self.device_id = device_id
+        self.site_id = site_id
+        self.config_hash = config_hash
+        self._incidents: IncidentStore = incidents if incidents is not None else MemoryIncidentStore()
+        self._clock_quality = clock_quality
+        self._geo = geo
+        self._validate = validate
+        self._uuids = Uuid7Factory()
+
+    def set_config_hash(self, config_hash: str) -> None:
+        """After a config reload: later events carry the new hash."""
+        self.config_hash = config_hash
+
+    def _incident_for(self, tr: Transition, event_id: str) -> str:
+        if tr.phase == "instant":
+            return event_id
+        incident = self._incidents.get_incident(tr.key)
+        if incident is None:
+            if tr.phase != "start":
+                log.info(
+                    "no incident for key=%s phase=%s (opened before a lost map); new id", tr.key, tr.phase
+                )
+            start_ms = round((tr.started_ts if tr.started_ts is not None else tr.ts) * 1000)
+            incident = str(self._uuids.new(start_ms))
+            if tr.phase != "end":
+                self._incidents.put_incident(tr.key, incident)
+        elif tr.phase == "end":
+            self._incidents.drop_incident(tr.key)
+        return incident
+
+    def build(self, transition: Transition, model: Any = None) -> Event:
+        """One Event for one Transition. Raises EventValidationError if the payload breaks its schema."""
+        tr = transition
+        if self._validate:
+            validate_payload(tr.kind, tr.payload)
+        ts = utc_ms(tr.ts)
+        event_id = str(self._uuids.new(round(tr.ts * 1000)))
+        incident_id = self._incident_for(tr, event_id)
+        started = ts if tr.phase == "instant" or tr.started_ts is None else utc_ms(tr.started_ts)
+        clock: ClockQuality = self._clock_quality() if self._clock_quality else "unsynced"
+        event = Event(
+            schema=SCHEMA_ID,
+            event_id=event_id,
+            incident_id=incident_id,
+            seq=0,
+            device_id=self.device_id,
+            site_id=self.site_id,
+            camera_id=tr.camera_id,
+            zone_id=tr.zone_id,
+            kind=tr.kind,
+            phase=tr.phase,
+            severity=tr.severity,
+            severity_reason=tr.severity_reason,
+            ts=ts,
+            started_ts=started,
+            clock=clock,
+            model=_model_ref(model),
+            config_hash=self.config_hash,
+            geo=_geo_point(self._geo()) if self._geo else None,
+            payload=dict(tr.payload),
+        )
+        if self._validate:
+            validate_event(event.to_dict())
+        return event

@@ -1,0 +1,74 @@
+"""Upstream commands (``.../cmd/{name}``): schemas in ``schemas/commands/``, parsing and validation.
+
+A command is accepted only if its name is known, it fits the size cap, it is a JSON object and it
+matches its schema. Anything else raises ``CommandError`` with a reason that goes into the reply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from edge.errors import CommandError
+from edge.events.topics import COMMANDS
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A validated command for the runner to execute (then ``Uplink.reply(cmd, ...)``)."""
+
+    name: str
+    id: str
+    args: dict[str, Any] = field(default_factory=dict)
+    received_ts: float = 0.0
+
+
+@cache
+def command_schema(name: str) -> dict[str, Any]:
+    node = resources.files("edge.events").joinpath("schemas", "commands", f"{name}.json")
+    data: dict[str, Any] = json.loads(node.read_text(encoding="utf-8"))
+    return data
+
+
+@cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(command_schema(name))
+
+
+def request_id(payload: bytes, max_bytes: int) -> str | None:
+    """Best effort: the ``id`` of a (possibly invalid) command, to echo in an error reply."""
+    if len(payload) > max_bytes:
+        return None
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    rid = doc.get("id") if isinstance(doc, dict) else None
+    return rid[:64] if isinstance(rid, str) else None
+
+
+def parse_command(name: str, payload: bytes, *, max_bytes: int, received_ts: float = 0.0) -> Command:
+    """Validate one command. Raises CommandError (unknown, oversized, malformed, schema mismatch)."""
+    if name not in COMMANDS:
+        raise CommandError(f"unknown command {name!r}; known commands: {', '.join(COMMANDS)}")
+    if len(payload) > max_bytes:
+        raise CommandError(
+            f"command is {len(payload)} bytes, over the {max_bytes}-byte limit (uplink.mqtt.command_max_bytes)"
+        )
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CommandError(f"payload is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise CommandError(f"payload must be a JSON object, got {type(doc).__name__}")
+    err = jsonschema.exceptions.best_match(_validator(name).iter_errors(doc))
+    if err is not None:
+        where = "/".join(str(p) for p in err.absolute_path) or "(command)"
+        raise CommandError(f"{name} {where}: {err.message}")
+    args = {k: v for k, v in doc.items() if k != "id"}
+    return Command(name=name, id=str(doc["id"]), args=args, received_ts=received_ts)

@@ -1,0 +1,165 @@
+"""The ``edge.event/1`` envelope: a pydantic ``Event`` model plus the published JSON Schema.
+
+The JSON Schema (draft 2020-12) ships in ``schemas/``: ``envelope.json`` plus one payload schema
+per kind in ``schemas/kinds/<kind>.json``. ``event_schema()`` assembles them into one document in
+which the payload of each kind is checked against its own schema; ``validate_event()`` applies it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Final, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.errors import EdgeError
+from edge.types import Phase, Severity
+
+SCHEMA_ID: Final = "edge.event/1"
+ClockQuality = Literal["ntp", "gps", "unsynced"]
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class EventValidationError(EdgeError, ValueError):
+    """An event does not match the published schema (envelope or the payload of its kind)."""
+
+
+class ModelRef(BaseModel):
+    """The detector behind an observation: name and a prefix of its weights' sha256."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    sha256: str
+
+
+class GeoPoint(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    lat: float
+    lon: float
+
+
+class Event(BaseModel):
+    """One message of the ``edge.event/1`` envelope. ``seq`` is 0 until the outbox assigns it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_: Literal["edge.event/1"] = Field("edge.event/1", alias="schema")
+    event_id: str
+    incident_id: str
+    seq: int = 0
+    device_id: str
+    site_id: str
+    camera_id: str | None
+    zone_id: str | None
+    kind: str
+    phase: Phase
+    severity: Severity
+    severity_reason: str
+    ts: str
+    started_ts: str
+    clock: ClockQuality
+    model: ModelRef | None
+    config_hash: str
+    geo: GeoPoint | None
+    payload: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json")
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _schemas_dir() -> Any:
+    return resources.files("edge.events").joinpath("schemas")
+
+
+def _read_json(node: Any) -> dict[str, Any]:
+    data = json.loads(node.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise EventValidationError(f"{node}: a schema file must hold a JSON object")
+    return data
+
+
+@lru_cache(maxsize=1)
+def kind_schemas() -> dict[str, dict[str, Any]]:
+    """Every payload schema in ``schemas/kinds/``, by kind name (the file stem)."""
+    out: dict[str, dict[str, Any]] = {}
+    kinds = _schemas_dir().joinpath("kinds")
+    for node in sorted(kinds.iterdir(), key=lambda n: n.name):
+        if not node.name.endswith(".json"):
+            continue
+        kind = node.name[: -len(".json")]
+        if not _KIND.match(kind):
+            raise EventValidationError(
+                f"{node.name}: kind file names must be snake_case, e.g. bike_bay_overflow.json"
+            )
+        schema = _read_json(node)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        out[kind] = schema
+    return out
+
+
+@lru_cache(maxsize=1)
+def event_schema() -> dict[str, Any]:
+    """The whole published schema: the envelope, with the payload of each kind checked by its schema."""
+    env = _read_json(_schemas_dir().joinpath("envelope.json"))
+    kinds = kind_schemas()
+    defs = dict(env.get("$defs", {}))
+    branches: list[dict[str, Any]] = []
+    for kind, schema in kinds.items():
+        sub = {k: v for k, v in schema.items() if k not in ("$schema", "$id")}
+        defs[f"kind_{kind}"] = sub
+        branches.append(
+            {
+                "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+                "then": {"properties": {"payload": {"$ref": f"#/$defs/kind_{kind}"}}},
+            }
+        )
+    props = dict(env["properties"])
+    props["kind"] = dict(props["kind"], enum=sorted(kinds))
+    out = dict(env, properties=props)
+    out["$defs"] = defs
+    out["allOf"] = branches
+    jsonschema.Draft202012Validator.check_schema(out)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(event_schema())
+
+
+@lru_cache(maxsize=64)
+def _payload_validator(kind: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(kind_schemas()[kind])
+
+
+def known_kinds() -> list[str]:
+    return sorted(kind_schemas())
+
+
+def validate_payload(kind: str, payload: Mapping[str, Any]) -> None:
+    """Check one payload against its kind's schema; raises EventValidationError naming the problem."""
+    if kind not in kind_schemas():
+        raise EventValidationError(
+            f"unknown event kind {kind!r}: add edge/events/schemas/kinds/{kind}.json "
+            f"(known: {', '.join(known_kinds()) or 'none'})"
+        )
+    err = jsonschema.exceptions.best_match(_payload_validator(kind).iter_errors(dict(payload)))
+    if err is not None:
+        where = "/".join(str(p) for p in err.absolute_path) or "(payload)"
+        raise EventValidationError(f"{kind} payload {where}: {err.message}")
+
+
+def validate_event(doc: Mapping[str, Any]) -> None:
+    """Check a whole event document (as published) against the assembled schema."""
+    err = jsonschema.exceptions.best_match(_validator().iter_errors(dict(doc)))
+    if err is not None:
+        where = "/".join(str(p) for p in err.absolute_path) or "(envelope)"
+        raise EventValidationError(f"event {doc.get('kind')!r} {where}: {err.message}")

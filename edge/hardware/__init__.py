@@ -1,0 +1,1 @@
+"""GPIO lines and serial devices: pins, codecs (pure bytes <-> messages), links, the manager, doctor."""

@@ -1,0 +1,160 @@
+"""Parking violations in ``no_parking`` zones: one episode (start/update/end, one key) per vehicle stay."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.classes import class_name, resolve
+from edge.config.zones import ParkingConfig, ZoneConfig
+from edge.rules.context import StepContext, fmt_duration, transition
+from edge.types import SEVERITIES, Severity, Transition
+from edge.zones.geometry import class_lut
+
+log = logging.getLogger(__name__)
+
+_BASE_LEVEL = {"no_stopping": 2, "no_parking": 1, "loading_bay": 1, "time_limited": 0}
+_TYPE_WORDS = {
+    "no_stopping": "no-stopping zone",
+    "no_parking": "no-parking zone",
+    "loading_bay": "loading bay",
+    "time_limited": "time-limited zone",
+}
+
+# Called at violation start with (track box xyxy px, key, ts); returns an evidence reference or None.
+EvidenceHook = Callable[[StepContext, np.ndarray, str], str | None]
+
+
+def grade(
+    dwell_s: float, limit_s: float, zone: ZoneConfig, schedule_in_force: bool, step_s: float
+) -> tuple[Severity, str]:
+    """Severity from overstay, zone type and schedule, with the reason in words."""
+    over = max(0.0, dwell_s - limit_s)
+    level = _BASE_LEVEL[zone.zone_type] + min(2, int(over // step_s))
+    words = [
+        f"parked {fmt_duration(dwell_s)} in {_TYPE_WORDS[zone.zone_type]}",
+        f"{fmt_duration(over)} over the {fmt_duration(limit_s)} limit",
+    ]
+    if zone.schedule is not None and schedule_in_force:
+        level += 1
+        words.append("schedule in force")
+    return SEVERITIES[min(level, len(SEVERITIES) - 1)], ", ".join(words)
+
+
+@dataclass(slots=True)
+class _Violation:
+    key: str
+    track_id: int
+    class_id: int
+    since_t: float  # start of the counted stay
+    since_ts: float
+    start_t: float
+    start_ts: float
+    last_update_t: float
+    last_present_t: float
+    box: np.ndarray
+    evidence: str | None
+
+
+class ParkingRule:
+    def __init__(self, zone_index: int, zone: ZoneConfig, cfg: ParkingConfig, evidence: EvidenceHook | None) -> None:
+        self.zi = zone_index
+        self.zone = zone
+        self.cfg = cfg
+        self.limit_s = zone.limit_s if zone.limit_s is not None else cfg.grace_s
+        self.classes = class_lut(resolve(cfg.classes))
+        self.evidence = evidence
+        self.active_since_t: float | None = None
+        self.open: dict[int, _Violation] = {}
+
+    def _payload(self, v: _Violation, ctx: StepContext, dwell: float, **extra: object) -> dict[str, object]:
+        h, w = float(ctx.height), float(ctx.width)
+        b = v.box
+        return {
+            "violation_id": v.key,
+            "track_id": v.track_id,
+            "class": class_name(v.class_id),
+            "dwell_s": round(dwell, 1),
+            "limit_s": self.limit_s,
+            "over_s": round(max(0.0, dwell - self.limit_s), 1),
+            "zone_type": self.zone.zone_type,
+            "scheduled": self.zone.schedule is not None,
+            "schedule_in_force": bool(ctx.active[self.zi]),
+            "box": [round(float(b[0]) / w, 4), round(float(b[1]) / h, 4), round(float(b[2]) / w, 4), round(float(b[3]) / h, 4)],
+            "evidence": v.evidence,
+            **extra,
+        }
+
+    def _emit(self, v: _Violation, ctx: StepContext, phase: str, until_t: float | None = None, **extra: object) -> Transition:
+        dwell = (ctx.t if until_t is None else until_t) - v.since_t
+        sev, reason = grade(dwell, self.limit_s, self.zone, bool(ctx.active[self.zi]), self.cfg.severity_step_s)
+        return transition(
+            ctx,
+            kind="parking_violation",
+            phase=phase,
+            key=v.key,
+            zone_id=self.zone.id,
+            severity=sev,
+            severity_reason=reason,
+            started_ts=v.start_ts,
+            track_id=v.track_id,
+            payload=self._payload(v, ctx, dwell, **extra),
+        )
+
+    def update(self, ctx: StepContext) -> list[Transition]:
+        out: list[Transition] = []
+        active = bool(ctx.active[self.zi])
+        if not active:
+            self.active_since_t = None
+            for v in list(self.open.values()):
+                out.append(self._emit(v, ctx, "end", end_reason="schedule ended"))
+            self.open.clear()
+            return out
+        if self.active_since_t is None:
+            self.active_since_t = ctx.t
+        tr = ctx.tracks
+        present = ctx.member.inside[:, self.zi] & self.classes[tr.class_id + 1]
+        idx = np.flatnonzero(present)
+        ids = tr.track_id[idx]
+        # Open violations whose vehicle is here now.
+        for j, tid in zip(idx.tolist(), ids.tolist(), strict=True):
+            cur = self.open.get(tid)
+            if cur is not None:
+                cur.last_present_t = ctx.t
+                cur.box = tr.xyxy[j].copy()
+                if ctx.t - cur.last_update_t >= self.cfg.update_s - 1e-9:
+                    cur.last_update_t = ctx.t
+                    out.append(self._emit(cur, ctx, "update"))
+        # New violations: stationary in the zone, while it is in force, longer than the limit.
+        since = np.maximum.reduce(
+            [ctx.t - tr.stationary_s[idx].astype(np.float64), ctx.member.entered_t[idx, self.zi], np.full(idx.size, self.active_since_t)]
+        )
+        due = tr.stationary[idx] & (ctx.t - since >= self.limit_s - 1e-9)
+        for j, tid, s in zip(idx[due].tolist(), ids[due].tolist(), since[due].tolist(), strict=True):
+            if tid in self.open:
+                continue
+            key = f"parking_violation:{ctx.camera_id}:{self.zone.id}:{tid}:{int(ctx.ts)}"
+            nv = _Violation(
+                key=key, track_id=tid, class_id=int(tr.class_id[j]), since_t=s, since_ts=ctx.ts - (ctx.t - s),
+                start_t=ctx.t, start_ts=ctx.ts, last_update_t=ctx.t, last_present_t=ctx.t,
+                box=tr.xyxy[j].copy(), evidence=None,
+            )
+            if self.evidence is not None and self.cfg.evidence:
+                try:
+                    nv.evidence = self.evidence(ctx, nv.box, key)
+                except Exception:  # evidence is optional; it must never stop the rule
+                    log.exception("evidence crop failed for %s", key)
+            self.open[tid] = nv
+            out.append(self._emit(nv, ctx, "start"))
+        # Vehicles gone for leave_s end their violation.
+        for tid, v in list(self.open.items()):
+            if ctx.t - v.last_present_t >= self.cfg.leave_s - 1e-9:
+                out.append(self._emit(v, ctx, "end", until_t=v.last_present_t, end_reason="vehicle left"))
+                del self.open[tid]
+        return out
+
+    def state(self) -> dict[str, object]:
+        return {"violations": sorted(self.open)}

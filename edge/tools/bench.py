@@ -1,0 +1,374 @@
+"""``edge-agent bench``: what this box can do with this model.
+
+Measured on real footage (the configured camera's file, ``--source``, or the shared
+assets' person clip) with the configured model and zones (``--config``) or a model and
+three zones (``--model``):
+
+1. capture + decode   frames/s the capture source (reader thread, cv2 decode) delivers;
+2. bare inference     median ``session.run`` on a real frame (engineer A's ``bench_model``);
+3. full detect        median pre-process + inference + decode + NMS on the same frame;
+4. tracker + rules    median ByteTracker + CameraAnalytics (rules and features) per frame,
+                      on the real detections of the clip;
+5. whole pipeline     the real ``Agent`` over the clip in video time, every frame inferred,
+                      in a child process so its peak RSS is the agent's own;
+6. peak RSS           ``getrusage(RUSAGE_SELF).ru_maxrss`` of that child.
+
+The sizing line divides the whole-pipeline fps, at 80 % load, by ``detect_fps``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.config import parse_config
+from edge.config.site import SiteConfig
+from edge.errors import CaptureError, ConfigError, ModelError
+from edge.types import Frame, SourceStatus
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLIP = "media/intel_one-by-one-person-detection.mp4"
+DEFAULT_MODEL = "yolox_nano_416"
+LOAD_FACTOR = 0.8  # leave 20 % of the CPU for capture spikes, uplink and the OS
+# Three zones over the shared clip's floor: where people come in, cross and leave.
+BENCH_ZONES: list[dict[str, Any]] = [
+    {"id": "entry", "kind": "count", "polygon": [[0.0, 0.3], [0.35, 0.3], [0.35, 1.0], [0.0, 1.0]]},
+    {
+        "id": "floor",
+        "kind": "crowd",
+        "area_m2": 20.0,
+        "polygon": [[0.35, 0.3], [0.7, 0.3], [0.7, 1.0], [0.35, 1.0]],
+    },
+    {"id": "exit", "kind": "count", "polygon": [[0.7, 0.3], [1.0, 0.3], [1.0, 1.0], [0.7, 1.0]]},
+]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    config: str | None = None
+    model: str | None = None
+    source: str | None = None
+    seconds: float = 20.0
+    threads: int | None = None
+    detect_fps: float | None = None
+
+
+def assets_dir() -> Path:
+    """EDGE_ASSETS, else ``../shared/assets`` from the working directory or from the repository."""
+    env = os.environ.get("EDGE_ASSETS")
+    if env:
+        return Path(env)
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        p = base.parent / "shared" / "assets"
+        if p.is_dir():
+            return p
+    return Path.cwd().parent / "shared" / "assets"
+
+
+def _ensure_model_path() -> None:
+    """Let the shared assets' models be found when EDGE_MODEL_PATH does not name a folder yet."""
+    models = assets_dir() / "models"
+    cur = os.environ.get("EDGE_MODEL_PATH", "")
+    if models.is_dir() and str(models) not in cur.split(":"):
+        os.environ["EDGE_MODEL_PATH"] = f"{cur}:{models}" if cur else str(models)
+
+
+def bench_config(opts: BenchOptions) -> SiteConfig:
+    """The config under test: ``--config``'s first camera, or ``--model`` with three zones; source resolved."""
+    if opts.config:
+        from edge.config import load_config
+
+        base = load_config(opts.config)
+        cam = base.cameras[0]
+        source = opts.source or (
+            cam.source if isinstance(cam.source, str) and Path(cam.source).is_file() else None
+        )
+        data = base.model_dump(mode="json")
+        data["cameras"] = [data["cameras"][0]]
+    else:
+        source = opts.source
+        data = {
+            "config_version": 1,
+            "device_id": "bench",
+            "site_id": "bench",
+            "cameras": [
+                {"id": "bench", "source": "0", "model": opts.model or DEFAULT_MODEL, "zones": BENCH_ZONES}
+            ],
+        }
+    if source is None:
+        clip = assets_dir() / DEFAULT_CLIP
+        if not clip.is_file():
+            raise CaptureError(
+                f"no footage to bench on: {clip} not found; pass --source VIDEO or set EDGE_ASSETS to the shared assets"
+            )
+        source = str(clip)
+    if not Path(source).is_file():
+        raise CaptureError(f"{source}: bench needs a video file; no such file")
+    cam = data["cameras"][0]
+    cam.update({"source": source, "playback": "video_time", "loop": False, "detect_fps": 60})
+    if opts.threads is not None:
+        cam.setdefault("detector", {})["threads"] = opts.threads
+    tmp = Path(tempfile.gettempdir()) / f"edge-bench-{os.getpid()}"
+    data["uplink"] = {"outbox_path": str(tmp / "outbox.sqlite")}
+    data.pop("hardware", None)
+    data["health"] = {**(data.get("health") or {}), "health_interval_s": 1e9}
+    data["health"].pop("metrics", None)
+    cfg = parse_config(data, source="bench")
+    if cfg.cameras[0].model == "motion":
+        raise ConfigError(
+            "bench needs an ONNX model", ["model: bench measures an ONNX model; use --model NAME"]
+        )
+    return cfg
+
+
+def measure_capture(cfg: SiteConfig, budget_s: float) -> dict[str, Any]:
+    """Frames per second the capture source delivers when nobody waits for inference."""
+    from edge.capture import open_source
+
+    src = open_source(cfg.cameras[0])
+    frames: list[np.ndarray] = []
+    n = 0
+    t0 = time.perf_counter()
+    try:
+        while time.perf_counter() - t0 < budget_s:
+            item = src.read(timeout_s=2.0)
+            if item is None:
+                break
+            if isinstance(item, SourceStatus):
+                if item.state.value == "ended":
+                    break
+                continue
+            n += 1
+            if n % 10 == 1 and len(frames) < 200:
+                frames.append(item.image)
+    finally:
+        wall = time.perf_counter() - t0
+        src.close()
+    if n == 0:
+        raise CaptureError(f"{cfg.cameras[0].source}: no frame decoded; is it a video cv2 can read?")
+    h, w = frames[0].shape[:2]
+    return {"fps": n / wall, "ms": wall * 1e3 / n, "frames": n, "size": f"{w}x{h}", "samples": frames}
+
+
+def measure_inference(cfg: SiteConfig, image: np.ndarray, repeats: int) -> dict[str, Any]:
+    from edge.vision.bench import bench_model
+
+    cam = cfg.cameras[0]
+    threads = cam.detector.threads or os.cpu_count() or 1
+    r = bench_model(cam.model, threads, image, repeats)
+    return {
+        "bare_ms": float(r["bare_ms"]),
+        "full_ms": float(r["full_ms"]),
+        "threads": threads,
+        "model": str(r["model"]),
+    }
+
+
+def measure_analytics(cfg: SiteConfig, samples: list[np.ndarray], repeats: int) -> dict[str, Any]:
+    """Median ms of tracker + rules + features per frame over real detections of the clip."""
+    from edge.rules import CameraAnalytics
+    from edge.tracking import ByteTracker
+    from edge.vision.detector import build_detector
+
+    cam = cfg.cameras[0]
+    det = build_detector(cam)
+    dets = [det.detect(Frame(img, i, 0.0, 0.0, cam.id)) for i, img in enumerate(samples)]
+    tracker = ByteTracker(cfg.rules.tracker)
+    analytics = CameraAnalytics(cam, cfg.rules, cfg.timezone)
+    times: list[float] = []
+    t = 0.0
+    ts0 = time.time()
+    for k in range(repeats):
+        i = k % len(samples)
+        frame = Frame(samples[i], k, t, ts0 + t, cam.id)
+        t0 = time.perf_counter()
+        tracks = tracker.update(dets[i], t)
+        analytics.update(frame, tracks, None)
+        analytics.feature_record(t, ts0 + t)
+        times.append((time.perf_counter() - t0) * 1e3)
+        t += 1.0 / cam.detect_fps if cam.detect_fps < 60 else 0.2
+    return {
+        "ms": statistics.median(times),
+        "p95_ms": float(np.percentile(times, 95)),
+        "objects": float(np.mean([len(d) for d in dets])),
+    }
+
+
+def pipeline_child(cfg_json: str) -> dict[str, Any]:
+    """Run the real Agent over the clip; fps between the first and last processed frame; own peak RSS."""
+    from edge.agent.runner import Agent
+
+    cfg = parse_config(json.loads(cfg_json), source="bench")
+    Path(cfg.uplink.outbox_path).unlink(missing_ok=True)
+    stamps: list[float] = []
+    detect_ms: list[float] = []
+
+    def on_step(result: Any) -> None:
+        stamps.append(time.perf_counter())
+        detect_ms.append(float(result.timing_ms.get("detect", 0.0)))
+
+    agent = Agent(cfg, on_step=on_step)
+    code = agent.run()
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if len(stamps) < 3:
+        raise CaptureError(f"the agent processed only {len(stamps)} frames (exit code {code})")
+    # Skip the first frames: model warm-up and thread start are not steady state.
+    skip = min(10, len(stamps) // 5)
+    span = stamps[-1] - stamps[skip]
+    return {
+        "fps": (len(stamps) - 1 - skip) / span,
+        "frames": len(stamps),
+        "detect_ms": statistics.median(detect_ms[skip:]),
+        "peak_rss_mb": rss_kb / 1024.0,
+        "exit_code": code,
+    }
+
+
+def measure_pipeline(cfg: SiteConfig) -> dict[str, Any]:
+    env = dict(os.environ)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.tools.bench", "--child"],
+        input=json.dumps(cfg.model_dump(mode="json")),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
+        raise CaptureError(f"whole-pipeline run failed (exit {proc.returncode}):\n{tail}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def run_bench(opts: BenchOptions) -> dict[str, Any]:
+    _ensure_model_path()
+    cfg = bench_config(opts)
+    cam = cfg.cameras[0]
+    repeats = max(10, min(200, int(opts.seconds * 10)))
+    cap = measure_capture(cfg, opts.seconds)
+    samples = cap.pop("samples")
+    try:
+        inf = measure_inference(cfg, samples[len(samples) // 2], repeats)
+    except ModelError:
+        raise
+    ana = measure_analytics(cfg, samples, max(repeats, len(samples)))
+    pipe = measure_pipeline(cfg)
+    bare_fps = 1000.0 / inf["bare_ms"]
+    detect_fps = opts.detect_fps
+    if detect_fps is None:
+        detect_fps = 5.0 if not opts.config else _configured_detect_fps(opts.config)
+    cams = cameras_sustainable(pipe["fps"], detect_fps)
+    return {
+        "machine": {
+            "host": platform.node(),
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+        "model": inf["model"],
+        "threads": inf["threads"],
+        "source": cam.source,
+        "frame_size": cap["size"],
+        "zones": len(cam.zones),
+        "capture_decode": {"fps": round(cap["fps"], 1), "ms": round(cap["ms"], 2)},
+        "bare_inference": {"fps": round(bare_fps, 1), "ms": round(inf["bare_ms"], 2)},
+        "full_detect": {"fps": round(1000.0 / inf["full_ms"], 1), "ms": round(inf["full_ms"], 2)},
+        "tracker_rules_features": {
+            "ms": round(ana["ms"], 3),
+            "p95_ms": round(ana["p95_ms"], 3),
+            "objects": round(ana["objects"], 1),
+        },
+        "whole_pipeline": {
+            "fps": round(pipe["fps"], 1),
+            "ms": round(1000.0 / pipe["fps"], 2),
+            "frames": pipe["frames"],
+        },
+        "pipeline_over_bare": round(pipe["fps"] / bare_fps, 3),
+        "peak_rss_mb": round(pipe["peak_rss_mb"], 1),
+        "detect_fps": detect_fps,
+        "cameras_sustainable": cams,
+        "summary": (
+            f"this box can sustain {cams} camera(s) at {detect_fps:g} detect_fps with {inf['model']} "
+            f"({pipe['fps']:.1f} fps whole pipeline, {LOAD_FACTOR:.0%} load)"
+        ),
+    }
+
+
+def cameras_sustainable(pipeline_fps: float, detect_fps: float, load: float = LOAD_FACTOR) -> int:
+    """How many cameras at ``detect_fps`` fit in ``load`` of the measured whole-pipeline throughput."""
+    if detect_fps <= 0:
+        raise ValueError(f"detect_fps must be > 0, got {detect_fps}")
+    return max(int(pipeline_fps * load / detect_fps + 1e-9), 0)
+
+
+def _configured_detect_fps(path: str) -> float:
+    from edge.config import load_config
+
+    return float(load_config(path).cameras[0].detect_fps)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def format_table(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    rows = [
+        ("capture + decode", f"{r['capture_decode']['ms']:.2f}", f"{r['capture_decode']['fps']:.1f}"),
+        (
+            "bare inference (session.run)",
+            f"{r['bare_inference']['ms']:.2f}",
+            f"{r['bare_inference']['fps']:.1f}",
+        ),
+        ("full detect (pre+infer+decode)", f"{r['full_detect']['ms']:.2f}", f"{r['full_detect']['fps']:.1f}"),
+        ("tracker + rules + features", f"{r['tracker_rules_features']['ms']:.3f}", ""),
+        ("whole pipeline (agent)", f"{r['whole_pipeline']['ms']:.2f}", f"{r['whole_pipeline']['fps']:.1f}"),
+    ]
+    lines = [
+        f"edge-agent bench  {m['date_utc']}  {m['cpu']} ({m['cores']} cores)  python {m['python']}",
+        f"model {r['model']}  threads {r['threads']}  {r['frame_size']}  {r['zones']} zones  source {r['source']}",
+        "",
+        f"{'stage':<32}{'ms/frame':>10}{'fps':>9}",
+        "-" * 51,
+    ]
+    lines += [f"{a:<32}{b:>10}{c:>9}" for a, b, c in rows]
+    lines += [
+        "-" * 51,
+        f"whole pipeline / bare inference: {r['pipeline_over_bare']:.3f}  (overhead {100 * (1 - r['pipeline_over_bare']):.1f} %)",
+        f"peak RSS (agent): {r['peak_rss_mb']:.1f} MB",
+        r["summary"],
+    ]
+    return "\n".join(lines)
+
+
+def _child_main() -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    _ensure_model_path()
+    out = pipeline_child(sys.stdin.read())
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__" and "--child" in sys.argv:
+    raise SystemExit(_child_main())

@@ -1,0 +1,129 @@
+"""Sub-commands of the field tools: ``replay``, ``calibrate`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.tools.replay import ReplayOptions, replay
+
+    cfg = load_config(args.config)
+    opts = ReplayOptions(
+        source=args.source,
+        out_dir=args.out,
+        hold_s=args.hold,
+        camera_id=args.camera,
+        video=not args.no_video,
+        frames_every_s=args.frames_every,
+        progress=not args.quiet,
+    )
+    summary = replay(cfg, opts)
+    print(json.dumps(summary, indent=2) if args.json else summary_text(summary))
+    return 0
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    lines = [
+        f"replayed {summary['frames']} frames ({summary['video_s']:.1f} s of video) in {summary['wall_s']:.1f} s "
+        f"({summary['fps']:.1f} fps)",
+        f"events: {summary['events']}  "
+        + " ".join(f"{k}={v}" for k, v in sorted(summary["events_by_kind"].items())),
+        "wrote:",
+    ]
+    lines += [f"  {p}" for p in summary["files"]]
+    return "\n".join(lines)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from edge.tools.calibrate import CalibrateServer, CalibrateState
+
+    state = CalibrateState.load(args.config, args.out, timeout_s=args.timeout)
+    server = CalibrateServer(state, port=args.port)
+    print(f"calibration page: {server.url}  (127.0.0.1 only; Ctrl-C to stop)", file=sys.stderr)
+    print(
+        f"saving writes {state.out_path or state.config_path}"
+        + ("" if state.out_path else " (old file kept as .bak)"),
+        file=sys.stderr,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge.tools.bench import BenchOptions, format_table, run_bench
+
+    result = run_bench(
+        BenchOptions(
+            config=args.config,
+            model=args.model,
+            source=args.source,
+            seconds=args.seconds,
+            threads=args.threads,
+            detect_fps=args.detect_fps,
+        )
+    )
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "replay", help="run the full pipeline over a recording and write events, features, pictures and plots"
+    )
+    p.add_argument("--config", required=True, help="site config YAML (zones and rules to check)")
+    p.add_argument(
+        "--source", required=True, help="video file or still image to replay instead of the camera"
+    )
+    p.add_argument("--camera", default=None, help="camera id to replay (default: the first camera)")
+    p.add_argument("--hold", type=float, default=None, help="for a still image: simulated seconds to hold it")
+    p.add_argument("--out", default="replay-out", help="output directory (default ./replay-out)")
+    p.add_argument("--no-video", action="store_true", help="write annotated JPEG frames instead of a video")
+    p.add_argument(
+        "--frames-every",
+        type=float,
+        default=None,
+        help="also write an annotated JPEG every S seconds of video",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_replay)
+
+    p = subparsers.add_parser(
+        "calibrate", help="serve the calibration page on 127.0.0.1 to draw zones and ground points"
+    )
+    p.add_argument("--config", required=True, help="site config YAML to edit")
+    p.add_argument(
+        "--out", default=None, help="write a new file instead of the config (default: same file + .bak)"
+    )
+    p.add_argument("--port", type=int, default=8470, help="local port (default 8470; 0 picks a free one)")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for a camera frame (default 10)"
+    )
+    p.set_defaults(func=cmd_calibrate)
+
+    p = subparsers.add_parser(
+        "bench", help="measure capture, inference, pipeline fps and peak RSS on this box"
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--config", default=None, help="site config: bench its first camera's model, zones and source"
+    )
+    g.add_argument("--model", default=None, help="model manifest name or path (default yolox_nano_416)")
+    p.add_argument("--source", default=None, help="video to decode (default: the shared assets' person clip)")
+    p.add_argument("--seconds", type=float, default=20.0, help="budget per measurement (default 20)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the config's)")
+    p.add_argument(
+        "--detect-fps", type=float, default=None, help="detect_fps to size cameras for (default: config's)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_bench)

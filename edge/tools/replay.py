@@ -1,0 +1,460 @@
+"""``edge-agent replay``: the full pipeline over a recording, with pictures a technician can check.
+
+The site config's camera (zones, rules, model) runs unchanged except that its source is the
+recording, played in *video time* (as fast as the CPU allows, with the file's own
+timestamps). The agent's uplink is pointed at a private outbox in the output directory and
+MQTT is switched off, so a replay never publishes. Written to ``--out``:
+
+* ``events.jsonl``   every event the agent built (except ``features``), one JSON object a line
+* ``features.jsonl`` the ``features`` records
+* ``annotated.avi`` (MJPG) or ``annotated.mp4`` (mp4v) -- or ``frames/*.jpg`` with ``--no-video``
+  -- zones with live state, tracks with ids/class/parked time, counts and recent events
+* ``heatmap.png``    the occupancy grid over the last frame
+* ``timeseries.png`` per-zone counts, density and occupancy over video time
+* ``summary.json``
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import cv2
+import numpy as np
+
+from edge.classes import CLASS_ID
+from edge.config.hardware import HardwareConfig
+from edge.config.site import CameraConfig, SiteConfig
+from edge.errors import CaptureError, ConfigError
+from edge.tools.draw import annotate, class_counts, draw_zones
+from edge.tools.heatmap import OccupancyAccumulator, render_heatmap, save_png
+from edge.tools.plots import ZoneSeries, render_timeseries
+from edge.zones.calibration import Homography
+from edge.zones.geometry import CompiledZone, compile_zones
+
+log = logging.getLogger(__name__)
+
+_IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+_QUIET_KINDS = ("device_health",)
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    source: str
+    out_dir: str | Path = "replay-out"
+    hold_s: float | None = None  # still images: simulated seconds
+    camera_id: str | None = None  # default: the first camera
+    video: bool = True  # False: annotated JPEG frames instead of a video file
+    frames_every_s: float | None = None  # also write a JPEG every S seconds of video
+    progress: bool = True
+
+
+def replay_config(cfg: SiteConfig, opts: ReplayOptions, out_dir: Path) -> SiteConfig:
+    """The site config with one camera reading ``opts.source`` in video time and a private, offline uplink."""
+    cams = cfg.cameras
+    if opts.camera_id is None:
+        cam = cams[0]
+    else:
+        found = [c for c in cams if c.id == opts.camera_id]
+        if not found:
+            raise ConfigError(
+                f"no camera {opts.camera_id!r}",
+                [f"--camera: no camera {opts.camera_id!r}; this config has {', '.join(c.id for c in cams)}"],
+            )
+        cam = found[0]
+    src = Path(opts.source)
+    if "://" not in opts.source and not src.exists():
+        raise CaptureError(f"{opts.source}: no such file; give a video or image recorded at the pole")
+    update: dict[str, Any] = {"source": opts.source, "playback": "video_time", "loop": False}
+    if opts.hold_s is not None:
+        if opts.hold_s <= 0:
+            raise ConfigError("--hold must be > 0", ["--hold: must be > 0 seconds"])
+        update["hold_s"] = float(opts.hold_s)
+    new_cam = cam.model_copy(update=update)
+    outbox = out_dir / "replay-outbox.sqlite"
+    for p in (outbox, *out_dir.glob("replay-outbox.sqlite*")):
+        p.unlink(missing_ok=True)
+    uplink = cfg.uplink.model_copy(update={"mqtt": None, "outbox_path": str(outbox), "jsonl_path": None})
+    health = cfg.health.model_copy(update={"health_interval_s": 1e9})
+    return cfg.model_copy(
+        update={
+            "cameras": [new_cam],
+            "uplink": uplink,
+            "hardware": HardwareConfig.model_validate({}),
+            "health": health,
+        }
+    )
+
+
+def probe_duration(source: str, hold_s: float) -> float | None:
+    """Seconds of video in the file (hold_s for a still image); None when unknown (streams)."""
+    if Path(source).suffix.lower() in _IMAGE_EXT:
+        return hold_s
+    cap = cv2.VideoCapture(source)
+    try:
+        if not cap.isOpened():
+            return None
+        n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        return float(n / fps) if n > 0 and fps > 0 else None
+    finally:
+        cap.release()
+
+
+class ProgressBar:
+    """``[#####-----]  48%  67.0/139.4 s video  21.3 fps`` on stderr, redrawn at most 5 times a second."""
+
+    def __init__(
+        self,
+        total_s: float | None,
+        stream: IO[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        tty: bool | None = None,
+    ):
+        self.total_s = total_s
+        self.stream = stream if stream is not None else sys.stderr
+        self.clock = clock
+        self.start = clock()
+        self._last_draw = -1.0
+        self.frames = 0
+        self.video_s = 0.0
+        self._last_step = -1
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty()) if callable(isatty) and tty is None else bool(tty)
+
+    def update(self, video_s: float, force: bool = False) -> None:
+        self.frames += 1
+        self.video_s = video_s
+        now = self.clock()
+        if not self.tty:  # a log file: one line per 10 % instead of carriage-return redraws
+            step = int(10 * video_s / self.total_s) if self.total_s else int(video_s // 60)
+            if step > self._last_step or force:
+                self._last_step = step
+                self.stream.write(self.render(now) + "\n")
+                self.stream.flush()
+            return
+        if not force and now - self._last_draw < 0.2:
+            return
+        self._last_draw = now
+        self.stream.write("\r" + self.render(now))
+        self.stream.flush()
+
+    def render(self, now: float) -> str:
+        fps = self.frames / max(now - self.start, 1e-9)
+        if self.total_s:
+            frac = min(max(self.video_s / self.total_s, 0.0), 1.0)
+            bar = "#" * int(frac * 30)
+            return f"[{bar:<30}] {frac * 100:3.0f}%  {self.video_s:6.1f}/{self.total_s:.1f} s video  {fps:5.1f} fps"
+        return f"{self.video_s:7.1f} s video  {self.frames} frames  {fps:5.1f} fps"
+
+    def close(self) -> None:
+        self.frames -= 1  # the forced redraw is not a frame
+        self.update(self.video_s, force=True)
+        if self.tty:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+class _VideoOut:
+    """MJPG .avi or mp4v .mp4 (whichever this cv2 can write), else JPEG frames."""
+
+    def __init__(self, out_dir: Path, fps: float, enabled: bool) -> None:
+        self.out_dir = out_dir
+        self.fps = max(min(fps, 60.0), 1.0)
+        self.enabled = enabled
+        self.writer: Any = None
+        self.path: Path | None = None
+        self.frames_dir = out_dir / "frames"
+        self.count = 0
+
+    def write(self, image: np.ndarray) -> None:
+        if self.enabled and self.writer is None and self.path is None:
+            h, w = image.shape[:2]
+            for name, fourcc in (("annotated.avi", "MJPG"), ("annotated.mp4", "mp4v")):
+                p = self.out_dir / name
+                wr = cv2.VideoWriter(str(p), cv2.VideoWriter.fourcc(*fourcc), self.fps, (w, h))
+                if wr.isOpened():
+                    self.writer, self.path = wr, p
+                    break
+                wr.release()
+                p.unlink(missing_ok=True)
+            if self.writer is None:
+                log.warning(
+                    "cv2 cannot write MJPG or mp4v video here; writing JPEG frames to %s", self.frames_dir
+                )
+                self.enabled = False
+        if self.writer is not None:
+            self.writer.write(image)
+        else:
+            self.write_jpeg(image, f"frame_{self.count:06d}.jpg")
+        self.count += 1
+
+    def write_jpeg(self, image: np.ndarray, name: str) -> Path:
+        self.frames_dir.mkdir(parents=True, exist_ok=True)
+        p = self.frames_dir / name
+        cv2.imwrite(str(p), image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        return p
+
+    def close(self) -> Path | None:
+        if self.writer is not None:
+            self.writer.release()
+            return self.path
+        return self.frames_dir if self.count else None
+
+
+def _numeric_state(state: Any) -> dict[str, float]:
+    from edge.tools.draw import _state_fields
+
+    out: dict[str, float] = {}
+    for k, v in _state_fields(state).items():
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+            continue
+        out[k] = float(v)
+    return out
+
+
+class ReplayRecorder:
+    """Consumes the agent's ``on_event`` / ``on_step`` callbacks and writes the replay outputs."""
+
+    def __init__(
+        self,
+        cam: CameraConfig,
+        out_dir: Path,
+        *,
+        video: bool = True,
+        frames_every_s: float | None = None,
+        progress: ProgressBar | None = None,
+    ) -> None:
+        self.cam = cam
+        self.out_dir = out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self._events = (out_dir / "events.jsonl").open("w", encoding="utf-8")
+        self._features = (out_dir / "features.jsonl").open("w", encoding="utf-8")
+        self._lock = threading.Lock()
+        self.video = _VideoOut(out_dir, cam.detect_fps, video)
+        self.frames_every_s = frames_every_s
+        self.progress = progress
+        self.series = ZoneSeries()
+        self.events_by_kind: dict[str, int] = {}
+        self.frames = 0
+        self.t0: float | None = None
+        self.last_t = 0.0
+        self.last_image: np.ndarray | None = None
+        self._zones: list[CompiledZone] | None = None
+        self._area_m2: dict[str, float] = {}
+        self._size: tuple[int, int] | None = None
+        self._acc: OccupancyAccumulator | None = None
+        self._analytics: Any = None
+        self._recent: deque[tuple[float, str]] = deque(maxlen=4)
+        self._hot: set[int] = set()
+        self._next_still = 0.0
+        self.errors: list[str] = []
+
+    # -------------------------------------------------------------- callbacks
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("kind", "?"))
+        with self._lock:
+            self.events_by_kind[kind] = self.events_by_kind.get(kind, 0) + 1
+            line = json.dumps(event, ensure_ascii=False, default=str) + "\n"
+            (self._features if kind == "features" else self._events).write(line)
+            if kind in ("features", *_QUIET_KINDS):
+                return
+            tid = event.get("track_id", (event.get("payload") or {}).get("track_id"))
+            phase = event.get("phase")
+            if isinstance(tid, int):
+                if phase in ("start", "update"):
+                    self._hot.add(tid)
+                elif phase == "end":
+                    self._hot.discard(tid)
+            if event.get("camera_id"):
+                zone = f" {event['zone_id']}" if event.get("zone_id") else ""
+                self._recent.append((self.last_t, f"{kind} {phase}{zone}"))
+
+    def on_step(self, result: Any) -> None:
+        try:
+            self._step(result)
+        except Exception as exc:  # a drawing bug must not stop the agent's camera thread
+            if len(self.errors) < 5:
+                log.exception("replay drawing failed at frame %d", self.frames)
+            self.errors.append(repr(exc))
+
+    def _step(self, result: Any) -> None:
+        frame = result.frame
+        tracks = result.tracks
+        h, w = frame.image.shape[:2]
+        with self._lock:
+            if self.t0 is None:
+                self.t0 = frame.t
+            vt = frame.t - self.t0
+            self.last_t = vt
+            self.frames += 1
+            if self._size != (w, h):
+                self._compile(w, h)
+            assert self._acc is not None and self._zones is not None
+            self._analytics = result.analytics
+            self._acc.update(tracks, vt)
+            states = self._zone_states(result.analytics)
+            self._sample(vt, tracks, states)
+            counts = class_counts(tracks)
+            hud = [
+                f"{self.cam.id}  t={vt:7.1f}s  frame {self.frames}"
+                + ("" if result.inferred else "  (gated)"),
+                "tracks: " + (" ".join(f"{k}:{v}" for k, v in counts.items()) or "none"),
+            ]
+            hud += [f"{t:6.1f}s {text}" for t, text in self._recent if vt - t <= 10.0]
+            image = annotate(
+                frame.image,
+                zones=self.cam.zones,
+                lines=self.cam.lines,
+                masks=self.cam.masks,
+                tracks=tracks,
+                states=states,
+                hud=hud,
+                highlight=self._hot,
+            )
+            self.last_image = frame.image
+        self.video.write(image)
+        if self.frames_every_s and vt >= self._next_still:
+            self.video.write_jpeg(image, f"still_{vt:08.1f}s.jpg")
+            self._next_still = vt + self.frames_every_s
+        if self.progress is not None:
+            self.progress.update(vt)
+
+    # -------------------------------------------------------------- helpers
+    def _compile(self, w: int, h: int) -> None:
+        self._size = (w, h)
+        self._zones = compile_zones(self.cam.zones, w, h)
+        self._acc = OccupancyAccumulator(w, h)
+        homog = Homography.from_config(self.cam.calibration, w, h) if self.cam.calibration else None
+        self._area_m2 = {}
+        for z in self._zones:
+            if z.config.area_m2:
+                self._area_m2[z.id] = float(z.config.area_m2)
+            elif homog is not None:
+                self._area_m2[z.id] = float(homog.area_m2(z.polygon_px))
+
+    @staticmethod
+    def _zone_states(analytics: Any) -> dict[str, Any] | None:
+        fn = getattr(analytics, "zone_states", None)
+        if not callable(fn):
+            return None
+        try:
+            states = fn()
+        except Exception:
+            return None
+        return dict(states) if states else None
+
+    def _sample(self, vt: float, tracks: Any, states: dict[str, Any] | None) -> None:
+        """Per-zone count (tracks of the zone's classes anchored inside), density and occupancy."""
+        assert self._zones is not None
+        anchors = tracks.anchor if len(tracks) else np.zeros((0, 2))
+        for z in self._zones:
+            n = int(z.contains(anchors, tracks.class_id).sum()) if len(tracks) else 0
+            self.series.add(vt, z.id, "count", n)
+            numeric = _numeric_state(states.get(z.id)) if states else {}
+            if "density" in numeric:
+                self.series.add(vt, z.id, "density", numeric["density"])
+            elif z.kind == "crowd" and z.id in self._area_m2:
+                persons = int(z.contains(anchors, tracks.class_id).sum()) if len(tracks) else 0
+                self.series.add(vt, z.id, "density", persons / self._area_m2[z.id])
+            if "occupancy" in numeric:
+                self.series.add(vt, z.id, "occupancy", numeric["occupancy"])
+            elif z.kind == "bike_bay" and z.config.capacity:
+                bikes = tracks.class_id == CLASS_ID["bicycle"]
+                inside = z.contains(anchors[bikes]) if len(tracks) else np.zeros(0, bool)
+                self.series.add(vt, z.id, "occupancy", float(inside.sum()) / z.config.capacity)
+
+    def zone_max(self) -> dict[str, dict[str, float]]:
+        """The peak of each metric per zone over the replay (for the summary)."""
+        out: dict[str, dict[str, float]] = {}
+        for metric in self.series.metrics():
+            for zone in self.series.zones():
+                _, vs = self.series.series(metric, zone)
+                if vs.size:
+                    out.setdefault(metric, {})[zone] = round(float(vs.max()), 4)
+        return out
+
+    def occupancy_grid(self) -> np.ndarray:
+        """The analytics' own occupancy grid when it has one with data, else the recorder's."""
+        grid = getattr(self._analytics, "occupancy_grid", None)
+        if callable(grid):
+            try:
+                grid = grid()
+            except Exception:
+                grid = None
+        if grid is not None:
+            arr = np.asarray(getattr(grid, "grid", grid), dtype=np.float64)
+            if arr.ndim == 2 and arr.size and float(np.nanmax(arr)) > 0:
+                return arr
+        assert self._acc is not None
+        return self._acc.grid
+
+    def close(self) -> list[Path]:
+        """Flush the JSONL files, finish the video, write the heat map and the plot."""
+        with self._lock:
+            self._events.close()
+            self._features.close()
+        files = [self.out_dir / "events.jsonl", self.out_dir / "features.jsonl"]
+        vid = self.video.close()
+        if vid is not None:
+            files.append(vid)
+        if self.last_image is not None and self._acc is not None:
+            background = draw_zones(self.last_image, self.cam.zones, lines=self.cam.lines)
+            heat = render_heatmap(self.occupancy_grid(), background, title=f"{self.cam.id} occupancy")
+            files.append(save_png(self.out_dir / "heatmap.png", heat))
+        plot = render_timeseries(self.series, title=f"{self.cam.id}: per-zone time series")
+        files.append(save_png(self.out_dir / "timeseries.png", plot))
+        return files
+
+
+def replay(
+    cfg: SiteConfig, opts: ReplayOptions, *, agent_factory: Callable[..., Any] | None = None
+) -> dict[str, Any]:
+    """Run the agent over ``opts.source``; returns a summary (also written to ``summary.json``)."""
+    out_dir = Path(opts.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rcfg = replay_config(cfg, opts, out_dir)
+    cam = rcfg.cameras[0]
+    bar = ProgressBar(probe_duration(opts.source, cam.hold_s)) if opts.progress else None
+    rec = ReplayRecorder(cam, out_dir, video=opts.video, frames_every_s=opts.frames_every_s, progress=bar)
+    if agent_factory is None:
+        from edge.agent.runner import Agent
+
+        agent_factory = Agent
+    agent = agent_factory(rcfg, on_event=rec.on_event, on_step=rec.on_step)
+    started = time.monotonic()
+    try:
+        code = int(agent.run())
+    finally:
+        wall = time.monotonic() - started
+        if bar is not None:
+            bar.close()
+        files = rec.close()
+    if code != 0:
+        raise CaptureError(f"replay of {opts.source} stopped with exit code {code}; see the log above")
+    summary: dict[str, Any] = {
+        "source": opts.source,
+        "camera": cam.id,
+        "frames": rec.frames,
+        "video_s": round(rec.last_t, 3),
+        "wall_s": round(wall, 3),
+        "fps": round(rec.frames / wall, 2) if wall > 0 else 0.0,
+        "events": sum(v for k, v in rec.events_by_kind.items() if k != "features"),
+        "events_by_kind": dict(sorted(rec.events_by_kind.items())),
+        "drawing_errors": len(rec.errors),
+        "zone_max": rec.zone_max(),
+        "files": [str(p) for p in files],
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    summary["files"].append(str(out_dir / "summary.json"))
+    if rec.errors:
+        log.error("replay: %d frame(s) could not be drawn, first: %s", len(rec.errors), rec.errors[0])
+    return summary

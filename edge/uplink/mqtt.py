@@ -1,0 +1,217 @@
+"""The paho-mqtt adapter: the only module that imports paho.
+
+``PahoSession`` is one MQTT 5 connection (a fresh paho client per connection, so message ids
+and paho's memory queue never outlive the connection they belong to; the outbox is the real
+queue). Its callbacks only put small tuples on a ``queue.SimpleQueue``; the uplink thread drains
+them. ``probe_broker()`` is the ``doctor`` check.
+"""
+
+from __future__ import annotations
+
+import queue
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.config.uplink import MqttConfig, UplinkConfig, is_local_host
+from edge.errors import UplinkError
+from edge.events.topics import Topics
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    ok: bool
+    session_present: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PubAck:
+    mid: int
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+
+
+SessionEvent = Connected | Disconnected | PubAck | Message
+STATUS_ONLINE = b"online"
+STATUS_OFFLINE = b"offline"
+STATUS_STOPPED = b"stopped"
+
+
+def check_transport_security(mcfg: MqttConfig) -> None:
+    """Refuse plaintext to a non-local broker unless allow_insecure (the config checks it too)."""
+    if mcfg.tls is None and not mcfg.allow_insecure and not is_local_host(mcfg.host):
+        raise UplinkError(
+            f"refusing plaintext MQTT to {mcfg.host}: configure uplink.mqtt.tls (CA, client cert, key) "
+            "or set uplink.mqtt.allow_insecure: true for a lab broker"
+        )
+
+
+class PahoSession:
+    """One connection to the broker: connect, pump, publish, subscribe. Not thread-safe by design:
+    one thread (the uplink thread) drives it; paho callbacks only enqueue into ``events``."""
+
+    def __init__(
+        self, mcfg: MqttConfig, client_id: str, topics: Topics, events: queue.SimpleQueue[SessionEvent]
+    ) -> None:
+        check_transport_security(mcfg)
+        self.mcfg = mcfg
+        self.events = events
+        c = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            reconnect_on_failure=False,
+        )
+        c.max_inflight_messages_set(mcfg.inflight_max)
+        c.max_queued_messages_set(0)
+        if mcfg.username is not None:
+            c.username_pw_set(mcfg.username, mcfg.password)
+        if mcfg.tls is not None:
+            tls = mcfg.tls
+            c.tls_set(
+                ca_certs=tls.ca_file,
+                certfile=tls.cert_file,
+                keyfile=tls.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+            c.tls_insecure_set(tls.insecure_skip_verify)
+        c.will_set(topics.status, STATUS_OFFLINE, qos=1, retain=True)
+        c.connect_timeout = mcfg.connect_timeout_s
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        self._client = c
+
+    # -- callbacks: enqueue only ---------------------------------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        self.events.put(Connected(not reason_code.is_failure, bool(flags.session_present), str(reason_code)))
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        self.events.put(Disconnected(str(reason_code)))
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        self.events.put(PubAck(int(mid), not reason_code.is_failure, str(reason_code)))
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self.events.put(Message(str(msg.topic), bytes(msg.payload)))
+
+    # -- driven by the uplink thread ------------------------------------------------------------
+    def connect(self) -> None:
+        """TCP (+TLS) connect and send CONNECT; the CONNACK arrives later as a ``Connected`` event."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = int(self.mcfg.session_expiry_s)
+        try:
+            self._client.connect(
+                self.mcfg.host,
+                self.mcfg.effective_port,
+                keepalive=self.mcfg.keepalive_s,
+                clean_start=False,
+                properties=props,
+            )
+        except ssl.SSLError as exc:
+            raise UplinkError(
+                f"TLS handshake with {self.mcfg.host}:{self.mcfg.effective_port} failed ({exc.reason or exc}); "
+                "check uplink.mqtt.tls.ca_file and the client certificate"
+            ) from exc
+        except OSError as exc:
+            raise UplinkError(
+                f"cannot reach broker {self.mcfg.host}:{self.mcfg.effective_port} ({exc}); "
+                "check the address, port, firewall and network"
+            ) from exc
+
+    def loop(self, timeout_s: float) -> bool:
+        """Pump the socket once; False when the connection is gone."""
+        rc = self._client.loop(timeout=timeout_s)
+        return rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int | None:
+        """Hand a message to the socket; its mid, or None if the connection cannot take it."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        return int(info.mid)
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        self._client.subscribe(topic_filter, qos=qos)
+
+    def disconnect(self) -> None:
+        try:
+            self._client.disconnect()
+            self._client.loop(timeout=0.05)
+        except Exception:  # pragma: no cover - best effort on a dying socket
+            pass
+        try:
+            self._client.socket() and self._client.socket().close()  # type: ignore[union-attr]
+        except Exception:  # pragma: no cover
+            pass
+
+
+def probe_broker(cfg: UplinkConfig, device_id: str, site_id: str, timeout_s: float = 10.0) -> None:
+    """Connect with the configured TLS/credentials, publish one QoS 1 test message under the device's
+    own prefix and wait for the PUBACK. Raises UplinkError with an actionable message."""
+    mcfg = cfg.mqtt
+    if mcfg is None:
+        raise UplinkError("no broker configured (uplink.mqtt is absent): events go to the JSONL sink only")
+    topics = Topics(cfg.topic_prefix, site_id, device_id)
+    events: queue.SimpleQueue[SessionEvent] = queue.SimpleQueue()
+    sess = PahoSession(mcfg, f"{mcfg.client_id or f'edge-{site_id}-{device_id}'}-probe", topics, events)
+    deadline = time.monotonic() + timeout_s
+    sess.connect()
+    mid: int | None = None
+    try:
+        while time.monotonic() < deadline:
+            if not sess.loop(0.05):
+                raise UplinkError(
+                    f"broker {mcfg.host}:{mcfg.effective_port} closed the connection; "
+                    "check the client certificate, username/password and the broker log"
+                )
+            while True:
+                try:
+                    ev = events.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(ev, Connected):
+                    if not ev.ok:
+                        raise UplinkError(
+                            f"broker refused the connection: {ev.reason}; check credentials and ACL"
+                        )
+                    mid = sess.publish(f"{topics.base}/probe", b'{"probe":true}', qos=1)
+                    if mid is None:
+                        raise UplinkError("could not publish the probe message")
+                elif isinstance(ev, PubAck) and ev.mid == mid:
+                    if not ev.ok:
+                        raise UplinkError(
+                            f"broker rejected a publish to {topics.base}/probe ({ev.reason}); "
+                            f"the ACL must let this box write under {topics.base}/#"
+                        )
+                    return
+                elif isinstance(ev, Disconnected):
+                    raise UplinkError(f"broker disconnected during the probe ({ev.reason})")
+        raise UplinkError(
+            f"no answer from {mcfg.host}:{mcfg.effective_port} within {timeout_s:.0f} s "
+            "(connected but no CONNACK/PUBACK); check the broker"
+        )
+    finally:
+        sess.disconnect()

@@ -1,0 +1,367 @@
+"""The durable outbox: an SQLite queue (WAL, synchronous=FULL) that is the source of truth.
+
+* ``put_many(events)`` makes a batch durable in one transaction before returning; ``put(event)``
+  commits alarms at once and groups other rows into one commit at most ``group_commit_s`` later
+  (the sender also commits whenever it looks for work, so grouping rarely waits). Only committed
+  rows are ever handed to a sender: nothing leaves the box before it is durable.
+* ``put`` assigns the per-device ``seq``; the counter lives in the same file and commits with the rows.
+* A row is deleted (``ack``) only after the broker's PUBACK (or the JSONL sink's fsync, or the
+  fallback link's acknowledgement). After a crash everything not deleted is sent again; consumers
+  dedupe on ``event_id``.
+* A byte cap evicts feature records first, then info events, oldest first; alarms and open tasks
+  only when nothing else is left. Every eviction is counted by priority (persisted) for health.
+* It also stores the builder's episode key -> incident_id map (``IncidentStore``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import UplinkError
+from edge.events.priority import Priority, priority_of
+from edge.events.schema import Event
+from edge.events.topics import Topics
+
+log = logging.getLogger(__name__)
+
+ROW_OVERHEAD_BYTES = 96  # per-row bookkeeping counted against the cap (ids, index entries, page slack)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_prio ON outbox (priority, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS incidents (key TEXT PRIMARY KEY, incident_id TEXT NOT NULL);
+"""
+
+
+class OutboxError(UplinkError):
+    """The outbox file cannot be opened or written (path, permissions, disk)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    seq: int
+    priority: Priority
+    kind: str
+    topic: str
+    payload: bytes
+    created: float
+
+
+class Outbox:
+    """Durable queue of outgoing messages. Thread-safe (one connection behind a lock)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        max_bytes: int = 256 * 1024 * 1024,
+        *,
+        topic_prefix: str = "edge",
+        group_commit_s: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = int(max_bytes)
+        self.topic_prefix = topic_prefix
+        self.group_commit_s = float(group_commit_s)
+        self._clock = clock
+        self._wall = wall
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[], None]] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise OutboxError(
+                f"cannot open outbox {self.path}: {exc}; check the directory exists, is writable and has free space"
+            ) from exc
+        self._in_txn = False
+        self._pending = 0
+        self._last_commit = self._clock()
+        self._seq = max(
+            self._meta("seq"), int(self._db.execute("SELECT COALESCE(MAX(seq),0) FROM outbox").fetchone()[0])
+        )
+        self._committed_seq = self._seq
+        self._dropped = {p: self._meta(f"dropped_{p.name.lower()}") for p in Priority}
+        self._dropped_dirty = False
+        self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size),0) FROM outbox").fetchone()[0])
+        self._committed_max_id = int(self._db.execute("SELECT COALESCE(MAX(id),0) FROM outbox").fetchone()[0])
+        self._pending_max_id = self._committed_max_id
+        self.closed = False
+
+    # ---- internals -------------------------------------------------------------------------
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self._db.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    def _begin(self) -> None:
+        if not self._in_txn:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_txn = True
+
+    def _commit_locked(self) -> None:
+        if not self._in_txn:
+            return
+        if self._seq != self._committed_seq:
+            self._set_meta("seq", self._seq)
+        if self._dropped_dirty:
+            for p, n in self._dropped.items():
+                self._set_meta(f"dropped_{p.name.lower()}", n)
+            self._dropped_dirty = False
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise OutboxError(f"outbox commit failed ({exc}); is the disk full or read-only?") from exc
+        self._in_txn = False
+        self._pending = 0
+        self._committed_seq = self._seq
+        self._committed_max_id = self._pending_max_id
+        self._last_commit = self._clock()
+        for fn in self._listeners:
+            fn()
+
+    def _topic_for(self, event: Event) -> str:
+        return Topics(self.topic_prefix, event.site_id, event.device_id).event(event.kind, event.camera_id)
+
+    def _make_room(self, need: int, prio: Priority) -> bool:
+        """Evict lower/equal-priority rows until ``need`` bytes fit. False if the new row must be dropped."""
+        over = self._bytes + need - self.max_bytes
+        if over <= 0:
+            return True
+        for victim in Priority:  # FEATURE, INFO, ALARM: lowest first
+            if victim > prio:  # never evict a higher priority to admit a lower one
+                break
+            cur = self._db.execute("SELECT id, size FROM outbox WHERE priority=? ORDER BY id", (int(victim),))
+            ids: list[int] = []
+            freed = 0
+            for row_id, size in cur:
+                ids.append(int(row_id))
+                freed += int(size)
+                if freed >= over:
+                    break
+            if ids:
+                self._db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+                self._bytes -= freed
+                self._dropped[victim] += len(ids)
+                self._dropped_dirty = True
+                log.warning(
+                    "outbox over its cap (%d bytes): evicted %d %s row(s)",
+                    self.max_bytes,
+                    len(ids),
+                    victim.name.lower(),
+                )
+                over -= freed
+                if over <= 0:
+                    return True
+        return False
+
+    # ---- writing ----------------------------------------------------------------------------
+    def add_listener(self, fn: Callable[[], None]) -> None:
+        """``fn()`` is called (under the outbox lock; it must only set a flag) after each commit."""
+        self._listeners.append(fn)
+
+    def _put_locked(self, event: Event, topic: str | None) -> Event:
+        prio = priority_of(event.kind, event.phase, event.severity)
+        self._seq += 1
+        ev = event.model_copy(update={"seq": self._seq})
+        data = ev.to_json()
+        tp = topic if topic is not None else self._topic_for(ev)
+        size = len(data) + len(tp) + ROW_OVERHEAD_BYTES
+        self._begin()
+        if not self._make_room(size, prio):
+            # Only higher priorities left and no room: the new row itself is the one dropped.
+            self._dropped[prio] += 1
+            self._dropped_dirty = True
+            log.warning(
+                "outbox full of higher-priority rows: dropped new %s event seq=%d",
+                prio.name.lower(),
+                self._seq,
+            )
+            return ev
+        cur = self._db.execute(
+            "INSERT INTO outbox(seq, priority, kind, topic, payload, size, created) VALUES(?,?,?,?,?,?,?)",
+            (ev.seq, int(prio), ev.kind, tp, data, size, self._wall()),
+        )
+        self._pending_max_id = int(cur.lastrowid or self._pending_max_id)
+        self._bytes += size
+        self._pending += 1
+        if prio == Priority.ALARM:
+            self._commit_locked()
+        return ev
+
+    def put(self, event: Event, *, topic: str | None = None) -> Event:
+        """Queue one event; returns it with its ``seq``.
+
+        Alarms are durable when this returns; other rows within ``group_commit_s`` (or at ``flush()``).
+        """
+        with self._lock:
+            try:
+                ev = self._put_locked(event, topic)
+                if self._pending and self._clock() - self._last_commit >= self.group_commit_s:
+                    self._commit_locked()
+            except sqlite3.Error as exc:
+                self._rollback_locked()
+                raise OutboxError(
+                    f"outbox write failed ({exc}); check free space on {self.path.parent}"
+                ) from exc
+            return ev
+
+    def put_many(self, events: Iterable[Event]) -> list[Event]:
+        """Queue a batch in one transaction; every event is durable when this returns."""
+        with self._lock:
+            try:
+                out = [self._put_locked(e, None) for e in events]
+                self._commit_locked()
+            except sqlite3.Error as exc:
+                self._rollback_locked()
+                raise OutboxError(
+                    f"outbox write failed ({exc}); check free space on {self.path.parent}"
+                ) from exc
+            return out
+
+    def _rollback_locked(self) -> None:
+        if self._in_txn:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._in_txn = False
+        self._seq = self._committed_seq
+        self._pending_max_id = self._committed_max_id
+        self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size),0) FROM outbox").fetchone()[0])
+
+    def flush(self) -> None:
+        """Commit everything pending now."""
+        with self._lock:
+            self._commit_locked()
+
+    def commit_if_due(self) -> None:
+        with self._lock:
+            if self._in_txn and self._clock() - self._last_commit >= self.group_commit_s:
+                self._commit_locked()
+
+    # ---- reading / acknowledging --------------------------------------------------------------
+    def peek(
+        self, limit: int, *, exclude: Sequence[int] | set[int] = (), min_priority: Priority = Priority.FEATURE
+    ) -> list[OutboxRow]:
+        """Up to ``limit`` committed rows, highest priority first, oldest first within a priority."""
+        with self._lock:
+            skip = set(exclude)
+            out: list[OutboxRow] = []
+            cur = self._db.execute(
+                "SELECT id, seq, priority, kind, topic, payload, created FROM outbox "
+                "WHERE id <= ? AND priority >= ? ORDER BY priority DESC, id",
+                (self._committed_max_id, int(min_priority)),
+            )
+            for r in cur:
+                if int(r[0]) in skip:
+                    continue
+                out.append(
+                    OutboxRow(int(r[0]), int(r[1]), Priority(int(r[2])), r[3], r[4], bytes(r[5]), float(r[6]))
+                )
+                if len(out) >= limit:
+                    break
+            return out
+
+    def ack(self, row_ids: Iterable[int], *, commit: bool = False) -> int:
+        """Delete delivered rows (the broker acknowledged them). Group-committed unless ``commit``."""
+        ids = [(int(i),) for i in row_ids]
+        if not ids:
+            return 0
+        with self._lock:
+            self._begin()
+            sizes = 0
+            for (i,) in ids:
+                row = self._db.execute("SELECT size FROM outbox WHERE id=?", (i,)).fetchone()
+                if row is not None:
+                    sizes += int(row[0])
+            self._db.executemany("DELETE FROM outbox WHERE id=?", ids)
+            self._bytes -= sizes
+            self._pending += 1
+            if commit:
+                self._commit_locked()
+            return len(ids)
+
+    # ---- incidents (the builder's IncidentStore) -------------------------------------------------
+    def get_incident(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT incident_id FROM incidents WHERE key=?", (key,)).fetchone()
+            return str(row[0]) if row else None
+
+    def put_incident(self, key: str, incident_id: str) -> None:
+        with self._lock:
+            self._begin()
+            self._db.execute(
+                "INSERT INTO incidents(key, incident_id) VALUES(?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET incident_id=excluded.incident_id",
+                (key, incident_id),
+            )
+
+    def drop_incident(self, key: str) -> None:
+        with self._lock:
+            self._begin()
+            self._db.execute("DELETE FROM incidents WHERE key=?", (key,))
+
+    # ---- status --------------------------------------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def stats(self) -> dict[str, object]:
+        with self._lock:
+            counts = {p.name.lower(): 0 for p in Priority}
+            for prio, n in self._db.execute("SELECT priority, COUNT(*) FROM outbox GROUP BY priority"):
+                counts[Priority(int(prio)).name.lower()] = int(n)
+            oldest = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]
+            return {
+                "pending": sum(counts.values()),
+                "pending_by_priority": counts,
+                "bytes": self._bytes,
+                "max_bytes": self.max_bytes,
+                "oldest_age_s": max(0.0, self._wall() - float(oldest)) if oldest is not None else 0.0,
+                "dropped": {p.name.lower(): n for p, n in self._dropped.items()},
+                "dropped_total": sum(self._dropped.values()),
+                "last_seq": self._seq,
+            }
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                self._commit_locked()
+            finally:
+                self._db.close()
+                self.closed = True
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

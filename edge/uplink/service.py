@@ -1,0 +1,460 @@
+"""``Uplink``: one thread that drains the outbox to the broker (or the JSONL sink), handles
+commands, the retained status, reconnection with jittered backoff and the fallback link.
+
+Delivery is at-least-once: a row is deleted only after its PUBACK, matched through a
+per-connection mid -> row map that is dropped with the connection (mids are not durable);
+whatever is left is sent again on the next connection or after a restart.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from edge.config.uplink import UplinkConfig
+from edge.errors import CommandError, UplinkError
+from edge.events.builder import utc_ms
+from edge.events.commands import Command, parse_command, request_id
+from edge.events.priority import Priority
+from edge.events.topics import Topics
+from edge.ports import FallbackLink
+from edge.uplink.mqtt import (
+    STATUS_ONLINE,
+    STATUS_STOPPED,
+    Connected,
+    Disconnected,
+    Message,
+    PahoSession,
+    PubAck,
+    SessionEvent,
+)
+from edge.uplink.outbox import Outbox, OutboxRow
+
+log = logging.getLogger(__name__)
+IDLE_WAIT_S = 0.01
+MAX_PENDING_REPLIES = 100
+MAX_PENDING_COMMANDS = 100
+FALLBACK_RETRY_S = 5.0
+
+
+def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
+    """Exponential backoff with 'equal jitter': half fixed, half random, capped at ``max_s``."""
+    base = min(max_s, min_s * (2 ** min(attempt, 30)))
+    return base / 2 + rng.uniform(0, base / 2)
+
+
+class Uplink:
+    """Drains ``outbox`` to MQTT (``cfg.mqtt``) or, with no broker, to the JSONL sink."""
+
+    def __init__(
+        self,
+        cfg: UplinkConfig,
+        device_id: str,
+        site_id: str,
+        outbox: Outbox,
+        fallback: FallbackLink | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.topics = Topics(cfg.topic_prefix, site_id, device_id)
+        self.outbox = outbox
+        self.fallback = fallback
+        self._clock = clock
+        self._wall = wall
+        self._rng = rng or random.Random()
+        self._mcfg = cfg.mqtt
+        self._client_id = (
+            self._mcfg.client_id if self._mcfg and self._mcfg.client_id else f"edge-{site_id}-{device_id}"
+        )
+        self._events: queue.SimpleQueue[SessionEvent] = queue.SimpleQueue()
+        self._session: PahoSession | None = None
+        self._connected = False
+        self._connect_started = 0.0
+        self._attempt = 0
+        self._next_attempt = 0.0
+        self._down_since: float | None = clock()
+        self._inflight: dict[int, OutboxRow] = {}
+        self._held: dict[int, float] = {}  # row id -> retry time (rejected by the broker)
+        self._replies: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=MAX_PENDING_REPLIES)
+        self._cmd_lock = threading.Lock()
+        self._commands: collections.deque[Command] = collections.deque(maxlen=MAX_PENDING_COMMANDS)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._draining = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sink: IO[bytes] | None = None
+        self._fallback_next = 0.0
+        self._status_mid: int | None = None
+        self._status_acked = threading.Event()
+        self.counters: dict[str, int] = collections.defaultdict(int)
+        self.last_error = ""
+        outbox.add_listener(self._wake.set)
+
+    # ---- public API ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        path = self.cfg.sink_path
+        if path is not None:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._sink = open(path, "ab")
+        self._thread = threading.Thread(target=self._run, name="edge-uplink", daemon=True)
+        self._thread.start()
+        log.info(
+            "uplink started: %s",
+            f"broker {self._mcfg.host}:{self._mcfg.effective_port}" if self._mcfg else f"JSONL sink {path}",
+        )
+
+    def stop(self, flush_timeout_s: float = 5.0) -> bool:
+        """Drain what can be sent within ``flush_timeout_s``, publish ``stopped`` and disconnect.
+        True if the outbox was empty at the end."""
+        if self._thread is None:
+            return self.outbox.stats()["pending"] == 0
+        self.outbox.flush()
+        self._draining.set()
+        deadline = time.monotonic() + flush_timeout_s  # real time: the caller's budget
+        while time.monotonic() < deadline and self._thread.is_alive():
+            if self.outbox.stats()["pending"] == 0 and not self._inflight:
+                break
+            time.sleep(0.01)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=max(2.0, flush_timeout_s))
+        self._thread = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+        drained = self.outbox.stats()["pending"] == 0
+        log.info("uplink stopped (outbox %s)", "empty" if drained else "not empty; resent at next start")
+        return bool(drained)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def poll_commands(self) -> list[Command]:
+        """Validated commands for the runner, oldest first (ping is answered here)."""
+        with self._cmd_lock:
+            out = list(self._commands)
+            self._commands.clear()
+        return out
+
+    def reply(
+        self, cmd: Command, *, ok: bool, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        """Answer a command on ``.../cmd/{name}/reply`` (queued; sent by the uplink thread)."""
+        self._queue_reply(cmd.name, cmd.id, ok=ok, result=result, error=error)
+
+    def stats(self) -> dict[str, Any]:
+        ob = self.outbox.stats()
+        down = self._down_since
+        return {
+            "mode": "mqtt" if self._mcfg else "jsonl",
+            "connected": self._connected,
+            "disconnected_for_s": 0.0 if down is None else max(0.0, self._clock() - down),
+            "inflight": len(self._inflight),
+            "sent": self.counters["sent"],
+            "acked": self.counters["acked"],
+            "rejected": self.counters["rejected"],
+            "reconnects": self.counters["connects"],
+            "connect_failures": self.counters["connect_failures"],
+            "fallback_sent": self.counters["fallback_sent"],
+            "fallback_failed": self.counters["fallback_failed"],
+            "commands_ok": self.counters["commands_ok"],
+            "commands_rejected": self.counters["commands_rejected"],
+            "last_error": self.last_error,
+            "outbox_pending": ob["pending"],
+            "outbox_bytes": ob["bytes"],
+            "outbox_oldest_age_s": ob["oldest_age_s"],
+            "outbox_dropped": ob["dropped"],
+            "outbox": ob,
+        }
+
+    # ---- the thread ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.outbox.commit_if_due()
+                if self._mcfg is not None:
+                    self._step_mqtt()
+                else:
+                    self._step_sink()
+                self._step_fallback()
+            except Exception as exc:  # never let the uplink thread die
+                self._error(f"uplink step failed: {exc}")
+                log.exception("uplink step failed")
+                self._drop_session()
+                self._stop.wait(0.5)
+        self._shutdown()
+
+    def _error(self, msg: str) -> None:
+        if msg != self.last_error:
+            log.warning("%s", msg)
+        self.last_error = msg
+
+    def _step_mqtt(self) -> None:
+        now = self._clock()
+        if self._session is None:
+            if now >= self._next_attempt:
+                self._try_connect()
+            else:
+                self._wake.wait(min(IDLE_WAIT_S * 5, max(0.0, self._next_attempt - now)))
+                self._wake.clear()
+            return
+        if not self._connected and now - self._connect_started > self._mcfg.connect_timeout_s:  # type: ignore[union-attr]
+            self._connect_failed("no CONNACK within connect_timeout_s")
+            return
+        alive = self._session.loop(IDLE_WAIT_S)
+        self._handle_events()
+        if not alive and self._session is not None:
+            self._lost("connection lost")
+            return
+        if self._connected and self._session is not None:
+            self._send_replies()
+            self._fill_window()
+
+    def _try_connect(self) -> None:
+        assert self._mcfg is not None
+        self._connect_started = self._clock()
+        try:
+            self._session = PahoSession(self._mcfg, self._client_id, self.topics, self._events)
+            self._session.connect()
+        except UplinkError as exc:
+            self._session = None
+            self._connect_failed(str(exc))
+
+    def _connect_failed(self, reason: str) -> None:
+        assert self._mcfg is not None
+        self.counters["connect_failures"] += 1
+        self._drop_session()
+        delay = backoff_delay(self._attempt, self._mcfg.backoff_min_s, self._mcfg.backoff_max_s, self._rng)
+        self._attempt += 1
+        self._next_attempt = self._clock() + delay
+        self._error(f"{reason}; retrying in {delay:.1f} s")
+
+    def _lost(self, reason: str) -> None:
+        log.warning(
+            "broker connection lost (%s); %d message(s) in flight will be resent", reason, len(self._inflight)
+        )
+        self._connect_failed(reason)
+
+    def _drop_session(self) -> None:
+        if self._session is not None:
+            self._session.disconnect()
+        self._session = None
+        self._connected = False
+        self._inflight.clear()
+        self._status_mid = None
+        if self._down_since is None:
+            self._down_since = self._clock()
+        # Events of the dead connection must not be matched against the next one's mids.
+        while True:
+            try:
+                self._events.get_nowait()
+            except queue.Empty:
+                break
+
+    def _handle_events(self) -> None:
+        acked: list[OutboxRow] = []
+        while True:
+            try:
+                ev = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(ev, PubAck):
+                if ev.mid == self._status_mid:
+                    self._status_acked.set()
+                row = self._inflight.pop(ev.mid, None)
+                if row is None:
+                    continue
+                if ev.ok:
+                    acked.append(row)
+                else:
+                    self.counters["rejected"] += 1
+                    assert self._mcfg is not None
+                    self._held[row.id] = self._clock() + self._mcfg.backoff_max_s
+                    self._error(
+                        f"broker rejected {row.topic} ({ev.reason}); kept in the outbox. "
+                        f"The broker ACL must allow writes under {self.topics.base}/#"
+                    )
+            elif isinstance(ev, Message):
+                self._on_command(ev.topic, ev.payload)
+            elif isinstance(ev, Connected):
+                self._on_connected(ev)
+            elif isinstance(ev, Disconnected):
+                if self._session is not None:
+                    self._lost(ev.reason)
+                    break
+        if acked:
+            self.outbox.ack([r.id for r in acked])
+            self.counters["acked"] += len(acked)
+            self._copy_to_sink(acked)
+
+    def _on_connected(self, ev: Connected) -> None:
+        if not ev.ok:
+            self._connect_failed(
+                f"broker refused the connection ({ev.reason}); check credentials and certificates"
+            )
+            return
+        assert self._session is not None
+        self._connected = True
+        self._attempt = 0
+        self._down_since = None
+        self.counters["connects"] += 1
+        self._session.subscribe(self.topics.cmd_filter, qos=1)
+        self._status_mid = self._session.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
+        log.info("connected to broker (session_present=%s)", ev.session_present)
+        if self.last_error:
+            self.last_error = ""
+
+    def _fill_window(self) -> None:
+        assert self._session is not None and self._mcfg is not None
+        room = self._mcfg.inflight_max - len(self._inflight)
+        if room <= 0:
+            return
+        now = self._clock()
+        if self._held:
+            self._held = {k: v for k, v in self._held.items() if v > now}
+        exclude = {r.id for r in self._inflight.values()} | set(self._held)
+        for row in self.outbox.peek(room, exclude=exclude):
+            mid = self._session.publish(row.topic, row.payload, qos=1)
+            if mid is None:
+                break
+            self._inflight[mid] = row
+            self.counters["sent"] += 1
+
+    # ---- JSONL sink -----------------------------------------------------------------------------
+    def _step_sink(self) -> None:
+        rows = self.outbox.peek(500)
+        if not rows:
+            self._wake.wait(IDLE_WAIT_S * 5)
+            self._wake.clear()
+            return
+        self._write_sink(rows)
+        self.outbox.ack([r.id for r in rows])
+        self.counters["sent"] += len(rows)
+        self.counters["acked"] += len(rows)
+
+    def _write_sink(self, rows: list[OutboxRow]) -> None:
+        if self._sink is None:
+            return
+        self._sink.write(b"".join(r.payload + b"\n" for r in rows))
+        self._sink.flush()
+        os.fsync(self._sink.fileno())
+
+    def _copy_to_sink(self, rows: list[OutboxRow]) -> None:
+        if self._sink is not None and self._mcfg is not None:
+            try:
+                self._write_sink(rows)
+            except OSError as exc:
+                self._error(f"JSONL copy {self.cfg.jsonl_path} failed: {exc}")
+
+    # ---- fallback link --------------------------------------------------------------------------
+    def _step_fallback(self) -> None:
+        fb = self.fallback
+        if fb is None or self._mcfg is None or self._down_since is None:
+            return
+        now = self._clock()
+        if now - self._down_since < self._mcfg.fallback_after_s or now < self._fallback_next:
+            return
+        rows = self.outbox.peek(1, min_priority=Priority.ALARM)
+        if not rows or not fb.available():
+            return
+        row = rows[0]
+        try:
+            ok = fb.send(row.topic, row.payload)
+        except Exception as exc:  # a misbehaving modem must not stop the uplink
+            ok = False
+            self._error(f"fallback link failed: {exc}")
+        if ok:
+            self.outbox.ack([row.id], commit=True)
+            self.counters["fallback_sent"] += 1
+        else:
+            self.counters["fallback_failed"] += 1
+            self._fallback_next = now + FALLBACK_RETRY_S
+
+    # ---- commands -------------------------------------------------------------------------------
+    def _on_command(self, topic: str, payload: bytes) -> None:
+        name = self.topics.command_name(topic)
+        if name is None:
+            return  # our own replies, or something outside .../cmd/{name}
+        assert self._mcfg is not None
+        try:
+            cmd = parse_command(
+                name, payload, max_bytes=self._mcfg.command_max_bytes, received_ts=self._wall()
+            )
+        except CommandError as exc:
+            self.counters["commands_rejected"] += 1
+            log.warning("command %s refused: %s", name, exc)
+            self._queue_reply(
+                name, request_id(payload, self._mcfg.command_max_bytes), ok=False, error=str(exc)
+            )
+            return
+        self.counters["commands_ok"] += 1
+        log.info("command %s id=%s received", name, cmd.id)
+        if name == "ping":
+            st = self.outbox.stats()
+            self._queue_reply(
+                name,
+                cmd.id,
+                ok=True,
+                result={"pong": True, "last_seq": st["last_seq"], "outbox_pending": st["pending"]},
+            )
+            return
+        with self._cmd_lock:
+            self._commands.append(cmd)
+
+    def _queue_reply(
+        self,
+        name: str,
+        req_id: str | None,
+        *,
+        ok: bool,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        doc: dict[str, Any] = {"id": req_id, "name": name[:64], "ok": ok, "ts": utc_ms(self._wall())}
+        if result is not None:
+            doc["result"] = result
+        if error is not None:
+            doc["error"] = error[:2048]
+        self._replies.append((self.topics.reply(name), json.dumps(doc, separators=(",", ":")).encode()))
+        self._wake.set()
+
+    def _send_replies(self) -> None:
+        assert self._session is not None
+        while self._replies:
+            topic, payload = self._replies[0]
+            if self._session.publish(topic, payload, qos=1) is None:
+                return
+            self._replies.popleft()
+
+    # ---- shutdown -------------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        sess = self._session
+        if sess is not None and self._connected:
+            self._status_acked.clear()
+            self._status_mid = sess.publish(self.topics.status, STATUS_STOPPED, qos=1, retain=True)
+            deadline = self._clock() + 2.0
+            while (
+                self._status_mid is not None and not self._status_acked.is_set() and self._clock() < deadline
+            ):
+                if not sess.loop(IDLE_WAIT_S):
+                    break
+                self._handle_events()
+        self._drop_session()
+        try:
+            self.outbox.flush()
+        except UplinkError as exc:
+            log.error("final outbox commit failed: %s", exc)

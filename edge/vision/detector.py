@@ -1,0 +1,279 @@
+"""``OnnxDetector``: manifest + onnxruntime + decoder adapter -> canonical ``Detections``.
+
+Pipeline per pass: pre-process (letterbox/stretch, normalise) -> ``session.run`` -> the family
+decoder -> boxes back to original pixels -> per-label thresholds -> NMS. Optional region-of-
+interest passes (crops around zones, or tiles) are merged with the full frame by NMS; then boxes
+are clipped, mapped to canonical classes and filtered by area, aspect and exclusion masks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.config.detector import DetectorConfig
+from edge.config.site import CameraConfig
+from edge.errors import ModelError
+from edge.ports import Detector
+from edge.types import Detections, Frame
+from edge.vision.adapters import DecodeContext, Decoder, RawDetections, get_decoder
+from edge.vision.manifest import Manifest, file_sha256, load_manifest, resolve_model_file
+from edge.vision.nms import nms, points_in_polygon
+from edge.vision.preprocess import Preprocessor
+from edge.vision.runtime import OnnxSession
+
+log = logging.getLogger(__name__)
+
+Polygon = Sequence[Sequence[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """One inference pass (full frame or crop), boxes in the pass image's pixels before clipping."""
+
+    raw: RawDetections  # in original pixels of the pass image, thresholded and NMS'd
+    outputs: list[np.ndarray]
+    pre_ms: float
+    infer_ms: float
+    post_ms: float
+
+
+class OnnxDetector:
+    """A loaded model. ``detect(frame)`` returns Detections in original-image pixels."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        cfg: DetectorConfig | None = None,
+        *,
+        zones: Sequence[Polygon] = (),
+        masks: Sequence[Polygon] = (),
+        model_path: Path | None = None,
+        warmup: bool = True,
+    ) -> None:
+        self.manifest = manifest
+        self.cfg = cfg or DetectorConfig()
+        path = model_path or resolve_model_file(manifest)
+        self.name = manifest.name
+        self.sha256 = manifest.file.sha256 if model_path is None else file_sha256(path)
+        self.session = OnnxSession(path, threads=self.cfg.threads, provider=self.cfg.provider)
+        self.decoder: Decoder = get_decoder(
+            manifest.decoder.family, manifest.decoder.params, manifest.input.size
+        )
+        self.output_order = self._output_order()
+        problems = self.decoder.bind([self.session.outputs[i] for i in self.output_order])
+        if problems:
+            raise ModelError(f"model {self.name}: " + "; ".join(problems))
+        self.pre = Preprocessor(manifest.input)
+        self.label_class = manifest.class_of_label()
+        self.label_thr = manifest.label_thresholds(self.cfg.threshold, self.cfg.thresholds)
+        self.score_floor = float(self.label_thr.min())
+        mode = manifest.decoder.nms if self.cfg.nms == "manifest" else self.cfg.nms
+        self.nms_mode = mode
+        self.nms_iou = self.cfg.nms_iou or manifest.decoder.nms_iou
+        self.zones = [np.asarray(z, np.float64) for z in zones]
+        self.masks = [np.asarray(m, np.float64) for m in masks]
+        self.last_timing_ms: dict[str, float] = {"pre": 0.0, "infer": 0.0, "post": 0.0}
+        if warmup:
+            w, h = manifest.input.size
+            self.detect_image(np.zeros((h, w, 3), np.uint8))
+
+    # ---- identity ------------------------------------------------------------------
+    @property
+    def sha256_short(self) -> str:
+        return self.sha256[:8]
+
+    def identity(self) -> dict[str, str]:
+        """What goes into every event's ``model`` field."""
+        return {"name": self.name, "sha256": self.sha256_short}
+
+    def _output_order(self) -> list[int]:
+        names = [o.name for o in self.session.outputs]
+        wanted = self.manifest.decoder.outputs
+        if wanted is None:
+            return list(range(len(names)))
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            raise ModelError(
+                f"model {self.name}: decoder.outputs {missing} are not graph outputs; the graph has {names}"
+            )
+        return [names.index(n) for n in wanted]
+
+    # ---- one pass ----------------------------------------------------------------------
+    def run_pass(self, image: np.ndarray) -> PassResult:
+        """Pre-process, infer, decode, threshold and NMS one image (boxes in its pixels)."""
+        t0 = time.perf_counter()
+        feeds, tf = self.pre(image)
+        t1 = time.perf_counter()
+        outs = self.session.run(feeds)
+        t2 = time.perf_counter()
+        ordered = [outs[i] for i in self.output_order]
+        h, w = image.shape[:2]
+        ctx = DecodeContext(self.pre.in_w, self.pre.in_h, w, h, self.score_floor)
+        raw = self.decoder.decode(ordered, ctx)
+        xyxy = tf.to_original(raw.xyxy) if raw.space == "input" else raw.xyxy.astype(np.float32)
+        label = raw.label
+        if label.size and (label.min() < 0 or label.max() >= self.manifest.num_classes):
+            raise ModelError(
+                f"model {self.name}: decoded label id {int(label.max())} but the manifest lists "
+                f"{self.manifest.num_classes} labels; fix the manifest's labels"
+            )
+        keep = raw.score >= self.label_thr[label]
+        xyxy, score, label = xyxy[keep], raw.score[keep], label[keep]
+        if self.nms_mode != "none" and score.size > 1:
+            k = nms(xyxy, score, self.nms_iou, label if self.nms_mode == "class_aware" else None)
+            xyxy, score, label = xyxy[k], score[k], label[k]
+        t3 = time.perf_counter()
+        return PassResult(
+            RawDetections(xyxy, score, label, "original"),
+            outs,
+            (t1 - t0) * 1e3,
+            (t2 - t1) * 1e3,
+            (t3 - t2) * 1e3,
+        )
+
+    # ---- regions of interest -------------------------------------------------------------
+    def roi_rects(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """Crops (x1, y1, x2, y2) in pixels for the configured ROI mode."""
+        m = self.cfg.roi_margin
+        rects: list[tuple[float, float, float, float]] = []
+        if self.cfg.roi == "zones":
+            for z in self.zones:
+                x1, y1 = z.min(0) * (width, height)
+                x2, y2 = z.max(0) * (width, height)
+                rects.append((x1, y1, x2, y2))
+        elif self.cfg.roi == "tiles":
+            cols, rows = self.cfg.tile_grid
+            tw, th = width / cols, height / rows
+            rects = [(c * tw, r * th, (c + 1) * tw, (r + 1) * th) for r in range(rows) for c in range(cols)]
+        out = []
+        for x1, y1, x2, y2 in rects:
+            mx, my = (x2 - x1) * m, (y2 - y1) * m
+            a = (
+                max(0, int(x1 - mx)),
+                max(0, int(y1 - my)),
+                min(width, int(np.ceil(x2 + mx))),
+                min(height, int(np.ceil(y2 + my))),
+            )
+            if a[2] - a[0] >= 8 and a[3] - a[1] >= 8 and a not in out:
+                out.append(a)
+        return out
+
+    # ---- whole detection -----------------------------------------------------------------
+    def detect(self, frame: Frame) -> Detections:
+        return self.detect_image(frame.image)
+
+    def detect_image(self, image: np.ndarray) -> Detections:
+        """Detections for a BGR uint8 image, in its pixels. Sets ``last_timing_ms``."""
+        h, w = image.shape[:2]
+        rects = self.roi_rects(w, h) if self.cfg.roi != "none" else []
+        passes: list[tuple[PassResult, tuple[int, int, int, int] | None]] = []
+        if not rects or self.cfg.roi_full_frame:
+            passes.append((self.run_pass(image), None))
+        for r in rects:
+            passes.append((self.run_pass(image[r[1] : r[3], r[0] : r[2]]), r))
+        t0 = time.perf_counter()
+        if len(passes) == 1:
+            raw = passes[0][0].raw
+            xyxy, score, label = raw.xyxy, raw.score, raw.label
+        else:
+            xyxy, score, label = self._merge(passes, w, h)
+        xyxy = np.clip(xyxy, 0, [w, h, w, h]).astype(np.float32)
+        cls = self.label_class[label] if label.size else np.zeros(0, np.int32)
+        keep = self._filters(xyxy, cls, w, h)
+        det = Detections(
+            xyxy=xyxy[keep],
+            confidence=score[keep].astype(np.float32),
+            class_id=cls[keep].astype(np.int32),
+            label_id=label[keep].astype(np.int32),
+        )
+        post_extra = (time.perf_counter() - t0) * 1e3
+        self.last_timing_ms = {
+            "pre": sum(p.pre_ms for p, _ in passes),
+            "infer": sum(p.infer_ms for p, _ in passes),
+            "post": sum(p.post_ms for p, _ in passes) + post_extra,
+        }
+        return det
+
+    def _merge(
+        self, passes: list[tuple[PassResult, tuple[int, int, int, int] | None]], w: int, h: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        boxes, scores, labels = [], [], []
+        has_full = any(r is None for _, r in passes)
+        for p, r in passes:
+            b = p.raw.xyxy
+            keep = np.ones(b.shape[0], bool)
+            if r is not None:
+                b = b + np.array([r[0], r[1], r[0], r[1]], np.float32)
+                if has_full:
+                    # a box cut by a crop edge inside the frame is partial: the full pass sees it whole
+                    tol = 2.0
+                    cut = (
+                        ((b[:, 0] <= r[0] + tol) & (r[0] > 0))
+                        | ((b[:, 1] <= r[1] + tol) & (r[1] > 0))
+                        | ((b[:, 2] >= r[2] - tol) & (r[2] < w))
+                        | ((b[:, 3] >= r[3] - tol) & (r[3] < h))
+                    )
+                    keep = ~cut
+            boxes.append(b[keep])
+            scores.append(p.raw.score[keep])
+            labels.append(p.raw.label[keep])
+        xyxy, score, label = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
+        iou = self.nms_iou if self.nms_mode != "none" else 0.5
+        k = nms(xyxy, score, iou, label if self.nms_mode != "agnostic" else None)
+        return xyxy[k], score[k], label[k]
+
+    def _filters(self, xyxy: np.ndarray, cls: np.ndarray, w: int, h: int) -> np.ndarray:
+        keep = np.ones(xyxy.shape[0], bool)
+        if not self.cfg.keep_other:
+            keep &= cls >= 0
+        bw = xyxy[:, 2] - xyxy[:, 0]
+        bh = xyxy[:, 3] - xyxy[:, 1]
+        area = bw * bh
+        keep &= (bw > 0) & (bh > 0)
+        keep &= area >= self.cfg.min_area_px
+        keep &= area <= self.cfg.max_area_frac * w * h
+        aspect = bw / np.maximum(bh, 1e-6)
+        keep &= aspect >= self.cfg.min_aspect
+        if self.cfg.max_aspect:
+            keep &= aspect <= self.cfg.max_aspect
+        if self.masks and keep.any():
+            anchor = np.stack([(xyxy[:, 0] + xyxy[:, 2]) * 0.5 / w, xyxy[:, 3] / h], 1)
+            for poly in self.masks:
+                keep &= ~points_in_polygon(anchor, poly)
+        return keep
+
+
+def build_detector(cam: CameraConfig) -> Detector:
+    """The camera's detector: the ONNX model of ``cam.model`` or the model-free motion backend."""
+    if cam.model == "motion":
+        from edge.vision.motion import MotionDetector  # engineer F1's backend
+
+        return MotionDetector(cam)  # type: ignore[no-any-return]
+    manifest = load_manifest(cam.model)
+    det = OnnxDetector(
+        manifest,
+        cam.detector,
+        zones=[z.polygon for z in cam.zones],
+        masks=cam.masks,
+    )
+    log.info(
+        "camera=%s model=%s sha256=%s threads=%d provider=%s roi=%s",
+        cam.id,
+        det.name,
+        det.sha256_short,
+        det.session.threads,
+        det.session.provider,
+        cam.detector.roi,
+    )
+    return det
+
+
+def model_identity(det: Detector) -> dict[str, str]:
+    """``{"name", "sha256"}`` (8-hex prefix) of any detector, for events."""
+    return {"name": det.name, "sha256": det.sha256[:8]}

@@ -1,0 +1,3 @@
+from firmware_sim.street.cli import main
+
+raise SystemExit(main())

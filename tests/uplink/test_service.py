@@ -1,0 +1,175 @@
+"""Uplink without a broker (JSONL sink), the fallback link, backoff and config safety."""
+
+from __future__ import annotations
+
+import ast
+import json
+import random
+import threading
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from edge.config.uplink import UplinkConfig
+from edge.events.builder import EventBuilder
+from edge.types import Transition
+from edge.uplink.outbox import Outbox
+from edge.uplink.service import Uplink, backoff_delay
+from tests.fixtures.broker import free_port
+from tests.uplink.helpers import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def events(n: int, severity: str = "info") -> list:
+    b = EventBuilder("pole-1", "lab")
+    return [
+        b.build(Transition(kind="uplink_test", phase="instant", key=str(i), t=0, ts=1.8e9 + i, severity=severity, payload={"n": i}))  # type: ignore[arg-type]
+        for i in range(n)
+    ]
+
+
+def test_without_a_broker_events_go_to_the_jsonl_sink(tmp_path: Path) -> None:
+    cfg = UplinkConfig(outbox_path=str(tmp_path / "box" / "outbox.sqlite"))
+    assert cfg.mqtt is None and cfg.sink_path == str(tmp_path / "box" / "events.jsonl")
+    ob = Outbox(cfg.outbox_path)
+    up = Uplink(cfg, "pole-1", "lab", ob)
+    up.start()
+    ob.put_many(events(30))
+    wait_until(lambda: up.stats()["outbox_pending"] == 0, 5, "the sink to drain the outbox")
+    assert up.stop(1.0) is True
+    lines = [json.loads(x) for x in Path(cfg.sink_path).read_text().splitlines()]
+    assert [x["seq"] for x in lines] == list(range(1, 31))
+    assert up.stats()["mode"] == "jsonl"
+    ob.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            return self.t
+
+    def advance(self, dt: float) -> None:
+        with self.lock:
+            self.t += dt
+
+
+class FakeFallback:
+    """A FallbackLink (the modem) that accepts or refuses on demand and records what it carried."""
+
+    def __init__(self) -> None:
+        self.ok = False
+        self.sent: list[tuple[str, bytes]] = []
+        self.attempts = 0
+
+    def available(self) -> bool:
+        return True
+
+    def send(self, topic: str, payload: bytes) -> bool:
+        self.attempts += 1
+        if self.ok:
+            self.sent.append((topic, payload))
+        return self.ok
+
+
+def test_alarms_use_the_fallback_link_while_the_broker_is_unreachable(tmp_path: Path) -> None:
+    dead_port = free_port()  # nothing listens there
+    cfg = UplinkConfig.model_validate(
+        {
+            "outbox_path": str(tmp_path / "o.sqlite"),
+            "mqtt": {"host": "127.0.0.1", "port": dead_port, "fallback_after_s": 60, "backoff_min_s": 3600, "backoff_max_s": 3600},
+        }
+    )
+    clock = FakeClock()
+    ob = Outbox(cfg.outbox_path)
+    fb = FakeFallback()
+    up = Uplink(cfg, "pole-1", "lab", ob, fallback=fb, clock=clock)
+    up.start()
+    ob.put_many(events(3) + events(2, severity="critical"))
+    wait_until(lambda: up.stats()["connect_failures"] >= 1, 5, "the first failed connect")
+    assert fb.attempts == 0  # not before fallback_after_s
+    clock.advance(61)
+    wait_until(lambda: fb.attempts >= 1, 5, "a fallback attempt")
+    assert ob.stats()["pending_by_priority"]["alarm"] == 2  # refused by the link: kept
+    fb.ok = True
+    clock.advance(10)  # past the retry pause
+    wait_until(lambda: len(fb.sent) == 2, 5, "both alarms over the fallback link")
+    st = ob.stats()["pending_by_priority"]
+    assert st == {"feature": 0, "info": 3, "alarm": 0}  # info waits for the broker
+    assert {json.loads(p)["severity"] for _, p in fb.sent} == {"critical"}
+    assert all(t == "edge/lab/pole-1/events/uplink_test" for t, _ in fb.sent)
+    assert up.stats()["fallback_sent"] == 2
+    up.stop(0.1)
+    ob.close()
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 3, 10, 50])
+def test_backoff_is_jittered_exponential_and_capped(attempt: int) -> None:
+    rng = random.Random(7)
+    delays = [backoff_delay(attempt, 1.0, 60.0, rng) for _ in range(200)]
+    base = min(60.0, 2.0**attempt)
+    assert all(base / 2 <= d <= base for d in delays)
+    assert len({round(d, 6) for d in delays}) > 150  # jittered, not a fixed schedule
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "message"),
+    [
+        ({"host": "broker.city.example"}, "plaintext MQTT to 'broker.city.example' is refused"),
+        ({"host": "10.0.0.5", "tls": {"ca_file": "ca.pem", "cert_file": "c.pem"}}, "cert_file and key_file"),
+        ({"host": "localhost", "password": "x"}, "needs a username"),
+        ({"host": "localhost", "backoff_min_s": 10, "backoff_max_s": 1}, "backoff_max_s"),
+        ({"host": "localhost", "qos": 2}, "Extra inputs"),
+    ],
+)
+def test_config_refuses(mqtt: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        UplinkConfig.model_validate({"mqtt": mqtt})
+
+
+@pytest.mark.parametrize(
+    "mqtt",
+    [
+        {"host": "127.0.0.1"},
+        {"host": "localhost", "port": 1884},
+        {"host": "::1"},
+        {"host": "broker.lab", "allow_insecure": True},
+        {"host": "broker.city", "tls": {"ca_file": "ca.pem", "cert_file": "c.pem", "key_file": "k.pem"}},
+    ],
+)
+def test_config_accepts(mqtt: dict) -> None:
+    cfg = UplinkConfig.model_validate({"mqtt": mqtt})
+    assert cfg.mqtt is not None
+    assert cfg.mqtt.effective_port == mqtt.get("port", 8883 if "tls" in mqtt else 1883)
+
+
+def test_every_uplink_config_field_is_described() -> None:
+    from edge.config import uplink as mod
+
+    for model in (mod.UplinkConfig, mod.MqttConfig, mod.TlsConfig):
+        for name, f in model.model_fields.items():
+            assert f.description, f"{model.__name__}.{name} has no description"
+
+
+def test_paho_is_imported_only_by_the_mqtt_adapter_and_callbacks_only_enqueue() -> None:
+    importers = []
+    for py in (REPO / "edge").rglob("*.py"):
+        tree = ast.parse(py.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "paho" or n.startswith("paho.") for n in names):
+                importers.append(py.relative_to(REPO).as_posix())
+    assert sorted(set(importers)) == ["edge/uplink/mqtt.py"]
+    src = ast.parse((REPO / "edge/uplink/mqtt.py").read_text())
+    for fn in ast.walk(src):
+        if isinstance(fn, ast.FunctionDef) and fn.name.startswith("_on_"):
+            calls = [n for n in ast.walk(fn) if isinstance(n, ast.Call)]
+            outer = [c for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr == "put"]
+            assert len(outer) == 1, f"{fn.name} must only enqueue"
