@@ -33,7 +33,8 @@ from edge.types import Frame, SourceState, SourceStatus, Transition
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2
-STALL_S = 30.0  # a camera whose pipeline made no progress this long stops the watchdog pings
+STALL_S = 30.0
+SHUTDOWN_FLUSH_S = 5.0  # SIGTERM: how long to keep sending before leaving the rest in the outbox  # a camera whose pipeline made no progress this long stops the watchdog pings
 
 
 @dataclass
@@ -105,8 +106,9 @@ class Agent:
 
         cfg = self.cfg
         up = cfg.uplink
-        Path(up.outbox_path).parent.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox.from_config(up)
+        self.outbox = Outbox(
+            up.outbox_path, up.outbox_max_bytes, topic_prefix=up.topic_prefix, group_commit_s=up.group_commit_s
+        )
         if self._hardware is None and _has_hardware(cfg):
             from edge.hardware.manager import HardwareManager
 
@@ -309,7 +311,7 @@ class Agent:
             if cr.thread is not None:
                 cr.thread.join(timeout=10.0)
         self.emit([self._status_transition("stopped")])
-        self.uplink.stop(flush_timeout_s=self.cfg.uplink.shutdown_flush_s)
+        self.uplink.stop(flush_timeout_s=SHUTDOWN_FLUSH_S)
         if self._hardware is not None and self._own_hardware:
             self._hardware.stop()
         self.outbox.close()
@@ -376,8 +378,9 @@ class Agent:
         try:
             result = self.execute_command(name, args)
         except (CommandError, ConfigError) as exc:
-            problems = getattr(exc, "problems", None)
-            self.uplink.reply(cmd, ok=False, error=str(exc), details=problems)
+            problems = getattr(exc, "problems", None) or []
+            detail = "; ".join(p for p in problems if p != str(exc))
+            self.uplink.reply(cmd, ok=False, error=f"{exc}: {detail}" if detail else str(exc))
             log.warning("command %s refused: %s", name, exc)
             return
         self.uplink.reply(cmd, ok=True, result=result)

@@ -39,7 +39,7 @@ class TamperConfig(StrictModel):
         description="Time constant of the slow baseline adaptation (only while no fault is active or pending).",
     )
     covered_contrast_ratio: float = Field(
-        0.2,
+        0.35,
         gt=0,
         lt=1,
         description="Covered when the contrast (grey std) falls below this fraction of the baseline...",
@@ -48,7 +48,19 @@ class TamperConfig(StrictModel):
         0.5,
         gt=0,
         lt=1,
-        description="...and the normalised sharpness below this fraction (a hand or cap is dark and blurred).",
+        description="...and either the normalised sharpness falls below this fraction (a hand or cap is blurred)...",
+    )
+    covered_similarity: float = Field(
+        0.5,
+        ge=-1,
+        lt=1,
+        description="...or the coarse layout's correlation with the learned view falls below this (the scene is gone).",
+    )
+    covered_flat_ratio: float = Field(
+        0.15,
+        gt=0,
+        lt=1,
+        description="Also covered when the contrast alone falls below this fraction of the baseline in a dark view.",
     )
     covered_s: float = Field(5.0, ge=0, description="How long the view must stay covered before a fault starts.")
     defocus_ratio: float = Field(

@@ -389,3 +389,6 @@ class RulesConfig(StrictModel):
     crowd: CrowdConfig = Field(default_factory=CrowdConfig, description="Crowd density and surges.")
     features: FeaturesConfig = Field(default_factory=FeaturesConfig, description="Feature records.")
     line_events: bool = Field(True, description="Emit a line_crossing event per crossing (counts are always in features).")
+    line_band: float = Field(
+        0.03, ge=0, description="A crossing counts once the anchor is this fraction of its box height past the line (no double counts from jitter)."
+    )

@@ -14,13 +14,15 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from edge.events.schema import (
     SCHEMA_ID,
     ClockQuality,
     Event,
+    EventValidationError,
     GeoPoint,
     ModelRef,
-    validate_event,
     validate_payload,
 )
 from edge.events.uuid7 import Uuid7Factory
@@ -28,6 +30,7 @@ from edge.types import Transition
 
 log = logging.getLogger(__name__)
 SHA_PREFIX_LEN = 12
+MAX_REASON = 512  # envelope schema maxLength of severity_reason
 
 
 class IncidentStore(Protocol):
@@ -122,14 +125,16 @@ class EventBuilder:
         self._geo = geo
         self._validate = validate
         self._uuids = Uuid7Factory()
+        self._context_failed = False
 
     def set_config_hash(self, config_hash: str) -> None:
         """After a config reload: later events carry the new hash."""
         self.config_hash = config_hash
 
-    def _incident_for(self, tr: Transition, event_id: str) -> str:
+    def _incident_for(self, tr: Transition, event_id: str) -> tuple[str, Callable[[], None] | None]:
+        """The episode's incident id, and the map update to apply once the event is built."""
         if tr.phase == "instant":
-            return event_id
+            return event_id, None
         incident = self._incidents.get_incident(tr.key)
         if incident is None:
             if tr.phase != "start":
@@ -137,44 +142,66 @@ class EventBuilder:
                     "no incident for key=%s phase=%s (opened before a lost map); new id", tr.key, tr.phase
                 )
             start_ms = round((tr.started_ts if tr.started_ts is not None else tr.ts) * 1000)
-            incident = str(self._uuids.new(start_ms))
-            if tr.phase != "end":
-                self._incidents.put_incident(tr.key, incident)
-        elif tr.phase == "end":
-            self._incidents.drop_incident(tr.key)
-        return incident
+            new_id = str(self._uuids.new(start_ms))
+            if tr.phase == "end":
+                return new_id, None
+            return new_id, lambda: self._incidents.put_incident(tr.key, new_id)
+        if tr.phase == "end":
+            return incident, lambda: self._incidents.drop_incident(tr.key)
+        return incident, None
+
+    def _context(self) -> tuple[ClockQuality, GeoPoint | None]:
+        """Clock quality and position from the injected callables; a failing source degrades, never raises."""
+        clock: ClockQuality = "unsynced"
+        geo: GeoPoint | None = None
+        try:
+            if self._clock_quality is not None:
+                q = self._clock_quality()
+                clock = q if q in ("ntp", "gps", "unsynced") else "unsynced"
+            if self._geo is not None:
+                geo = _geo_point(self._geo())
+        except Exception as exc:
+            if not self._context_failed:
+                log.warning("clock/geo source failed (%s); events carry clock=unsynced / geo=null", exc)
+            self._context_failed = True
+        return clock, geo
 
     def build(self, transition: Transition, model: Any = None) -> Event:
         """One Event for one Transition. Raises EventValidationError if the payload breaks its schema."""
         tr = transition
         if self._validate:
             validate_payload(tr.kind, tr.payload)
-        ts = utc_ms(tr.ts)
-        event_id = str(self._uuids.new(round(tr.ts * 1000)))
-        incident_id = self._incident_for(tr, event_id)
-        started = ts if tr.phase == "instant" or tr.started_ts is None else utc_ms(tr.started_ts)
-        clock: ClockQuality = self._clock_quality() if self._clock_quality else "unsynced"
-        event = Event(
-            schema=SCHEMA_ID,
-            event_id=event_id,
-            incident_id=incident_id,
-            seq=0,
-            device_id=self.device_id,
-            site_id=self.site_id,
-            camera_id=tr.camera_id,
-            zone_id=tr.zone_id,
-            kind=tr.kind,
-            phase=tr.phase,
-            severity=tr.severity,
-            severity_reason=tr.severity_reason,
-            ts=ts,
-            started_ts=started,
-            clock=clock,
-            model=_model_ref(model),
-            config_hash=self.config_hash,
-            geo=_geo_point(self._geo()) if self._geo else None,
-            payload=dict(tr.payload),
-        )
-        if self._validate:
-            validate_event(event.to_dict())
+        clock, geo = self._context()
+        try:
+            ts = utc_ms(tr.ts)
+            started = ts if tr.phase == "instant" or tr.started_ts is None else utc_ms(tr.started_ts)
+            event_id = str(self._uuids.new(round(tr.ts * 1000)))
+            incident_id, update_map = self._incident_for(tr, event_id)
+            event = Event(
+                schema=SCHEMA_ID,
+                event_id=event_id,
+                incident_id=incident_id,
+                seq=0,
+                device_id=self.device_id,
+                site_id=self.site_id,
+                camera_id=tr.camera_id,
+                zone_id=tr.zone_id,
+                kind=tr.kind,
+                phase=tr.phase,
+                severity=tr.severity,
+                severity_reason=tr.severity_reason[:MAX_REASON],
+                ts=ts,
+                started_ts=started,
+                clock=clock,
+                model=_model_ref(model),
+                config_hash=self.config_hash,
+                geo=geo,
+                payload=dict(tr.payload),
+            )
+        except (ValidationError, ValueError, TypeError) as exc:
+            raise EventValidationError(f"{tr.kind} event for key={tr.key}: {exc}") from None
+        if update_map is not None:
+            update_map()
+        # The envelope is correct by construction (pydantic + the formats above); the full
+        # assembled-schema check (validate_event) is what the tests and consumers run.
         return event

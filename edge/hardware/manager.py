@@ -7,6 +7,7 @@ device threads. GPIO behaviours advance in ``poll(t, ts)`` (call it a few times 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,8 @@ class HardwareManager:
         self._started_t: float | None = None
         self.status_state = "healthy"
         self._gpio_driver: Any = None
+        # GPIO calls may come from the runner's tick and the event emitter at once
+        self._lock = threading.RLock()
         self._pir_report_initial = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -145,6 +148,10 @@ class HardwareManager:
     # -- the pipeline's calls -------------------------------------------------------------------
     def poll(self, t: float, ts: float) -> list[Transition]:
         """Advance GPIO behaviours to ``t``; the transitions for inputs and device status changes."""
+        with self._lock:
+            return self._poll(t, ts)
+
+    def _poll(self, t: float, ts: float) -> list[Transition]:
         self._last_t = t
         out: list[Transition] = []
         if self._gpio_driver is not None and self._started_t is not None:
@@ -306,21 +313,25 @@ class HardwareManager:
         """'healthy', 'degraded', 'offline' or 'tamper': the status LED's blink pattern."""
         if state not in gpio.LED_PATTERNS:
             raise ValueError(f"unknown status {state!r}; use one of {', '.join(gpio.LED_PATTERNS)}")
-        self.status_state = state
-        if self.led:
-            self.led.set_state(state)
+        with self._lock:
+            self.status_state = state
+            if self.led:
+                self.led.set_state(state)
 
     def alarm(self, transition: Transition) -> None:
         if self.beacon:
-            self.beacon.alarm(transition)
+            with self._lock:
+                self.beacon.alarm(transition)
 
     def set_scene_brightness(self, luma: float) -> None:
         if self.ir:
-            self.ir.set_brightness(luma)
+            with self._lock:
+                self.ir.set_brightness(luma)
 
     def heartbeat(self) -> None:
         if self.hb:
-            self.hb.beat()
+            with self._lock:
+                self.hb.beat()
 
     def motion_active(self) -> bool:
         """PIR motion now or within ``pir.hold_s``; False without a PIR."""

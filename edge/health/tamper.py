@@ -63,6 +63,24 @@ class ViewMeasures:
     diff: float  # mean |difference| to the previous thumbnail; NaN for the first
 
 
+def coarse(grey: np.ndarray, block: int = 4) -> np.ndarray:
+    """Block-mean of a grey thumbnail (float32): the scene's layout without its noise."""
+    h, w = (grey.shape[0] // block) * block, (grey.shape[1] // block) * block
+    g = grey[:h, :w].astype(np.float32)
+    return g.reshape(h // block, block, w // block, block).mean(axis=(1, 3))
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised cross-correlation of two same-shape images, -1..1; unchanged by gain and offset
+    (so night and day of one view score high), low when the view is blocked or replaced."""
+    if a.shape != b.shape:
+        return 0.0
+    da = a - a.mean()
+    db = b - b.mean()
+    den = math.sqrt(float((da * da).sum()) * float((db * db).sum()))
+    return float((da * db).sum()) / den if den > 1e-6 else 0.0
+
+
 def measure(grey: np.ndarray, previous: np.ndarray | None) -> ViewMeasures:
     """Measure a grey uint8 thumbnail (and its difference to ``previous`` of the same shape)."""
     if grey.ndim != 2 or grey.dtype != np.uint8:
@@ -154,6 +172,9 @@ class TamperMonitor:
         self._last_t: float | None = None
         self._baseline: _Baseline | None = None
         self._prev: np.ndarray | None = None
+        self._layout: np.ndarray | None = None  # coarse reference layout of the normal view
+        self._layouts: list[np.ndarray] = []
+        self.last_similarity = math.nan
         self._states: dict[str, _FaultState] = {f: _FaultState() for f in self._enabled}
         self._moved: _Judgement | None = None
         self._last_match_t: float | None = None
@@ -187,6 +208,7 @@ class TamperMonitor:
             "calibration_valid": self.calibration_valid,
             "brightness": None if self.last is None else round(self.last.mean, 1),
             "sharpness_ratio": None if (b is None or self.last is None or b.focus <= 0) else round(self.last.focus / b.focus, 3),
+            "similarity": None if math.isnan(self.last_similarity) else round(self.last_similarity, 3),
             "cost_ms": round(self.cost_ms_ewma, 3),
         }
 
@@ -195,6 +217,8 @@ class TamperMonitor:
         learn a fresh baseline and reference; ``calibration_valid`` becomes True."""
         self._baseline = None
         self._samples.clear()
+        self._layouts.clear()
+        self._layout = None
         self._first_t = None
         self._reference_t = None
         self.calibration_valid = True
@@ -213,7 +237,7 @@ class TamperMonitor:
         if self._baseline is None:
             self._learn(frame, m)
         else:
-            out = self._judge(frame, m)
+            out = self._judge(frame, m, coarse(grey))
         self._last_t = frame.t
         cost = (self._perf() - t0) * 1000.0
         self.cost_ms_ewma = cost if self.cost_ms_ewma == 0.0 else 0.95 * self.cost_ms_ewma + 0.05 * cost
@@ -223,9 +247,14 @@ class TamperMonitor:
         if self._first_t is None:
             self._first_t = frame.t
         self._samples.append(m)
+        self._layouts.append(coarse(self._prev if self._prev is not None else np.zeros((8, 8), np.uint8)))
         if frame.t - self._first_t >= self.cfg.baseline_s and len(self._samples) >= 3:
             self._baseline = _Baseline.from_samples(self._samples)
             self._samples.clear()
+            shapes = {a.shape for a in self._layouts}
+            if len(shapes) == 1:
+                self._layout = np.median(np.stack(self._layouts), axis=0).astype(np.float32)
+            self._layouts.clear()
             self._set_reference(frame)
             log.info(
                 "tamper baseline learned camera=%s mean=%.1f std=%.1f focus=%.3f",
@@ -244,7 +273,7 @@ class TamperMonitor:
         if n == 0:
             log.info("tamper reference view has too few features camera=%s; retrying later", self.camera_id)
 
-    def _judge(self, frame: Frame, m: ViewMeasures) -> list[Transition]:
+    def _judge(self, frame: Frame, m: ViewMeasures, layout: np.ndarray) -> list[Transition]:
         b = self._baseline
         assert b is not None
         cfg = self.cfg
@@ -254,22 +283,34 @@ class TamperMonitor:
         focus_r = m.focus / max(b.focus, 1e-6)
         over = m.high_frac - b.high_frac
         over_bad = over > cfg.overexposed_clip_frac
+        sim = similarity(layout, self._layout) if self._layout is not None else 1.0
+        self.last_similarity = sim
         covered_bad = not over_bad and (
-            (std_r < cfg.covered_contrast_ratio and focus_r < cfg.covered_focus_ratio)
+            (
+                std_r < cfg.covered_contrast_ratio
+                and (focus_r < cfg.covered_focus_ratio or sim < cfg.covered_similarity)
+            )
+            or (std_r < cfg.covered_flat_ratio and m.mean < 0.5 * b.mean)
             or m.entropy < _COVERED_ENTROPY_BITS
         )
         verdicts["covered"] = _Judgement(
             bad=covered_bad,
             # structure (contrast x sharpness) must come back, with margin, before "covered" ends
-            clear=std_r * focus_r >= cfg.covered_contrast_ratio * cfg.covered_focus_ratio * k * k
-            and m.entropy >= _COVERED_ENTROPY_BITS * k,
+            clear=m.entropy >= _COVERED_ENTROPY_BITS * k
+            and (std_r >= cfg.covered_flat_ratio * k or m.mean >= 0.5 * b.mean * k)
+            and (
+                std_r >= cfg.covered_contrast_ratio * k
+                or (focus_r >= cfg.covered_focus_ratio * k and sim >= min(0.95, cfg.covered_similarity * k))
+            ),
             measure="contrast",
             value=m.std,
             baseline=b.std,
             threshold=cfg.covered_contrast_ratio * b.std,
         )
+        # a covered or blown-out view hides everything else: do not also call it blurred, frozen or dark
+        blind = covered_bad or over_bad or self._is_active("covered") or self._is_active("overexposed")
         verdicts["defocused"] = _Judgement(
-            bad=focus_r < cfg.defocus_ratio and not covered_bad,
+            bad=focus_r < cfg.defocus_ratio and not blind,
             clear=focus_r >= cfg.defocus_ratio * k,
             measure="sharpness",
             value=m.focus,
@@ -278,7 +319,7 @@ class TamperMonitor:
         )
         frozen_value = m.diff if math.isfinite(m.diff) else math.inf
         verdicts["frozen"] = _Judgement(
-            bad=frozen_value <= cfg.frozen_max_diff and not covered_bad,
+            bad=frozen_value <= cfg.frozen_max_diff and not blind,
             clear=frozen_value > max(cfg.frozen_max_diff * k, 1e-6),
             measure="frame_diff",
             value=m.diff if math.isfinite(m.diff) else -1.0,
@@ -296,7 +337,7 @@ class TamperMonitor:
         luma_r = m.mean / max(b.mean, 1e-3)
         crushed = m.low_frac - b.low_frac
         verdicts["underexposed"] = _Judgement(
-            bad=(luma_r < cfg.underexposed_luma_ratio or crushed > cfg.underexposed_clip_frac) and not covered_bad,
+            bad=(luma_r < cfg.underexposed_luma_ratio or crushed > cfg.underexposed_clip_frac) and not blind,
             clear=luma_r >= cfg.underexposed_luma_ratio * k and crushed < cfg.underexposed_clip_frac / k,
             measure="luma",
             value=m.mean,
@@ -304,7 +345,7 @@ class TamperMonitor:
             threshold=cfg.underexposed_luma_ratio * b.mean,
         )
         if "moved" in self._states:
-            verdicts["moved"] = self._judge_moved(frame, covered_bad)
+            verdicts["moved"] = self._judge_moved(frame, blind)
 
         out: list[Transition] = []
         for fault, st in self._states.items():
@@ -316,7 +357,10 @@ class TamperMonitor:
         quiet = not any(s.active or s.bad_since is not None for s in self._states.values())
         if quiet and self._last_t is not None:
             dt = max(0.0, frame.t - self._last_t)
-            b.adapt(m, 1.0 - math.exp(-dt / cfg.adapt_tau_s))
+            alpha = 1.0 - math.exp(-dt / cfg.adapt_tau_s)
+            b.adapt(m, alpha)
+            if self._layout is not None and self._layout.shape == layout.shape:
+                self._layout += alpha * (layout - self._layout)
             self._maybe_refresh_reference(frame)
         return out
 
@@ -358,6 +402,10 @@ class TamperMonitor:
             and abs(d.rotation_deg) < self.cfg.moved_rotation_deg / 4
         ):
             self._set_reference(frame)
+
+    def _is_active(self, fault: str) -> bool:
+        st = self._states.get(fault)
+        return st is not None and st.active
 
     def _hold_s(self, fault: str) -> float:
         cfg = self.cfg

@@ -68,7 +68,7 @@ class CameraAnalytics:
             livery,
         )
         self.crowd: CrowdRule | None = None
-        self.lines = LineCounter(list(camera.lines), rules.line_events)
+        self.lines = LineCounter(list(camera.lines), rules.line_events, rules.line_band)
         self.features = FeatureAggregator(
             [(z.id, z.kind, z.capacity) for z in zones], [ln.id for ln in camera.lines], rules.features.grid
         )

@@ -35,7 +35,14 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "demo-street.yaml"
 REAL_CLIP = "media/intel_one-by-one-person-detection.mp4"
 REAL_MODEL = "yolox_nano_416"
-QUIET_KINDS = ("features", "device_health", "agent_status", "bike_bay_status", "crowd_density")
+QUIET_KINDS = (
+    "features",
+    "device_health",
+    "agent_status",
+    "bike_bay_status",
+    "crowd_density",
+    "line_crossing",
+)
 
 
 def register(subparsers: Any) -> None:
@@ -197,8 +204,14 @@ def format_event(event: dict[str, Any], start_ts: float | None) -> str:
     when = f"{t:7.1f}s" if t is not None else str(event.get("ts", ""))[11:19].rjust(8)
     payload = event.get("payload") or {}
     detail = event.get("severity_reason") or ""
-    if event.get("kind") == "dispatch_task":
-        detail = f"{payload.get('state', '')}: {detail}".strip(": ")
+    if not detail and isinstance(payload, dict):
+        scalars = [
+            (k, v) for k, v in payload.items() if isinstance(v, str | int | float) and not isinstance(v, bool)
+        ]
+        detail = " ".join(f"{k}={round(v, 2) if isinstance(v, float) else v}" for k, v in scalars[:5])
+    state = str(payload.get("state", "")) if event.get("kind") == "dispatch_task" else ""
+    if state and not str(detail).startswith(state):
+        detail = f"{state}: {detail}"
     return (
         f"{when}  {event.get('kind', '?'):<18} {event.get('phase', ''):<7} {event.get('zone_id') or '-':<16} "
         f"{event.get('severity', ''):<8} {detail}"
@@ -294,10 +307,11 @@ def run_demo(
     )
     start_ts = StreetOptions.from_url(str(street[0].source)).start_ts if street else None
     events: list[dict[str, Any]] = []
+    quiet = QUIET_KINDS if street else QUIET_KINDS[:3]  # a real clip has fewer, sparser events: show them
 
     def on_event(event: dict[str, Any]) -> None:
         events.append(event)
-        if verbose or event.get("kind") not in QUIET_KINDS:
+        if verbose or event.get("kind") not in quiet:
             print(format_event(event, start_ts), file=stream, flush=True)
 
     def factory(cam: Any) -> Any:

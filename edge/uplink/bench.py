@@ -50,7 +50,7 @@ def bench_outbox(d: Path, n: int) -> dict[str, float]:
     evs = _events(b, n)
     build_s = time.perf_counter() - t0
     res: dict[str, float] = {"build_validate_per_s": n / build_s}
-    ob = Outbox(d / "put.sqlite", group_commit_s=0.02)
+    ob = Outbox(d / "put.sqlite", group_commit_s=0.01)
     t0 = time.perf_counter()
     for e in evs:
         ob.put(e)
@@ -76,7 +76,10 @@ def _start_broker(d: Path) -> tuple[subprocess.Popen[bytes], int]:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = _free_port()
     conf = d / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n" + ("user root\n" if os.geteuid() == 0 else ""))
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nset_tcp_nodelay true\n"
+        + ("user root\n" if os.geteuid() == 0 else "")
+    )
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
         try:
@@ -91,7 +94,12 @@ def _start_broker(d: Path) -> tuple[subprocess.Popen[bytes], int]:
 class _Subscriber:
     def __init__(self, host: str, port: int, topic: str) -> None:
         self.q: queue.SimpleQueue[SessionEvent] = queue.SimpleQueue()
-        self.sess = PahoSession(MqttConfig(host=host, port=port), "bench-consumer", Topics("bench", "x", "consumer"), self.q)
+        self.sess = PahoSession(
+            MqttConfig.model_validate({"host": host, "port": port}),
+            "bench-consumer",
+            Topics("bench", "x", "consumer"),
+            self.q,
+        )
         self.latencies: list[float] = []
         self.count = 0
         self.topic = topic
@@ -125,10 +133,12 @@ class _Subscriber:
 
 
 def bench_broker(d: Path, host: str, port: int, n: int, rate: float, seconds: float) -> dict[str, float]:
-    cfg = UplinkConfig(outbox_path=str(d / "drain.sqlite"), mqtt=MqttConfig(host=host, port=port, inflight_max=64))
+    cfg = UplinkConfig.model_validate(
+        {"outbox_path": str(d / "drain.sqlite"), "mqtt": {"host": host, "port": port, "inflight_max": 64}}
+    )
     sub = _Subscriber(host, port, "edge/#")
     sub.ready.wait(5)
-    ob = Outbox(cfg.outbox_path)
+    ob = Outbox(cfg.outbox_path, group_commit_s=cfg.group_commit_s)
     ob.put_many(_events(EventBuilder("bench-1", "lab"), n))
     up = Uplink(cfg, "bench-1", "lab", ob)
     t0 = time.perf_counter()
@@ -143,7 +153,14 @@ def bench_broker(d: Path, host: str, port: int, n: int, rate: float, seconds: fl
     period = 1.0 / rate
     nxt = time.monotonic()
     for i in range(int(rate * seconds)):
-        tr = Transition(kind="uplink_test", phase="instant", key=str(i), t=0.0, ts=time.time(), payload={"n": i, "sent_ts": time.time()})
+        tr = Transition(
+            kind="uplink_test",
+            phase="instant",
+            key=str(i),
+            t=0.0,
+            ts=time.time(),
+            payload={"n": i, "sent_ts": time.time()},
+        )
         ob.put(b.build(tr))
         nxt += period
         time.sleep(max(0.0, nxt - time.monotonic()))
@@ -160,12 +177,16 @@ def bench_broker(d: Path, host: str, port: int, n: int, rate: float, seconds: fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edge.uplink.bench", description="Outbox and uplink benchmark")
+    ap = argparse.ArgumentParser(
+        prog="python -m edge.uplink.bench", description="Outbox and uplink benchmark"
+    )
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--broker", help="HOST:PORT of a broker to use instead of starting mosquitto")
     ap.add_argument("--rate", type=float, default=200.0, help="events/s for the latency run")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the latency run")
-    ap.add_argument("--dir", help="where to put the test databases (default: a temp dir; use the SD card on a box)")
+    ap.add_argument(
+        "--dir", help="where to put the test databases (default: a temp dir; use the SD card on a box)"
+    )
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         d = Path(tmp)

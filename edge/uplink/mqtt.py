@@ -9,6 +9,8 @@ them. ``probe_broker()`` is the ``doctor`` check.
 from __future__ import annotations
 
 import queue
+import select
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -130,6 +132,9 @@ class PahoSession:
                 clean_start=False,
                 properties=props,
             )
+            sock: Any = self._client.socket()
+            if sock is not None:  # small QoS 1 messages must not wait for Nagle + delayed ACK (~40 ms)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except ssl.SSLError as exc:
             raise UplinkError(
                 f"TLS handshake with {self.mcfg.host}:{self.mcfg.effective_port} failed ({exc.reason or exc}); "
@@ -141,10 +146,32 @@ class PahoSession:
                 "check the address, port, firewall and network"
             ) from exc
 
-    def loop(self, timeout_s: float) -> bool:
-        """Pump the socket once; False when the connection is gone."""
-        rc = self._client.loop(timeout=timeout_s)
-        return rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+    def loop(self, timeout_s: float, wake: socket.socket | None = None) -> bool:
+        """Pump the socket once, waiting at most ``timeout_s`` for traffic or for a byte on ``wake``
+        (the uplink's own wake-up socket: new outbox rows need not wait for the timeout).
+        False when the connection is gone."""
+        c = self._client
+        sock = c.socket()
+        if sock is None:
+            return False
+        pending = sock.pending() if hasattr(sock, "pending") else 0  # bytes buffered inside TLS
+        rlist: list[Any] = [sock] if wake is None else [sock, wake]
+        wlist: list[Any] = [sock] if c.want_write() else []
+        try:
+            readable, writable, _ = select.select(rlist, wlist, [], 0.0 if pending else timeout_s)
+        except (OSError, ValueError, TypeError):
+            return False
+        if wake is not None and wake in readable:
+            try:
+                wake.recv(4096)
+            except OSError:
+                pass
+        ok = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN)
+        if (sock in readable or pending) and (c.loop_read() not in ok or c.socket() is None):
+            return False
+        if (sock in writable or c.want_write()) and (c.loop_write() not in ok or c.socket() is None):
+            return False
+        return c.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int | None:
         """Hand a message to the socket; its mid, or None if the connection cannot take it."""

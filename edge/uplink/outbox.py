@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edge.errors import UplinkError
 from edge.events.priority import Priority, priority_of
@@ -31,6 +33,8 @@ from edge.events.topics import Topics
 
 log = logging.getLogger(__name__)
 
+EVICT_LOG_S = 60.0
+DISK_CHECK_S = 1.0  # how often free space is looked at
 ROW_OVERHEAD_BYTES = 96  # per-row bookkeeping counted against the cap (ids, index entries, page slack)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -73,9 +77,11 @@ class Outbox:
         max_bytes: int = 256 * 1024 * 1024,
         *,
         topic_prefix: str = "edge",
-        group_commit_s: float = 0.05,
+        group_commit_s: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        free_bytes: Callable[[], int] | None = None,
+        reserve_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
@@ -83,6 +89,12 @@ class Outbox:
         self.group_commit_s = float(group_commit_s)
         self._clock = clock
         self._wall = wall
+        self._free_bytes = free_bytes if free_bytes is not None else self._disk_free
+        self.reserve_bytes = int(reserve_bytes)
+        self._limit = self.max_bytes
+        self._limit_checked = float("-inf")
+        self._last_evict_log = float("-inf")
+        self._evicted_since_log = 0
         self._lock = threading.RLock()
         self._listeners: list[Callable[[], None]] = []
         try:
@@ -146,12 +158,48 @@ class Outbox:
         for fn in self._listeners:
             fn()
 
+    def _disk_free(self) -> int:
+        try:
+            return int(shutil.disk_usage(self.path.parent).free)
+        except OSError:
+            return self.max_bytes  # cannot tell: rely on the configured cap
+
+    def _refresh_limit(self) -> None:
+        """The cap in force: ``max_bytes``, lowered when the disk is filling up for other reasons so the
+        outbox never writes the card full (a full disk wedges a WAL database)."""
+        now = self._clock()
+        if now - self._limit_checked < DISK_CHECK_S:
+            return
+        self._limit_checked = now
+        room = self._bytes + self._free_bytes() - self.reserve_bytes
+        limit = max(0, min(self.max_bytes, room))
+        if limit < self.max_bytes and self._limit == self.max_bytes:
+            log.warning(
+                "disk almost full: outbox limited to %d bytes (configured %d); free space on %s",
+                limit, self.max_bytes, self.path.parent,
+            )  # fmt: skip
+        self._limit = limit
+
     def _topic_for(self, event: Event) -> str:
         return Topics(self.topic_prefix, event.site_id, event.device_id).event(event.kind, event.camera_id)
 
+    def _log_eviction(self, victim: Priority, n: int) -> None:
+        """Evictions are counted always, logged at most once a minute (not once per event)."""
+        self._evicted_since_log += n
+        now = self._clock()
+        if now - self._last_evict_log >= EVICT_LOG_S:
+            log.warning(
+                "outbox at its cap (%d bytes): evicted %d row(s) since last report, latest %s; dropped so far %s",
+                self._limit, self._evicted_since_log, victim.name.lower(),
+                {p.name.lower(): c for p, c in self._dropped.items()},
+            )  # fmt: skip
+            self._last_evict_log = now
+            self._evicted_since_log = 0
+
     def _make_room(self, need: int, prio: Priority) -> bool:
         """Evict lower/equal-priority rows until ``need`` bytes fit. False if the new row must be dropped."""
-        over = self._bytes + need - self.max_bytes
+        self._refresh_limit()
+        over = self._bytes + need - self._limit
         if over <= 0:
             return True
         for victim in Priority:  # FEATURE, INFO, ALARM: lowest first
@@ -170,12 +218,7 @@ class Outbox:
                 self._bytes -= freed
                 self._dropped[victim] += len(ids)
                 self._dropped_dirty = True
-                log.warning(
-                    "outbox over its cap (%d bytes): evicted %d %s row(s)",
-                    self.max_bytes,
-                    len(ids),
-                    victim.name.lower(),
-                )
+                self._log_eviction(victim, len(ids))
                 over -= freed
                 if over <= 0:
                     return True
@@ -333,7 +376,7 @@ class Outbox:
     def last_seq(self) -> int:
         return self._seq
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, Any]:
         with self._lock:
             counts = {p.name.lower(): 0 for p in Priority}
             for prio, n in self._db.execute("SELECT priority, COUNT(*) FROM outbox GROUP BY priority"):
@@ -344,6 +387,7 @@ class Outbox:
                 "pending_by_priority": counts,
                 "bytes": self._bytes,
                 "max_bytes": self.max_bytes,
+                "limit_bytes": self._limit,
                 "oldest_age_s": max(0.0, self._wall() - float(oldest)) if oldest is not None else 0.0,
                 "dropped": {p.name.lower(): n for p, n in self._dropped.items()},
                 "dropped_total": sum(self._dropped.values()),

@@ -60,17 +60,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--until-seq", type=int, required=True, help="produce until the outbox seq reaches this")
     ap.add_argument("--rate", type=float, default=0.0, help="events per second (0 = as fast as possible)")
     ap.add_argument("--alarm-every", type=int, default=0, help="every Nth event is severity major (0 = none)")
-    ap.add_argument("--feature-every", type=int, default=0, help="every Nth event is a feature record (0 = none)")
+    ap.add_argument(
+        "--feature-every", type=int, default=0, help="every Nth event is a feature record (0 = none)"
+    )
     ap.add_argument("--drain", action="store_true", help="after producing, wait until the outbox is empty")
     ap.add_argument("--drain-timeout", type=float, default=60.0)
     ap.add_argument("--no-uplink", action="store_true", help="only fill the outbox, do not send")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     text = args.uplink if args.uplink.lstrip().startswith("{") else Path(args.uplink).read_text()
     cfg = UplinkConfig.model_validate(json.loads(text))
-    outbox = Outbox(cfg.outbox_path, cfg.outbox_max_bytes, topic_prefix=cfg.topic_prefix, group_commit_s=cfg.group_commit_s)
-    builder = EventBuilder(args.device, args.site, config_hash="0" * 12, incidents=outbox, clock_quality=lambda: "ntp")
+    outbox = Outbox(
+        cfg.outbox_path,
+        cfg.outbox_max_bytes,
+        topic_prefix=cfg.topic_prefix,
+        group_commit_s=cfg.group_commit_s,
+    )
+    builder = EventBuilder(
+        args.device, args.site, config_hash="0" * 12, incidents=outbox, clock_quality=lambda: "ntp"
+    )
     uplink = None if args.no_uplink else Uplink(cfg, args.device, args.site, outbox)
     stopping = False
 

@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -90,6 +91,10 @@ class Uplink:
         self._cmd_lock = threading.Lock()
         self._commands: collections.deque[Command] = collections.deque(maxlen=MAX_PENDING_COMMANDS)
         self._wake = threading.Event()
+        # A socketpair wakes the network wait as soon as a commit makes rows available.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._stop = threading.Event()
         self._draining = threading.Event()
         self._thread: threading.Thread | None = None
@@ -99,7 +104,15 @@ class Uplink:
         self._status_acked = threading.Event()
         self.counters: dict[str, int] = collections.defaultdict(int)
         self.last_error = ""
-        outbox.add_listener(self._wake.set)
+        outbox.add_listener(self._poke)
+
+    def _poke(self) -> None:
+        """Wake the uplink thread (called after outbox commits; only sets a flag and writes a byte)."""
+        self._wake.set()
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # buffer full: a wake-up is already pending
+            pass
 
     # ---- public API ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -135,6 +148,8 @@ class Uplink:
         if self._sink is not None:
             self._sink.close()
             self._sink = None
+        for sock in (self._wake_r, self._wake_w):
+            sock.close()
         drained = self.outbox.stats()["pending"] == 0
         log.info("uplink stopped (outbox %s)", "empty" if drained else "not empty; resent at next start")
         return bool(drained)
@@ -215,7 +230,8 @@ class Uplink:
         if not self._connected and now - self._connect_started > self._mcfg.connect_timeout_s:  # type: ignore[union-attr]
             self._connect_failed("no CONNACK within connect_timeout_s")
             return
-        alive = self._session.loop(IDLE_WAIT_S)
+        alive = self._session.loop(IDLE_WAIT_S, self._wake_r)
+        self._wake.clear()
         self._handle_events()
         if not alive and self._session is not None:
             self._lost("connection lost")
@@ -430,7 +446,7 @@ class Uplink:
         if error is not None:
             doc["error"] = error[:2048]
         self._replies.append((self.topics.reply(name), json.dumps(doc, separators=(",", ":")).encode()))
-        self._wake.set()
+        self._poke()
 
     def _send_replies(self) -> None:
         assert self._session is not None

@@ -79,6 +79,7 @@ class OnnxDetector:
         self.zones = [np.asarray(z, np.float64) for z in zones]
         self.masks = [np.asarray(m, np.float64) for m in masks]
         self.last_timing_ms: dict[str, float] = {"pre": 0.0, "infer": 0.0, "post": 0.0}
+        self._roi_cache: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
         if warmup:
             w, h = manifest.input.size
             self.detect_image(np.zeros((h, w, 3), np.uint8))
@@ -151,7 +152,7 @@ class OnnxDetector:
             cols, rows = self.cfg.tile_grid
             tw, th = width / cols, height / rows
             rects = [(c * tw, r * th, (c + 1) * tw, (r + 1) * th) for r in range(rows) for c in range(cols)]
-        out = []
+        out: list[tuple[int, int, int, int]] = []
         for x1, y1, x2, y2 in rects:
             mx, my = (x2 - x1) * m, (y2 - y1) * m
             a = (
@@ -160,8 +161,10 @@ class OnnxDetector:
                 min(width, int(np.ceil(x2 + mx))),
                 min(height, int(np.ceil(y2 + my))),
             )
-            if a[2] - a[0] >= 8 and a[3] - a[1] >= 8 and a not in out:
+            if a[2] - a[0] >= 8 and a[3] - a[1] >= 8:
                 out.append(a)
+        if self.cfg.roi == "zones":
+            out = _merge_overlapping(out)
         return out
 
     # ---- whole detection -----------------------------------------------------------------
@@ -171,7 +174,11 @@ class OnnxDetector:
     def detect_image(self, image: np.ndarray) -> Detections:
         """Detections for a BGR uint8 image, in its pixels. Sets ``last_timing_ms``."""
         h, w = image.shape[:2]
-        rects = self.roi_rects(w, h) if self.cfg.roi != "none" else []
+        rects: list[tuple[int, int, int, int]] = []
+        if self.cfg.roi != "none":
+            if (w, h) not in self._roi_cache:
+                self._roi_cache[(w, h)] = self.roi_rects(w, h)
+            rects = self._roi_cache[(w, h)]
         passes: list[tuple[PassResult, tuple[int, int, int, int] | None]] = []
         if not rects or self.cfg.roi_full_frame:
             passes.append((self.run_pass(image), None))
@@ -234,19 +241,43 @@ class OnnxDetector:
             keep &= cls >= 0
         bw = xyxy[:, 2] - xyxy[:, 0]
         bh = xyxy[:, 3] - xyxy[:, 1]
-        area = bw * bh
         keep &= (bw > 0) & (bh > 0)
-        keep &= area >= self.cfg.min_area_px
-        keep &= area <= self.cfg.max_area_frac * w * h
-        aspect = bw / np.maximum(bh, 1e-6)
-        keep &= aspect >= self.cfg.min_aspect
-        if self.cfg.max_aspect:
-            keep &= aspect <= self.cfg.max_aspect
+        c = self.cfg
+        if c.min_area_px > 0 or c.max_area_frac < 1.0:
+            area = bw * bh
+            keep &= (area >= c.min_area_px) & (area <= c.max_area_frac * w * h)
+        if c.min_aspect > 0 or c.max_aspect > 0:
+            aspect = bw / np.maximum(bh, 1e-6)
+            keep &= aspect >= c.min_aspect
+            if c.max_aspect:
+                keep &= aspect <= c.max_aspect
         if self.masks and keep.any():
             anchor = np.stack([(xyxy[:, 0] + xyxy[:, 2]) * 0.5 / w, xyxy[:, 3] / h], 1)
             for poly in self.masks:
                 keep &= ~points_in_polygon(anchor, poly)
         return keep
+
+
+def _merge_overlapping(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Union zone crops that mostly overlap (>50 % of the smaller), so no area is inferred twice."""
+    rects = list(dict.fromkeys(rects))
+    merged = True
+    while merged and len(rects) > 1:
+        merged = False
+        for i in range(len(rects)):
+            for j in range(i + 1, len(rects)):
+                a, b = rects[i], rects[j]
+                iw = min(a[2], b[2]) - max(a[0], b[0])
+                ih = min(a[3], b[3]) - max(a[1], b[1])
+                small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+                if iw > 0 and ih > 0 and iw * ih > 0.5 * small:
+                    rects[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    del rects[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return rects
 
 
 def build_detector(cam: CameraConfig) -> Detector:

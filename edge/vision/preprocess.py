@@ -80,7 +80,9 @@ class Preprocessor:
             # another 1 ms there, and under 2x the two differ by less than the model notices.
             halved = False
             while image.shape[1] >= 2 * nw and image.shape[0] >= 2 * nh:
-                image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+                image = cv2.resize(
+                    image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA
+                )
                 halved = True
             if halved:
                 return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)

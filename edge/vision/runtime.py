@@ -53,7 +53,12 @@ class OnnxSession:
     """An onnxruntime InferenceSession with quiet logs and a chosen provider and thread count."""
 
     def __init__(
-        self, path: Path, *, threads: int | None = None, provider: str = "CPUExecutionProvider"
+        self,
+        path: Path,
+        *,
+        threads: int | None = None,
+        provider: str = "CPUExecutionProvider",
+        spin: bool = False,
     ) -> None:
         avail = available_providers()
         if provider not in avail:
@@ -66,6 +71,10 @@ class OnnxSession:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin:
+            # Idle intra-op threads otherwise spin for a while after each run, stealing the cores
+            # that pre-processing and decoding need next on a 2-4 core box.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
         try:
             self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)

@@ -16,7 +16,9 @@ TS = 1_795_335_303.120
 
 
 def tr(phase: str, key: str = "viol:cam0:17", ts: float = TS, **kw) -> Transition:
-    return Transition(kind="agent_status", phase=phase, key=key, t=ts - TS, ts=ts, payload={"state": "started"}, **kw)
+    return Transition(
+        kind="agent_status", phase=phase, key=key, t=ts - TS, ts=ts, payload={"state": "started"}, **kw
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,9 +73,23 @@ def test_context_fields() -> None:
     det = SimpleNamespace(name="yolox_nano_416", sha256="695E750A4F" + "0" * 54)
     geo_states = iter([None, {"lat": 30.54, "lon": 104.06}])
     b = EventBuilder(
-        "pole-17", "gaoxin-south", config_hash="a1b2c3", clock_quality=lambda: "gps", geo=lambda: next(geo_states)
+        "pole-17",
+        "gaoxin-south",
+        config_hash="a1b2c3",
+        clock_quality=lambda: "gps",
+        geo=lambda: next(geo_states),
     )
-    e1 = b.build(tr("start", started_ts=TS - 120, camera_id="cam0", zone_id="bay-3", severity="major", severity_reason="r"), model=det)
+    e1 = b.build(
+        tr(
+            "start",
+            started_ts=TS - 120,
+            camera_id="cam0",
+            zone_id="bay-3",
+            severity="major",
+            severity_reason="r",
+        ),
+        model=det,
+    )
     assert e1.model is not None and e1.model.name == "yolox_nano_416" and e1.model.sha256 == "695e750a4f00"
     assert e1.geo is None and e1.clock == "gps" and e1.config_hash == "a1b2c3"
     assert e1.started_ts == utc_ms(TS - 120) and e1.ts == utc_ms(TS)
@@ -91,3 +107,16 @@ def test_bad_payload_is_refused_with_the_reason() -> None:
     bad = Transition(kind="agent_status", phase="instant", key="k", t=0, ts=TS, payload={"state": "exploded"})
     with pytest.raises(EventValidationError, match="state"):
         b.build(bad)
+
+
+def test_a_broken_transition_raises_an_edge_error_and_leaves_the_incident_map_alone() -> None:
+    from edge.errors import EdgeError
+
+    store = MemoryIncidentStore()
+    b = EventBuilder("pole-1", "site", incidents=store, geo=lambda: {"latitude": 1})  # a broken GPS source
+    with pytest.raises(EdgeError):
+        b.build(tr("start", ts=float("nan")))
+    assert len(store) == 0
+    ok = b.build(tr("start", severity_reason="r" * 2000))
+    assert ok.geo is None and len(ok.severity_reason) == 512  # degraded, never crashes the loop
+    validate_event(ok.to_dict())

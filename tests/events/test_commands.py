@@ -19,7 +19,8 @@ MAX = 4096
         ("ping", {"id": "r1"}),
         ("ack_task", {"id": "r2", "task_id": "t-1", "by": "ops"}),
         ("resolve_task", {"id": "r3", "task_id": "t-1", "note": "done"}),
-        ("reload_config", {"id": "r4", "config": {"config_version": 1}}),
+        ("reload_config", {"id": "r4", "yaml": "config_version: 1\n"}),
+        ("reload_config", {"id": "r4b"}),
         ("snapshot", {"id": "r5", "camera_id": "cam0"}),
     ],
 )
@@ -40,7 +41,9 @@ def test_valid(name: str, doc: dict) -> None:
         ("ping", b"{}", "'id' is a required property"),
         ("ack_task", b'{"id":"r"}', "task_id"),
         ("ack_task", b'{"id":"r","task_id":"t","rm":"-rf"}', "rm"),
-        ("reload_config", b'{"id":"r","config":"yaml text"}', "object"),
+        ("reload_config", b'{"id":"r","yaml":{"config_version":1}}', "string"),
+        ("reload_config", b'{"id":"r","yaml":""}', "non-empty"),
+        ("reload_config", b'{"id":"r","path":"/etc/shadow"}', "path"),
         ("snapshot", b'{"id":"r","camera_id":"../etc"}', "camera_id"),
     ],
 )

@@ -9,15 +9,36 @@ import jsonschema
 import pytest
 
 from edge.events.builder import EventBuilder
-from edge.events.schema import EventValidationError, event_schema, kind_schemas, validate_event, validate_payload
+from edge.events.schema import (
+    EventValidationError,
+    event_schema,
+    kind_schemas,
+    validate_event,
+    validate_payload,
+)
 from edge.types import Transition
 
 KINDS = sorted(kind_schemas())
 
 
 def _event_for(kind: str, payload: dict, phase: str = "instant") -> dict:
-    b = EventBuilder("pole-17", "gaoxin-south", config_hash="a1b2c3", clock_quality=lambda: "gps", geo=lambda: (30.5, 104.0))
-    tr = Transition(kind=kind, phase=phase, key=f"{kind}:k", t=1.0, ts=1_795_335_303.12, camera_id="cam0", zone_id="bay-3", payload=payload)
+    b = EventBuilder(
+        "pole-17",
+        "gaoxin-south",
+        config_hash="a1b2c3",
+        clock_quality=lambda: "gps",
+        geo=lambda: (30.5, 104.0),
+    )
+    tr = Transition(
+        kind=kind,
+        phase=phase,
+        key=f"{kind}:k",
+        t=1.0,
+        ts=1_795_335_303.12,
+        camera_id="cam0",
+        zone_id="bay-3",
+        payload=payload,
+    )
     return b.build(tr, model={"name": "yolox_nano_416", "sha256": "695E750A" + "0" * 56}).to_dict()
 
 
@@ -40,7 +61,9 @@ def test_kind_schema_is_documented_and_its_examples_validate(kind: str) -> None:
     assert examples, f"{kind}.json needs at least one example"
     for ex in examples:
         validate_payload(kind, ex)
-        validate_event(_event_for(kind, ex))  # the whole envelope around it validates too
+        doc = _event_for(kind, ex)
+        validate_event(doc)  # the whole envelope around it validates too...
+        jsonschema.Draft202012Validator(event_schema()).validate(doc)  # ...against the published document
 
 
 @pytest.mark.parametrize(

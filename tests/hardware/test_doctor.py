@@ -146,6 +146,7 @@ def test_doctor_fails_when_broker_refuses_the_certificate(
     r = {x.name: x for x in results}
     assert r["broker"].status == "fail" and r["broker"].essential
     assert "certificate" in r["broker"].hint
+    assert "FAIL" in format_table([r["broker"]])
     assert exit_code(results) == 1
 
 

@@ -18,7 +18,14 @@ SCENARIO = Scenario(actors=(), duration_s=300.0, expected=EXPECTED)
 
 
 def ev(kind: str, phase: str, zone: str, t: float, incident: str, **payload: Any) -> dict[str, Any]:
-    return {"kind": kind, "phase": phase, "zone_id": zone, "ts": START + t, "incident_id": incident, "payload": payload}
+    return {
+        "kind": kind,
+        "phase": phase,
+        "zone_id": zone,
+        "ts": START + t,
+        "incident_id": incident,
+        "payload": payload,
+    }
 
 
 GOOD = [
@@ -47,7 +54,10 @@ def test_all_found() -> None:
         ([*GOOD, ev("parking_violation", "start", "kerb", 240.0, "i9")], "SPURIOUS"),  # a second violation
         ([*GOOD, ev("parking_violation", "start", "other-zone", 70.0, "i8")], "SPURIOUS"),
         ([*GOOD, ev("blacklisted_bike", "instant", "bay", 70.0, "i7")], "SPURIOUS"),  # never expected here
-        ([g for g in GOOD if g["payload"].get("state") != "acknowledged"], "expected open > acknowledged > resolved"),
+        (
+            [g for g in GOOD if g["payload"].get("state") != "acknowledged"],
+            "expected open > acknowledged > resolved",
+        ),
     ],
 )
 def test_mismatches_are_reported(events: list[dict[str, Any]], words: str) -> None:

@@ -295,3 +295,42 @@ def test_replay_real_agent_on_real_footage(tmp_path: Path, assets: Path) -> None
     assert summary["zone_max"]["density"]["middle"] > 0
     heat = cv2.imread(str(out / "heatmap.png"))
     assert heat is not None and heat.shape[0] == 432
+
+
+def test_cli_replay_prints_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    import edge.agent.runner
+    from edge.cli import main
+
+    clip = tmp_path / "clip.avi"
+    _write_clip(clip)
+    cfg_path = tmp_path / "site.yaml"
+    cfg_path.write_text(yaml.safe_dump(_site(tmp_path, "/dev/video0").model_dump(mode="json")))
+    monkeypatch.setattr(edge.agent.runner, "Agent", ScriptedAgent)
+    out = tmp_path / "cli-out"
+    code = main(["replay", "--config", str(cfg_path), "--source", str(clip), "--out", str(out), "--quiet"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert f"replayed {N} frames" in text and "zone_entry=1" in text
+    assert str(out / "heatmap.png") in text
+    assert main(["replay", "--config", str(cfg_path), "--source", str(tmp_path / "nope.mp4"), "--quiet"]) == 1
+
+
+def test_replay_of_a_still_image_holds_it_for_hold_seconds(tmp_path: Path) -> None:
+    img = np.full((H, W, 3), 30, np.uint8)
+    img[150:190, 200:230] = 255  # one object standing in the "right" zone
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), img)
+    cfg = _site(tmp_path, "/dev/video0")
+    out = tmp_path / "out"
+    summary = replay(
+        cfg,
+        ReplayOptions(source=str(still), out_dir=out, hold_s=3.0, progress=False),
+        agent_factory=ScriptedAgent,
+    )
+    assert summary["video_s"] == pytest.approx(3.0, abs=0.25)
+    assert 25 <= summary["frames"] <= 31  # 10 detect_fps x 3 s
+    assert summary["zone_max"]["count"] == {"left": 0.0, "right": 1.0}

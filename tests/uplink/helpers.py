@@ -48,7 +48,9 @@ class Consumer:
 
     def start(self) -> Consumer:
         c = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTProtocolVersion.MQTTv5
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
         )
         if self.tls:
             c.tls_set(ca_certs=self.tls[0], certfile=self.tls[1], keyfile=self.tls[2])

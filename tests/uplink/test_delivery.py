@@ -36,7 +36,16 @@ def assert_complete(c: Consumer, n: int) -> None:
 def test_broker_restarted_mid_stream(mosquitto: Broker, tmp_path: Path) -> None:
     c = Consumer(mosquitto.host, mosquitto.port).start()
     n = 600
-    p = producer(uplink_json(tmp_path, mosquitto.port), "--until-seq", str(n), "--rate", "300", "--drain", "--alarm-every", "9")
+    p = producer(
+        uplink_json(tmp_path, mosquitto.port),
+        "--until-seq",
+        str(n),
+        "--rate",
+        "300",
+        "--drain",
+        "--alarm-every",
+        "9",
+    )
     for k in (100, 300):
         wait_until(lambda k=k: len(c.unique_seqs()) >= k, 20, f"{k} events before restarting the broker")
         mosquitto.restart()
@@ -69,7 +78,16 @@ def test_network_cut_by_a_proxy(mosquitto: Broker, tmp_path: Path) -> None:
     proxy = TcpProxy(mosquitto.port)
     c = Consumer(mosquitto.host, mosquitto.port).start()
     n = 500
-    p = producer(uplink_json(tmp_path, proxy.port), "--until-seq", str(n), "--rate", "250", "--drain", "--drain-timeout", "30")
+    p = producer(
+        uplink_json(tmp_path, proxy.port),
+        "--until-seq",
+        str(n),
+        "--rate",
+        "250",
+        "--drain",
+        "--drain-timeout",
+        "30",
+    )
     wait_until(lambda: len(c.unique_seqs()) >= 100, 20, "traffic before the cut")
     proxy.cut()
     at_cut = len(c.unique_seqs())
@@ -90,7 +108,9 @@ def test_outbox_cap_evicts_lowest_priorities_and_keeps_every_alarm(mosquitto: Br
     cfg["outbox_max_bytes"] = 64 * 1024  # about 100 rows: most of the 600 cannot be kept
     cfg_text = json.dumps(cfg)
     # Broker unreachable for the box: fill the outbox far past its cap.
-    offline = producer(cfg_text, "--until-seq", str(n), "--alarm-every", "10", "--feature-every", "3", "--no-uplink")
+    offline = producer(
+        cfg_text, "--until-seq", str(n), "--alarm-every", "10", "--feature-every", "3", "--no-uplink"
+    )
     offline.communicate(timeout=60)
     assert offline.returncode == 0
     c = Consumer(mosquitto.host, mosquitto.port).start()
@@ -111,7 +131,7 @@ def test_outbox_cap_evicts_lowest_priorities_and_keeps_every_alarm(mosquitto: Br
             produced["feature"] += 1
         elif s % 10:
             produced["info"] += 1
-    for s, ev in by_seq.items():
+    for ev in by_seq.values():
         kind = "alarm" if ev["severity"] == "major" else ("feature" if ev["kind"] == "features" else "info")
         kept[kind] += 1
     assert kept["alarm"] == produced["alarm"]

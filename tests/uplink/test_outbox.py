@@ -27,7 +27,17 @@ class FakeClock:
 def ev(n: int, *, severity: str = "info", kind: str = "uplink_test", pad: int = 0) -> Event:
     b = EventBuilder("pole-1", "lab")
     payload = {"n": n, "note": "x" * pad} if pad else {"n": n}
-    e = b.build(Transition(kind="uplink_test", phase="instant", key=str(n), t=0, ts=TS + n, severity=severity, payload=payload))  # type: ignore[arg-type]
+    e = b.build(
+        Transition(
+            kind="uplink_test",
+            phase="instant",
+            key=str(n),
+            t=0,
+            ts=TS + n,
+            severity=severity,
+            payload=payload,
+        )
+    )  # type: ignore[arg-type]
     return e.model_copy(update={"kind": kind}) if kind != "uplink_test" else e
 
 
@@ -134,13 +144,23 @@ def test_incident_map_is_persisted(tmp_path: Path) -> None:
     p = tmp_path / "o.sqlite"
     ob = Outbox(p)
     b = EventBuilder("pole-1", "lab", incidents=ob)
-    t0 = Transition(kind="agent_status", phase="start", key="viol:7", t=0, ts=TS, payload={"state": "started"})
+    t0 = Transition(
+        kind="agent_status", phase="start", key="viol:7", t=0, ts=TS, payload={"state": "started"}
+    )
     start = ob.put_many([b.build(t0)])[0]
     ob.close()
     ob = Outbox(p)
     b = EventBuilder("pole-1", "lab", incidents=ob)
-    upd = b.build(Transition(kind="agent_status", phase="update", key="viol:7", t=5, ts=TS + 5, payload={"state": "started"}))
-    end = b.build(Transition(kind="agent_status", phase="end", key="viol:7", t=9, ts=TS + 9, payload={"state": "started"}))
+    upd = b.build(
+        Transition(
+            kind="agent_status", phase="update", key="viol:7", t=5, ts=TS + 5, payload={"state": "started"}
+        )
+    )
+    end = b.build(
+        Transition(
+            kind="agent_status", phase="end", key="viol:7", t=9, ts=TS + 9, payload={"state": "started"}
+        )
+    )
     assert upd.incident_id == end.incident_id == start.incident_id
     ob.put_many([upd, end])
     assert ob.get_incident("viol:7") is None
@@ -197,3 +217,27 @@ def test_unwritable_path_is_an_actionable_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(OutboxError, match="cannot open outbox"):
         Outbox(blocker / "sub" / "o.sqlite")
+
+
+def test_a_filling_disk_lowers_the_cap_before_the_card_is_full(tmp_path: Path) -> None:
+    clock = FakeClock()
+    free = {"bytes": 10_000_000}
+    size = _row_size(ev(1, pad=200))
+    ob = Outbox(
+        tmp_path / "o.sqlite",
+        max_bytes=1_000_000,
+        clock=clock,
+        free_bytes=lambda: free["bytes"],
+        reserve_bytes=1_000_000,
+    )
+    ob.put_many([ev(i, kind="features", pad=200) for i in range(20)] + [ev(99, severity="major", pad=200)])
+    assert ob.stats()["dropped_total"] == 0 and ob.stats()["limit_bytes"] == 1_000_000
+    # Something else (logs, evidence) fills the card: only 5 rows' worth above the reserve remain.
+    free["bytes"] = 1_000_000 + 5 * size - ob.stats()["bytes"]
+    clock.t += 2
+    ob.put_many([ev(100, pad=200)])
+    st = ob.stats()
+    assert st["limit_bytes"] < 1_000_000
+    assert st["bytes"] <= st["limit_bytes"]
+    assert st["dropped"]["feature"] >= 15 and st["pending_by_priority"]["alarm"] == 1
+    ob.close()

@@ -25,7 +25,17 @@ REPO = Path(__file__).resolve().parents[2]
 def events(n: int, severity: str = "info") -> list:
     b = EventBuilder("pole-1", "lab")
     return [
-        b.build(Transition(kind="uplink_test", phase="instant", key=str(i), t=0, ts=1.8e9 + i, severity=severity, payload={"n": i}))  # type: ignore[arg-type]
+        b.build(
+            Transition(
+                kind="uplink_test",
+                phase="instant",
+                key=str(i),
+                t=0,
+                ts=1.8e9 + i,
+                severity=severity,
+                payload={"n": i},
+            )
+        )  # type: ignore[arg-type]
         for i in range(n)
     ]
 
@@ -82,7 +92,13 @@ def test_alarms_use_the_fallback_link_while_the_broker_is_unreachable(tmp_path: 
     cfg = UplinkConfig.model_validate(
         {
             "outbox_path": str(tmp_path / "o.sqlite"),
-            "mqtt": {"host": "127.0.0.1", "port": dead_port, "fallback_after_s": 60, "backoff_min_s": 3600, "backoff_max_s": 3600},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": dead_port,
+                "fallback_after_s": 60,
+                "backoff_min_s": 3600,
+                "backoff_max_s": 3600,
+            },
         }
     )
     clock = FakeClock()
@@ -173,3 +189,35 @@ def test_paho_is_imported_only_by_the_mqtt_adapter_and_callbacks_only_enqueue() 
             calls = [n for n in ast.walk(fn) if isinstance(n, ast.Call)]
             outer = [c for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr == "put"]
             assert len(outer) == 1, f"{fn.name} must only enqueue"
+
+
+@pytest.mark.broker
+def test_inflight_window_is_bounded_and_jsonl_copy_kept(mosquitto, tmp_path: Path, monkeypatch) -> None:
+    from edge.uplink import mqtt
+
+    cfg = UplinkConfig.model_validate(
+        {
+            "outbox_path": str(tmp_path / "o.sqlite"),
+            "jsonl_path": str(tmp_path / "copy.jsonl"),
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "inflight_max": 4},
+        }
+    )
+    ob = Outbox(cfg.outbox_path)
+    up = Uplink(cfg, "pole-1", "lab", ob)
+    seen: list[int] = []
+    orig = mqtt.PahoSession.publish
+
+    def spy(self, topic: str, payload: bytes, **kw):  # type: ignore[no-untyped-def]
+        if "/events/" in topic:
+            seen.append(up.stats()["inflight"])  # in flight before this one is added
+        return orig(self, topic, payload, **kw)
+
+    monkeypatch.setattr(mqtt.PahoSession, "publish", spy)
+    ob.put_many(events(200))
+    up.start()
+    wait_until(lambda: up.stats()["outbox_pending"] == 0, 20, "the outbox to drain")
+    up.stop(2)
+    assert len(seen) >= 200 and max(seen) <= 3  # never more than 4 awaiting PUBACK
+    copy = [json.loads(x)["seq"] for x in (tmp_path / "copy.jsonl").read_text().splitlines()]
+    assert sorted(set(copy)) == list(range(1, 201))
+    ob.close()

@@ -30,7 +30,14 @@ def box_cfg(b: Broker, tmp: Path, name: str | None = "pole-1", **extra: Any) -> 
     if name is not None:
         cert, key = b.tls.client(name)
         tls.update(cert_file=str(cert), key_file=str(key))
-    mqtt = {"host": "127.0.0.1", "port": b.port, "tls": tls, "backoff_min_s": 0.1, "backoff_max_s": 0.5, **extra}
+    mqtt = {
+        "host": "127.0.0.1",
+        "port": b.port,
+        "tls": tls,
+        "backoff_min_s": 0.1,
+        "backoff_max_s": 0.5,
+        **extra,
+    }
     return UplinkConfig.model_validate({"outbox_path": str(tmp / "outbox.sqlite"), "mqtt": mqtt})
 
 
@@ -44,7 +51,11 @@ def raw_client(b: Broker, name: str) -> paho.Client:
     """A bare MQTT client holding ``name``'s certificate (an attacker with a stolen box cert)."""
     assert b.tls is not None
     cert, key = b.tls.client(name)
-    c = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"raw-{name}", protocol=MQTTProtocolVersion.MQTTv5)
+    c = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"raw-{name}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
     c.tls_set(ca_certs=str(b.tls.ca), certfile=str(cert), keyfile=str(key))
     c.reconnect_delay_set(0.05, 0.2)
     c.connect(b.host, b.port)
@@ -61,7 +72,14 @@ def publish_connected(c: paho.Client, topic: str, payload: bytes) -> None:
 def put_events(ob: Outbox, n: int) -> None:
     b = EventBuilder("pole-1", "lab", incidents=ob)
     ob.put_many(
-        [b.build(Transition(kind="uplink_test", phase="instant", key=str(i), t=0, ts=1.8e9 + i, payload={"n": i})) for i in range(n)]
+        [
+            b.build(
+                Transition(
+                    kind="uplink_test", phase="instant", key=str(i), t=0, ts=1.8e9 + i, payload={"n": i}
+                )
+            )
+            for i in range(n)
+        ]
     )
 
 
@@ -95,7 +113,11 @@ def test_box_cannot_publish_under_another_box(mosquitto_tls: Broker, box: Uplink
     # ...and a raw client with pole-1's certificate cannot write pole-2's events, status or commands.
     raw = raw_client(mosquitto_tls, "pole-1")
     # (mosquitto answers a denied publish with "Not authorized" and drops the connection.)
-    for topic in ("edge/lab/pole-2/events/parking_violation", "edge/lab/pole-2/status", "edge/other/pole-2/health"):
+    for topic in (
+        "edge/lab/pole-2/events/parking_violation",
+        "edge/lab/pole-2/status",
+        "edge/other/pole-2/health",
+    ):
         publish_connected(raw, topic, b'{"forged":true}')
     publish_connected(raw, f"{BASE}/events/marker", b"{}")  # allowed, and arrives after
     wait_until(lambda: bool(c.on_topic(f"{BASE}/events/marker")), 5, "the marker")
@@ -107,7 +129,9 @@ def test_box_cannot_publish_under_another_box(mosquitto_tls: Broker, box: Uplink
 
 
 @pytest.mark.parametrize("cert", [None, "stranger-without-ca"])
-def test_client_without_a_valid_certificate_is_refused(mosquitto_tls: Broker, tmp_path: Path, cert: str | None) -> None:
+def test_client_without_a_valid_certificate_is_refused(
+    mosquitto_tls: Broker, tmp_path: Path, cert: str | None
+) -> None:
     cfg = box_cfg(mosquitto_tls, tmp_path, name=None)
     if cert is not None:  # a certificate signed by some other CA
         from tests.fixtures.broker import make_tls
@@ -122,7 +146,9 @@ def test_client_without_a_valid_certificate_is_refused(mosquitto_tls: Broker, tm
 
 
 def test_plaintext_client_is_refused_by_the_tls_listener(mosquitto_tls: Broker, tmp_path: Path) -> None:
-    cfg = UplinkConfig.model_validate({"mqtt": {"host": "127.0.0.1", "port": mosquitto_tls.port, "connect_timeout_s": 2}})
+    cfg = UplinkConfig.model_validate(
+        {"mqtt": {"host": "127.0.0.1", "port": mosquitto_tls.port, "connect_timeout_s": 2}}
+    )
     with pytest.raises(UplinkError):
         probe_broker(cfg, "pole-1", "lab", 3)
 
@@ -135,7 +161,7 @@ def test_commands_are_validated_and_bad_ones_execute_nothing(mosquitto_tls: Brok
     c = platform(mosquitto_tls)
     send = c.client.publish
     send(f"{BASE}/cmd/reload_config", b'{"id":"bad-1","config":', qos=1)  # malformed JSON
-    send(f"{BASE}/cmd/reload_config", json.dumps({"id": "big", "config": {"x": "y" * 4000}}).encode(), qos=1)
+    send(f"{BASE}/cmd/reload_config", json.dumps({"id": "big", "yaml": "y" * 4000}).encode(), qos=1)
     send(f"{BASE}/cmd/ack_task", b'{"id":"bad-2","task_id":"t","shell":"rm -rf /"}', qos=1)
     send(f"{BASE}/cmd/format_disk", b'{"id":"bad-3"}', qos=1)
     wait_until(lambda: len(_replies(c, "reload_config")) == 2, 10, "two reload_config error replies")
@@ -164,5 +190,10 @@ def test_commands_are_validated_and_bad_ones_execute_nothing(mosquitto_tls: Brok
     assert [(x.name, x.id, x.args) for x in got] == [("ack_task", "a1", {"task_id": "t-9", "by": "ops"})]
     box.reply(got[0], ok=True, result={"state": "acknowledged"})
     wait_until(lambda: len(_replies(c, "ack_task")) == 2, 10, "the runner's reply")
-    assert _replies(c, "ack_task")[1] == {**_replies(c, "ack_task")[1], "id": "a1", "ok": True, "result": {"state": "acknowledged"}}
+    assert _replies(c, "ack_task")[1] == {
+        **_replies(c, "ack_task")[1],
+        "id": "a1",
+        "ok": True,
+        "result": {"state": "acknowledged"},
+    }
     c.stop()

@@ -43,17 +43,24 @@ def constant_model(
     input_shape: list[int],
     outputs: dict[str, np.ndarray],
     extra_inputs: dict[str, tuple[list[int], str]] | None = None,
+    input_dtype: str = "float32",
 ) -> Path:
     """Write a graph whose outputs are the given constants (float ones + 0*mean(image))."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    types = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "int32": TensorProto.INT32}
-    inputs = [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, input_shape)]
+    types = {
+        "float32": TensorProto.FLOAT,
+        "int64": TensorProto.INT64,
+        "int32": TensorProto.INT32,
+        "uint8": TensorProto.UINT8,
+    }
+    inputs = [helper.make_tensor_value_info(input_name, types[input_dtype], input_shape)]
     for name, (shape, dt) in (extra_inputs or {}).items():
         inputs.append(helper.make_tensor_value_info(name, types[dt], shape))
     nodes = [
-        helper.make_node("ReduceMean", [input_name], ["_mean"], keepdims=0),
+        helper.make_node("Cast", [input_name], ["_img"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["_img"], ["_mean"], keepdims=0),
         helper.make_node("Constant", [], ["_zero"], value=numpy_helper.from_array(np.array(0.0, np.float32))),
         helper.make_node("Mul", ["_mean", "_zero"], ["_nil"]),
     ]

@@ -317,7 +317,20 @@ def _nms_rows_vendor(tmp: Path) -> tuple[dict[str, Any], list[float]]:
     return m, [10, 20, 50, 60]
 
 
+def _nhwc_uint8_vendor(tmp: Path) -> tuple[dict[str, Any], list[float]]:
+    """A TFLite-converted style graph: NHWC uint8 input, RGB, stretched, yolov8 head."""
+    out = np.zeros((1, 5, 84), np.float32)
+    out[0, :, 7] = [16, 48, 16, 32, 0.7]  # one class
+    f = constant_model(
+        tmp / "acme_nhwc.onnx", "images", [1, 64, 64, 3], {"output0": out}, input_dtype="uint8"
+    )
+    m = synthetic_manifest("acme_nhwc", f, "yolov8", ["rider"], class_map={"rider": "bicycle"})
+    m["input"].update(layout="NHWC", dtype="uint8", colour="RGB", resize="stretch")
+    return m, [16, 64, 48, 128]  # input box [8,32,24,64] stretched x2 on a 128x128 frame
+
+
 VENDORS = [
+    ("nhwc_uint8", _nhwc_uint8_vendor, "bicycle"),
     ("yolov8", _yolov8_vendor, "car"),
     ("ssd", _ssd_vendor, "bus"),
     ("detr", _detr_vendor, "truck"),

@@ -68,6 +68,10 @@ def test_roi_rects_cover_zone_with_margin() -> None:
     det = _yolox(DetectorConfig(roi="zones", roi_margin=0.1), zones=[FAR_ZONE], warmup=False)
     ((x1, y1, x2, y2),) = det.roi_rects(1000, 500)
     assert (x1, y1) == (65, 78) and (x2, y2) == (485, 222)
+    inner = [(0.2, 0.2), (0.3, 0.2), (0.3, 0.3), (0.2, 0.3)]  # inside FAR_ZONE: one crop, not two
+    far = [(0.8, 0.8), (0.9, 0.8), (0.9, 0.9)]
+    det2 = _yolox(DetectorConfig(roi="zones", roi_margin=0.1), zones=[FAR_ZONE, inner, far], warmup=False)
+    assert det2.roi_rects(1000, 500) == [(65, 78, 485, 222), (790, 395, 910, 455)]
     tiles = _yolox(DetectorConfig(roi="tiles", tile_grid=(3, 2), roi_margin=0.0), warmup=False).roi_rects(
         900, 400
     )

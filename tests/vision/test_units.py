@@ -109,6 +109,18 @@ def test_detr_post_processed_and_raw_logits() -> None:
     np.testing.assert_allclose(raw.xyxy, boxes[0, [0, 2]])
     bad = dec.bind([TensorInfo("x", (1, 3549, 85), "float32")])
     assert bad and "the detr decoder expects" in bad[0]
+    comb = get_decoder(
+        "detr",
+        {"combined": True, "sigmoid": False, "box_format": "cxcywh", "box_space": "normalized"},
+        (100, 100),
+    )
+    assert comb.bind([TensorInfo("output0", (1, 3, 6), "float32")]) == [] and comb.num_classes == 2
+    out = np.array(
+        [[[0.5, 0.5, 0.2, 0.4, 0.1, 0.8], [0, 0, 0, 0, 0.1, 0.1], [0.2, 0.2, 0.1, 0.1, 0.5, 0.2]]], np.float32
+    )
+    r = comb.decode([out], ctx(100, 100))
+    assert r.label.tolist() == [1, 0] and r.space == "input"
+    np.testing.assert_allclose(r.xyxy[0], [40, 30, 60, 70], atol=1e-4)
 
 
 def test_nms_rows_count_and_padding() -> None:
@@ -192,7 +204,7 @@ def test_preprocess_geometry_and_inverse(resize: str, geom: tuple[int, int, int,
     feeds, tf = pre(img)
     x = feeds["images"]
     nw, nh, ox, oy = geom
-    assert x.shape == (1, 3, 64, 64) and x.dtype == np.float32
+    assert x.shape == (1, 3, 64, 64) and x.dtype == np.float32 and x.flags.c_contiguous
     assert pre.geometry(200, 100)[:4] == geom
     assert x[0, 0, oy + 1, ox + 1] == 10 and x[0, 2, oy + 1, ox + 1] == 200  # BGR kept, 0..255
     if resize != "stretch":
@@ -368,3 +380,24 @@ def test_detector_config_validation(fields: dict, msg: str) -> None:
     with pytest.raises(ValueError) as exc:
         DetectorConfig(**fields)
     assert msg in str(exc.value)
+
+
+def test_preprocess_nhwc_uint8_rgb() -> None:
+    from edge.vision.manifest import InputSpec
+
+    spec = InputSpec(
+        name="x",
+        size=(32, 32),
+        layout="NHWC",
+        dtype="uint8",
+        colour="RGB",
+        resize="letterbox_center",
+        pad_value=7,
+    )
+    img = np.zeros((16, 32, 3), np.uint8)
+    img[..., 0], img[..., 1], img[..., 2] = 1, 2, 3  # B, G, R
+    feeds, tf = Preprocessor(spec)(img)
+    x = feeds["x"]
+    assert x.shape == (1, 32, 32, 3) and x.dtype == np.uint8 and x.flags.c_contiguous
+    assert x[0, 16, 5].tolist() == [3, 2, 1] and x[0, 0, 5].tolist() == [7, 7, 7]
+    assert (tf.pad_x, tf.pad_y) == (0.0, 8.0)

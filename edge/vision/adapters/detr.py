@@ -2,7 +2,9 @@
 
 Either three outputs ``labels`` int [1,Q], ``boxes`` [1,Q,4], ``scores`` [1,Q] (post-processed
 export), or two outputs ``logits`` [1,Q,C] and ``boxes`` [1,Q,4] (raw export; scores are the
-sigmoid of the logits). Outputs are matched by dtype and shape. ``box_format`` xyxy|cxcywh,
+sigmoid of the logits unless ``sigmoid: false``), or, with ``combined: true``, one output [1,Q,4+C]
+(box then class scores, as Ultralytics exports RT-DETR; opt-in because a YOLOX grid
+[1,N,5+C] has the same rank). Outputs are matched by dtype and shape. ``box_format`` xyxy|cxcywh,
 ``box_space`` original (pixels of the image, e.g. when the graph takes the original size),
 input (model-input pixels) or normalized (0..1 of the model input).
 """
@@ -20,8 +22,13 @@ from edge.vision.runtime import TensorInfo
 
 class DetrDecoder(Decoder):
     family = "detr"
-    expects = "labels [1,Q] + boxes [1,Q,4] + scores [1,Q], or logits [1,Q,C] + boxes [1,Q,4]"
-    defaults: ClassVar[dict[str, Any]] = {"box_format": "xyxy", "box_space": "original", "sigmoid": True}
+    expects = "labels [1,Q] + boxes [1,Q,4] + scores [1,Q], or logits [1,Q,C] + boxes [1,Q,4], or [1,Q,4+C]"
+    defaults: ClassVar[dict[str, Any]] = {
+        "box_format": "xyxy",
+        "box_space": "original",
+        "sigmoid": True,
+        "combined": False,
+    }
 
     def validate_params(self) -> None:
         if self.params["box_format"] not in ("xyxy", "cxcywh"):
@@ -43,6 +50,15 @@ class DetrDecoder(Decoder):
                 idx["scores"] = i
             elif len(o.shape) == 3 and o.dtype.startswith("float") and "logits" not in idx:
                 idx["logits"] = i
+        if (
+            self.params["combined"]
+            and len(outputs) == 1
+            and len(outputs[0].shape) == 3
+            and (outputs[0].shape[2] or 0) > 4
+        ):
+            self.idx = {"combined": 0}  # [1,Q,4+C]: box then class scores (Ultralytics RT-DETR)
+            self.num_classes = int(outputs[0].shape[2] or 0) - 4
+            return []
         desc = ", ".join(f"output {i} {shape_text(o.shape)} {o.dtype}" for i, o in enumerate(outputs))
         post = {"labels", "boxes", "scores"} <= set(idx) and len(outputs) == 3
         raw = {"logits", "boxes"} <= set(idx) and len(outputs) == 2
@@ -53,11 +69,17 @@ class DetrDecoder(Decoder):
         return []
 
     def decode(self, outputs: list[np.ndarray], ctx: DecodeContext) -> RawDetections:
-        boxes = outputs[self.idx["boxes"]]
-        self._runtime_shape(self.idx["boxes"], boxes, (1, None, 4))
-        boxes = boxes[0]
-        if "logits" in self.idx:
-            logits = outputs[self.idx["logits"]][0]
+        logits: np.ndarray | None = None
+        if "combined" in self.idx:
+            self._runtime_shape(0, outputs[0], (1, None, None))
+            boxes, logits = outputs[0][0, :, :4], outputs[0][0, :, 4:]
+        else:
+            boxes = outputs[self.idx["boxes"]]
+            self._runtime_shape(self.idx["boxes"], boxes, (1, None, 4))
+            boxes = boxes[0]
+            if "logits" in self.idx:
+                logits = outputs[self.idx["logits"]][0]
+        if logits is not None:
             probs = sigmoid(logits) if self.params["sigmoid"] else logits
             label = probs.argmax(1)
             score = probs[np.arange(probs.shape[0]), label]
