@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.assets"]
+pytest_plugins = ["tests.fixtures.assets", "tests.fixtures.broker"]
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,9 @@ class EvidenceWriter:
 
     def __init__(self, cfg: EvidenceConfig, quality: int = 85) -> None:
         if not cfg.enabled:
-            raise EdgeError("evidence is disabled in the site config (evidence.enabled: false); do not build a writer")
+            raise EdgeError(
+                "evidence is disabled in the site config (evidence.enabled: false); do not build a writer"
+            )
         self.dir = Path(cfg.path)
         self.quality = int(quality)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -35,7 +37,9 @@ class EvidenceWriter:
         if crop_bgr.size == 0:
             return None
         name = f"{_SAFE.sub('_', key)[:180]}.jpg"
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop_bgr), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        ok, buf = cv2.imencode(
+            ".jpg", np.ascontiguousarray(crop_bgr), [cv2.IMWRITE_JPEG_QUALITY, self.quality]
+        )
         if not ok:
             log.warning("evidence: JPEG encoding failed for %s", key)
             return None
@@ -45,7 +49,9 @@ class EvidenceWriter:
             tmp.write_bytes(buf.tobytes())
             tmp.replace(target)
         except OSError as exc:
-            log.warning("evidence: cannot write %s (%s); check evidence.path and free space", target, exc.strerror)
+            log.warning(
+                "evidence: cannot write %s (%s); check evidence.path and free space", target, exc.strerror
+            )
             return None
         return name
 

@@ -19,7 +19,9 @@ class TamperConfig(StrictModel):
     active, so day/night changes and weather move the baseline instead of firing.
     """
 
-    enabled: bool = Field(True, description="Detect covered, defocused, moved, frozen and badly exposed views.")
+    enabled: bool = Field(
+        True, description="Detect covered, defocused, moved, frozen and badly exposed views."
+    )
     disabled_faults: list[TamperFault] = Field(
         default_factory=list,
         description="Faults not to report for this camera, e.g. [frozen] for a still-image source.",
@@ -31,7 +33,9 @@ class TamperConfig(StrictModel):
         320, ge=128, le=1280, description="Width of the grey image used for feature matching (camera moved)."
     )
     baseline_s: float = Field(
-        30.0, gt=0, description="Seconds of footage used to learn the camera's normal view before faults are judged."
+        30.0,
+        gt=0,
+        description="Seconds of footage used to learn the camera's normal view before faults are judged.",
     )
     adapt_tau_s: float = Field(
         300.0,
@@ -62,34 +66,44 @@ class TamperConfig(StrictModel):
         lt=1,
         description="Also covered when the contrast alone falls below this fraction of the baseline in a dark view.",
     )
-    covered_s: float = Field(5.0, ge=0, description="How long the view must stay covered before a fault starts.")
+    covered_s: float = Field(
+        5.0, ge=0, description="How long the view must stay covered before a fault starts."
+    )
     defocus_ratio: float = Field(
         0.5,
         gt=0,
         lt=1,
         description="Defocused/sprayed when the normalised sharpness falls below this fraction of the baseline.",
     )
-    defocused_s: float = Field(10.0, ge=0, description="How long the view must stay blurred before a fault starts.")
+    defocused_s: float = Field(
+        10.0, ge=0, description="How long the view must stay blurred before a fault starts."
+    )
     moved_shift_frac: float = Field(
         0.04,
         gt=0,
         lt=1,
         description="Moved when the view is displaced by more than this fraction of the image width...",
     )
-    moved_rotation_deg: float = Field(2.0, gt=0, le=90, description="...or rotated by more than this many degrees.")
+    moved_rotation_deg: float = Field(
+        2.0, gt=0, le=90, description="...or rotated by more than this many degrees."
+    )
     moved_min_inliers: int = Field(
         20, ge=6, description="Feature matches that must agree before a displacement is believed."
     )
     moved_check_interval_s: float = Field(
         1.0, gt=0, description="How often the view is matched against the reference (it costs a few ms)."
     )
-    moved_s: float = Field(5.0, ge=0, description="How long the view must stay displaced before a fault starts.")
+    moved_s: float = Field(
+        5.0, ge=0, description="How long the view must stay displaced before a fault starts."
+    )
     frozen_max_diff: float = Field(
         0.05,
         ge=0,
         description="Frozen when consecutive thumbnails differ by at most this mean grey level (0..255).",
     )
-    frozen_s: float = Field(10.0, ge=0, description="How long the image must stay identical before a fault starts.")
+    frozen_s: float = Field(
+        10.0, ge=0, description="How long the image must stay identical before a fault starts."
+    )
     overexposed_clip_frac: float = Field(
         0.3,
         gt=0,
@@ -97,7 +111,7 @@ class TamperConfig(StrictModel):
         description="Overexposed when the fraction of saturated pixels exceeds the baseline's by this much.",
     )
     underexposed_luma_ratio: float = Field(
-        0.15,
+        0.25,
         gt=0,
         lt=1,
         description="Underexposed when the mean brightness falls below this fraction of the baseline (while textured).",
@@ -108,9 +122,13 @@ class TamperConfig(StrictModel):
         lt=1,
         description="...or the fraction of crushed-black pixels exceeds the baseline's by this much.",
     )
-    exposure_s: float = Field(5.0, ge=0, description="How long a bad exposure must last before a fault starts.")
+    exposure_s: float = Field(
+        5.0, ge=0, description="How long a bad exposure must last before a fault starts."
+    )
     clear_s: float = Field(
-        3.0, ge=0, description="How long a fault's condition must stay clear before the fault ends (hysteresis)."
+        3.0,
+        ge=0,
+        description="How long a fault's condition must stay clear before the fault ends (hysteresis).",
     )
     clear_margin: float = Field(
         1.2,
@@ -130,10 +148,14 @@ class GatingConfig(StrictModel):
         description="Zone motion energy (fraction of changed pixels, from edge.vision.motion) below which a frame is skipped.",
     )
     recheck_s: float = Field(
-        5.0, gt=0, description="While stationary tracks exist, run the detector at least this often to keep them."
+        5.0,
+        gt=0,
+        description="While stationary tracks exist, run the detector at least this often to keep them.",
     )
     max_skip_s: float = Field(
-        30.0, gt=0, description="Run the detector at least this often even when nothing moves and nothing is tracked."
+        30.0,
+        gt=0,
+        description="Run the detector at least this often even when nothing moves and nothing is tracked.",
     )
 
     @model_validator(mode="after")
@@ -147,7 +169,9 @@ class MetricsConfig(StrictModel):
     """An optional Prometheus text endpoint on localhost."""
 
     enabled: bool = Field(False, description="Serve /metrics in the Prometheus text format.")
-    host: str = Field("127.0.0.1", description="Address to bind; keep it on loopback (scrape through a tunnel).")
+    host: str = Field(
+        "127.0.0.1", description="Address to bind; keep it on loopback (scrape through a tunnel)."
+    )
     port: int = Field(9108, ge=0, le=65535, description="TCP port for /metrics (0 picks a free port).")
 
     @model_validator(mode="after")
@@ -162,7 +186,9 @@ class MetricsConfig(StrictModel):
 class WatchdogConfig(StrictModel):
     """systemd notify and watchdog supervision."""
 
-    enabled: bool = Field(True, description="Send READY/WATCHDOG/STOPPING to systemd when NOTIFY_SOCKET is set.")
+    enabled: bool = Field(
+        True, description="Send READY/WATCHDOG/STOPPING to systemd when NOTIFY_SOCKET is set."
+    )
     stall_s: float = Field(
         20.0,
         gt=0,
@@ -178,14 +204,20 @@ class WatchdogConfig(StrictModel):
 class HealthConfig(StrictModel):
     """Device health reporting."""
 
-    health_interval_s: float = Field(60.0, gt=0, description="How often a health record is published and logged.")
+    health_interval_s: float = Field(
+        60.0, gt=0, description="How often a health record is published and logged."
+    )
     stats_window_s: float = Field(
         60.0, gt=0, description="Window over which fps and inference latency percentiles are computed."
     )
-    disk_path: str = Field("/var/lib/edge", description="Filesystem whose free space is reported (the outbox's).")
+    disk_path: str = Field(
+        "/var/lib/edge", description="Filesystem whose free space is reported (the outbox's)."
+    )
     thermal_root: str = Field(
         "/sys/class/thermal", description="Where SoC temperatures are read (thermal_zone*/temp)."
     )
     gating: GatingConfig = Field(default_factory=GatingConfig, description="Motion gating of inference.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Optional Prometheus endpoint.")
-    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description="systemd notify and watchdog.")
+    watchdog: WatchdogConfig = Field(
+        default_factory=WatchdogConfig, description="systemd notify and watchdog."
+    )

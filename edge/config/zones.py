@@ -45,7 +45,9 @@ def _all_days() -> list[Weekday]:
 def _check_classes(v: list[str] | None) -> list[str] | None:
     if v is not None:
         if not v:
-            raise ValueError("is empty; list class names or groups, or leave it out to use the zone kind's default")
+            raise ValueError(
+                "is empty; list class names or groups, or leave it out to use the zone kind's default"
+            )
         resolve(v)
     return v
 
@@ -63,7 +65,10 @@ class TimeWindow(StrictModel):
         default_factory=_all_days, description="Weekdays the window applies to: mon, tue, ... sun."
     )
     start: str = Field(..., description="Local start time HH:MM (inclusive).")
-    end: str = Field(..., description="Local end time HH:MM (exclusive); '24:00' for midnight. An end before the start wraps past midnight.")
+    end: str = Field(
+        ...,
+        description="Local end time HH:MM (exclusive); '24:00' for midnight. An end before the start wraps past midnight.",
+    )
 
     @field_validator("start", "end")
     @classmethod
@@ -84,9 +89,12 @@ class TimeWindow(StrictModel):
 class ScheduleConfig(StrictModel):
     """When a zone is in force: weekday + time windows in the site's time zone, minus exception dates."""
 
-    windows: list[TimeWindow] = Field(..., min_length=1, description="Time windows in force (any one suffices).")
+    windows: list[TimeWindow] = Field(
+        ..., min_length=1, description="Time windows in force (any one suffices)."
+    )
     except_dates: list[_dt.date] = Field(
-        default_factory=list, description="Local dates (YYYY-MM-DD) the schedule is NOT in force, e.g. school holidays."
+        default_factory=list,
+        description="Local dates (YYYY-MM-DD) the schedule is NOT in force, e.g. school holidays.",
     )
 
 
@@ -101,21 +109,30 @@ class ZoneConfig(StrictModel):
         description="Class names or groups (person, bicycle, vehicle, parkable, ...) this zone watches; None uses the kind's default.",
     )
     exclude: list[list[Point]] = Field(
-        default_factory=list, description="Exclusion polygons inside this zone (normalised); objects anchored there are ignored."
+        default_factory=list,
+        description="Exclusion polygons inside this zone (normalised); objects anchored there are ignored.",
     )
     schedule: ScheduleConfig | None = Field(None, description="When the zone is in force; None means always.")
     zone_type: ZoneType = Field(
-        "no_parking", description="For no_parking zones: no_stopping, no_parking, loading_bay or time_limited (grades severity)."
+        "no_parking",
+        description="For no_parking zones: no_stopping, no_parking, loading_bay or time_limited (grades severity).",
     )
     limit_s: float | None = Field(
-        None, gt=0, description="For no_parking zones: allowed stay before a violation; None uses rules.parking.grace_s."
+        None,
+        gt=0,
+        description="For no_parking zones: allowed stay before a violation; None uses rules.parking.grace_s.",
     )
-    capacity: int | None = Field(None, ge=0, description="For bike_bay zones: how many bikes the bay holds (required).")
+    capacity: int | None = Field(
+        None, ge=0, description="For bike_bay zones: how many bikes the bay holds (required)."
+    )
     area_m2: float | None = Field(
-        None, gt=0, description="Declared ground area in m2 (crowd density); None computes it from the calibration."
+        None,
+        gt=0,
+        description="Declared ground area in m2 (crowd density); None computes it from the calibration.",
     )
     los_table: Literal["walkway", "queuing"] | None = Field(
-        None, description="For crowd zones: Fruin table to grade level of service; None uses rules.crowd.los_table."
+        None,
+        description="For crowd zones: Fruin table to grade level of service; None uses rules.crowd.los_table.",
     )
     operator: str | None = Field(
         None, description="For bike_bay zones: the operator the bay belongs to (named in dispatch tasks)."
@@ -157,7 +174,8 @@ class LineConfig(StrictModel):
     a: Point = Field(..., description="First end [x, y], normalised 0..1.")
     b: Point = Field(..., description="Second end [x, y], normalised 0..1.")
     classes: list[str] = Field(
-        default_factory=lambda: ["person"], description="Class names or groups counted when crossing this line."
+        default_factory=lambda: ["person"],
+        description="Class names or groups counted when crossing this line.",
     )
 
     @field_validator("a", "b")
@@ -207,24 +225,49 @@ class TrackerConfig(StrictModel):
     """ByteTrack-style tracker. All lifetimes are seconds."""
 
     high_score: float = Field(
-        0.35, gt=0, le=1,
+        0.35,
+        gt=0,
+        le=1,
         description="Detections at or above this score take part in the first association (small models score far objects low).",
     )
-    low_score: float = Field(0.1, ge=0, le=1, description="Detections between this and high_score only extend existing tracks.")
-    new_track_score: float = Field(0.35, gt=0, le=1, description="Minimum score for an unmatched detection to start a track.")
-    match_iou: float = Field(0.2, gt=0, le=1, description="Minimum IoU between prediction and detection in the first association.")
-    low_match_iou: float = Field(0.4, gt=0, le=1, description="Minimum IoU in the second (low-score) association.")
-    confirm_s: float = Field(0.3, ge=0, description="A new track is confirmed once it has been matched for this long.")
-    lost_s: float = Field(2.0, gt=0, description="How long a moving track survives without detections (occlusion buffer).")
-    place_memory_s: float = Field(
-        600.0, gt=0, description="How long the place of a vanished stationary object is remembered, so it continues the same track."
+    low_score: float = Field(
+        0.1, ge=0, le=1, description="Detections between this and high_score only extend existing tracks."
     )
-    place_iou: float = Field(0.45, gt=0, le=1, description="Minimum IoU between a remembered place and a detection to continue that track.")
+    new_track_score: float = Field(
+        0.35, gt=0, le=1, description="Minimum score for an unmatched detection to start a track."
+    )
+    match_iou: float = Field(
+        0.2, gt=0, le=1, description="Minimum IoU between prediction and detection in the first association."
+    )
+    low_match_iou: float = Field(
+        0.4, gt=0, le=1, description="Minimum IoU in the second (low-score) association."
+    )
+    confirm_s: float = Field(
+        0.3, ge=0, description="A new track is confirmed once it has been matched for this long."
+    )
+    lost_s: float = Field(
+        2.0, gt=0, description="How long a moving track survives without detections (occlusion buffer)."
+    )
+    place_memory_s: float = Field(
+        600.0,
+        gt=0,
+        description="How long the place of a vanished stationary object is remembered, so it continues the same track.",
+    )
+    place_iou: float = Field(
+        0.45,
+        gt=0,
+        le=1,
+        description="Minimum IoU between a remembered place and a detection to continue that track.",
+    )
     stationary_ratio: float = Field(
-        0.15, gt=0, description="An object is still while its anchor stays within this fraction of its box size of where it stopped."
+        0.15,
+        gt=0,
+        description="An object is still while its anchor stays within this fraction of its box size of where it stopped.",
     )
     stationary_after_s: float = Field(3.0, ge=0, description="Still for this long makes a track stationary.")
-    smoothing_s: float = Field(0.5, gt=0, description="Time constant of the anchor/velocity smoothing (rejects detector jitter).")
+    smoothing_s: float = Field(
+        0.5, gt=0, description="Time constant of the anchor/velocity smoothing (rejects detector jitter)."
+    )
 
     @model_validator(mode="after")
     def _scores(self) -> TrackerConfig:
@@ -236,13 +279,21 @@ class TrackerConfig(StrictModel):
 class MembershipConfig(StrictModel):
     """Zone membership inertia, so a box wobbling on a zone edge does not flicker in and out."""
 
-    enter_s: float = Field(1.0, ge=0, description="An object must be inside for this long before it counts as in the zone.")
-    exit_s: float = Field(2.0, ge=0, description="A visible object must be outside for this long before it counts as out.")
+    enter_s: float = Field(
+        1.0, ge=0, description="An object must be inside for this long before it counts as in the zone."
+    )
+    exit_s: float = Field(
+        2.0, ge=0, description="A visible object must be outside for this long before it counts as out."
+    )
     edge_margin: float = Field(
-        0.15, ge=0, description="Once in, an object stays in until its anchor is this fraction of its box height outside the edge."
+        0.15,
+        ge=0,
+        description="Once in, an object stays in until its anchor is this fraction of its box height outside the edge.",
     )
     hold_unseen_s: float = Field(
-        5.0, ge=0, description="An object that vanishes (occluded, missed) still counts as in the zone for this long."
+        5.0,
+        ge=0,
+        description="An object that vanishes (occluded, missed) still counts as in the zone for this long.",
     )
 
 
@@ -250,15 +301,24 @@ class ParkingConfig(StrictModel):
     """Parking violations in no_parking zones."""
 
     classes: list[str] = Field(
-        default_factory=lambda: ["car", "bus", "truck", "motorcycle"], description="Vehicle classes or groups that can violate."
+        default_factory=lambda: ["car", "bus", "truck", "motorcycle"],
+        description="Vehicle classes or groups that can violate.",
     )
-    grace_s: float = Field(300.0, ge=0, description="Stationary this long in an active zone starts a violation.")
+    grace_s: float = Field(
+        300.0, ge=0, description="Stationary this long in an active zone starts a violation."
+    )
     update_s: float = Field(60.0, gt=0, description="How often an ongoing violation reports its dwell.")
-    leave_s: float = Field(60.0, gt=0, description="A violation ends once the vehicle has been gone (or outside) this long.")
-    severity_step_s: float = Field(
-        600.0, gt=0, description="Each step of this much overstay raises the severity one level (at most two steps)."
+    leave_s: float = Field(
+        60.0, gt=0, description="A violation ends once the vehicle has been gone (or outside) this long."
     )
-    evidence: bool = Field(True, description="Attach a redacted crop at violation start when site evidence is enabled.")
+    severity_step_s: float = Field(
+        600.0,
+        gt=0,
+        description="Each step of this much overstay raises the severity one level (at most two steps).",
+    )
+    evidence: bool = Field(
+        True, description="Attach a redacted crop at violation start when site evidence is enabled."
+    )
 
     @field_validator("classes")
     @classmethod
@@ -270,11 +330,16 @@ class ParkingConfig(StrictModel):
 class OperatorConfig(StrictModel):
     """A bike-share operator recognised by the dominant colour of its livery."""
 
-    name: str = Field(..., min_length=1, description="Operator name as reported in events and dispatch tasks.")
-    hue_deg: tuple[float, float] = Field(
-        ..., description="Hue range [from, to] in degrees 0..360 of the livery colour; from > to wraps through 0 (reds)."
+    name: str = Field(
+        ..., min_length=1, description="Operator name as reported in events and dispatch tasks."
     )
-    min_saturation: float = Field(0.35, ge=0, le=1, description="Pixels less saturated than this are not livery.")
+    hue_deg: tuple[float, float] = Field(
+        ...,
+        description="Hue range [from, to] in degrees 0..360 of the livery colour; from > to wraps through 0 (reds).",
+    )
+    min_saturation: float = Field(
+        0.35, ge=0, le=1, description="Pixels less saturated than this are not livery."
+    )
     min_value: float = Field(0.25, ge=0, le=1, description="Pixels darker than this are not livery.")
 
     @field_validator("hue_deg")
@@ -297,26 +362,56 @@ def _default_operators() -> list[OperatorConfig]:
 class BikeConfig(StrictModel):
     """Bike bays, bikes outside bays, dispatch tasks and operator livery."""
 
-    count_ebikes: bool = Field(True, description="Count motorcycles (e-bikes, scooters) in bays alongside bicycles.")
+    count_ebikes: bool = Field(
+        True, description="Count motorcycles (e-bikes, scooters) in bays alongside bicycles."
+    )
     overflow_s: float = Field(120.0, ge=0, description="count > capacity for this long starts an overflow.")
-    clear_s: float = Field(60.0, ge=0, description="count <= capacity - hysteresis for this long clears the overflow.")
-    hysteresis: int = Field(1, ge=0, description="How far under capacity the count must fall to clear an overflow.")
-    dwell_s: float = Field(300.0, ge=0, description="A bike stationary outside every bay (inside a watch area) this long is reported.")
-    leave_s: float = Field(30.0, gt=0, description="A bike_outside_bay report ends once the bike has been gone (or moved into a bay) this long.")
-    verify_s: float = Field(60.0, ge=0, description="A task resolves once the bay has been seen at or under capacity this long.")
-    reopen_s: float = Field(1800.0, ge=0, description="A resolved task re-opens if the overflow returns within this; after it, it closes.")
-    status_debounce_s: float = Field(5.0, ge=0, description="A bay count must hold this long before a new bike_bay_status is sent.")
+    clear_s: float = Field(
+        60.0, ge=0, description="count <= capacity - hysteresis for this long clears the overflow."
+    )
+    hysteresis: int = Field(
+        1, ge=0, description="How far under capacity the count must fall to clear an overflow."
+    )
+    dwell_s: float = Field(
+        300.0,
+        ge=0,
+        description="A bike stationary outside every bay (inside a watch area) this long is reported.",
+    )
+    leave_s: float = Field(
+        30.0,
+        gt=0,
+        description="A bike_outside_bay report ends once the bike has been gone (or moved into a bay) this long.",
+    )
+    verify_s: float = Field(
+        60.0, ge=0, description="A task resolves once the bay has been seen at or under capacity this long."
+    )
+    reopen_s: float = Field(
+        1800.0,
+        ge=0,
+        description="A resolved task re-opens if the overflow returns within this; after it, it closes.",
+    )
+    status_debounce_s: float = Field(
+        5.0, ge=0, description="A bay count must hold this long before a new bike_bay_status is sent."
+    )
     operators: list[OperatorConfig] = Field(
         default_factory=_default_operators, description="Livery colour table: operator name and hue range."
     )
-    blacklist: list[str] = Field(default_factory=list, description="Operators whose bikes are banned here (blacklisted_bike events).")
-    livery_min_fraction: float = Field(
-        0.12, gt=0, le=1, description="The livery colour must cover at least this fraction of the bike crop to name an operator."
+    blacklist: list[str] = Field(
+        default_factory=list, description="Operators whose bikes are banned here (blacklisted_bike events)."
     )
-    livery_interval_s: float = Field(1.0, gt=0, description="How often a bike's livery is re-sampled while its operator is uncertain.")
+    livery_min_fraction: float = Field(
+        0.12,
+        gt=0,
+        le=1,
+        description="The livery colour must cover at least this fraction of the bike crop to name an operator.",
+    )
+    livery_interval_s: float = Field(
+        1.0, gt=0, description="How often a bike's livery is re-sampled while its operator is uncertain."
+    )
     livery_votes: int = Field(3, ge=1, description="Samples agreeing on one operator before it is settled.")
     livery_model: str | None = Field(
-        None, description="Optional vendor ONNX livery classifier manifest (used instead of the colour table when installed)."
+        None,
+        description="Optional vendor ONNX livery classifier manifest (used instead of the colour table when installed).",
     )
 
     @model_validator(mode="after")
@@ -326,26 +421,36 @@ class BikeConfig(StrictModel):
             raise ValueError("operators: operator names must be unique")
         for i, b in enumerate(self.blacklist):
             if b not in names:
-                raise ValueError(f"blacklist[{i}]: {b!r} is not an operator; add it to operators or use one of {names}")
+                raise ValueError(
+                    f"blacklist[{i}]: {b!r} is not an operator; add it to operators or use one of {names}"
+                )
         return self
 
 
 class CrowdConfig(StrictModel):
     """Crowd density, level of service and surges in crowd zones."""
 
-    los_table: Literal["walkway", "queuing"] = Field("walkway", description="Fruin table used to grade level of service A-F.")
+    los_table: Literal["walkway", "queuing"] = Field(
+        "walkway", description="Fruin table used to grade level of service A-F."
+    )
     los_thresholds: list[float] | None = Field(
         None,
         description="Custom upper density bounds (persons/m2) of levels A..E (5 rising numbers); overrides los_table.",
     )
-    smoothing_s: float = Field(2.0, gt=0, description="Time constant of the count/density smoothing (no flicker).")
+    smoothing_s: float = Field(
+        2.0, gt=0, description="Time constant of the count/density smoothing (no flicker)."
+    )
     report_s: float = Field(30.0, gt=0, description="How often each crowd zone reports crowd_density.")
     surge_delta: float = Field(0.5, gt=0, description="A density rise of this many persons/m2 ...")
     surge_window_s: float = Field(30.0, gt=0, description="... within this many seconds is a surge.")
     surge_los: LosLevel = Field("E", description="Reaching this level of service is also a surge.")
-    clear_s: float = Field(30.0, ge=0, description="A surge ends after this long below the trigger (minus hysteresis).")
+    clear_s: float = Field(
+        30.0, ge=0, description="A surge ends after this long below the trigger (minus hysteresis)."
+    )
     clear_hysteresis: float = Field(
-        0.2, ge=0, description="Density (persons/m2) below the surge start density needed to count as clearing."
+        0.2,
+        ge=0,
+        description="Density (persons/m2) below the surge start density needed to count as clearing.",
     )
 
     @field_validator("los_thresholds")
@@ -361,8 +466,12 @@ class FeaturesConfig(StrictModel):
     """The per-camera feature record."""
 
     enabled: bool = Field(True, description="Emit a features record every feature_interval_s.")
-    grid: tuple[int, int] = Field((16, 9), description="Occupancy grid size [columns, rows] of person-seconds.")
-    grid_classes: list[str] = Field(default_factory=lambda: ["person"], description="Classes accumulated in the grid.")
+    grid: tuple[int, int] = Field(
+        (16, 9), description="Occupancy grid size [columns, rows] of person-seconds."
+    )
+    grid_classes: list[str] = Field(
+        default_factory=lambda: ["person"], description="Classes accumulated in the grid."
+    )
 
     @field_validator("grid")
     @classmethod
@@ -383,12 +492,18 @@ class RulesConfig(StrictModel):
 
     feature_interval_s: float = Field(60.0, gt=0, description="How often each camera emits a feature record.")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="Multi-object tracker.")
-    membership: MembershipConfig = Field(default_factory=MembershipConfig, description="Zone membership inertia.")
+    membership: MembershipConfig = Field(
+        default_factory=MembershipConfig, description="Zone membership inertia."
+    )
     parking: ParkingConfig = Field(default_factory=ParkingConfig, description="Parking violations.")
     bike: BikeConfig = Field(default_factory=BikeConfig, description="Bike bays, dispatch and livery.")
     crowd: CrowdConfig = Field(default_factory=CrowdConfig, description="Crowd density and surges.")
     features: FeaturesConfig = Field(default_factory=FeaturesConfig, description="Feature records.")
-    line_events: bool = Field(True, description="Emit a line_crossing event per crossing (counts are always in features).")
+    line_events: bool = Field(
+        True, description="Emit a line_crossing event per crossing (counts are always in features)."
+    )
     line_band: float = Field(
-        0.03, ge=0, description="A crossing counts once the anchor is this fraction of its box height past the line (no double counts from jitter)."
+        0.03,
+        ge=0,
+        description="A crossing counts once the anchor is this fraction of its box height past the line (no double counts from jitter).",
     )

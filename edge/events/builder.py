@@ -17,7 +17,6 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from edge.events.schema import (
-    SCHEMA_ID,
     ClockQuality,
     Event,
     EventValidationError,
@@ -178,7 +177,6 @@ class EventBuilder:
             event_id = str(self._uuids.new(round(tr.ts * 1000)))
             incident_id, update_map = self._incident_for(tr, event_id)
             event = Event(
-                schema=SCHEMA_ID,
                 event_id=event_id,
                 incident_id=incident_id,
                 seq=0,

@@ -113,12 +113,14 @@ def event_schema() -> dict[str, Any]:
     defs = dict(env.get("$defs", {}))
     branches: list[dict[str, Any]] = []
     for kind, schema in kinds.items():
+        # Each kind keeps its own "$id", so "#/$defs/..." references inside it resolve within it.
         sub = {k: v for k, v in schema.items() if k not in ("$schema", "$id")}
+        sub["$id"] = f"kinds/{kind}.json"
         defs[f"kind_{kind}"] = sub
         branches.append(
             {
                 "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
-                "then": {"properties": {"payload": {"$ref": f"#/$defs/kind_{kind}"}}},
+                "then": {"properties": {"payload": {"$ref": f"kinds/{kind}.json"}}},
             }
         )
     props = dict(env["properties"])

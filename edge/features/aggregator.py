@@ -66,7 +66,9 @@ class _ZoneAcc:
 
 
 class FeatureAggregator:
-    def __init__(self, zones: list[tuple[str, str, int | None]], line_ids: list[str], grid: tuple[int, int]) -> None:
+    def __init__(
+        self, zones: list[tuple[str, str, int | None]], line_ids: list[str], grid: tuple[int, int]
+    ) -> None:
         self.zone_ids = [z for z, _, _ in zones]
         self.acc = [_ZoneAcc(kind=k, capacity=c) for _, k, c in zones]
         self.line_ids = list(line_ids)
@@ -146,7 +148,9 @@ class FeatureAggregator:
             zones[zid] = {
                 "kind": acc.kind,
                 "count": {_NAMES[i]: int(c) for i, c in enumerate(acc.count_now) if c},
-                "count_mean": {_NAMES[i]: round(float(c) / w, 2) for i, c in enumerate(acc.count_s) if c and w},
+                "count_mean": {
+                    _NAMES[i]: round(float(c) / w, 2) for i, c in enumerate(acc.count_s) if c and w
+                },
                 "count_max": {_NAMES[i]: int(c) for i, c in enumerate(acc.count_max) if c},
                 "occupancy": round(occupancy, 3),
                 "dwell_mean_s": round(acc.dwell_sum / acc.dwell_w, 1) if acc.dwell_w else None,
@@ -159,7 +163,10 @@ class FeatureAggregator:
                 "motion_energy": round(acc.motion_s / acc.motion_w, 4) if acc.motion_w else None,
             }
             acc.reset()
-        lines = {lid: {"in": int(self.line_in[i]), "out": int(self.line_out[i])} for i, lid in enumerate(self.line_ids)}
+        lines = {
+            lid: {"in": int(self.line_in[i]), "out": int(self.line_out[i])}
+            for i, lid in enumerate(self.line_ids)
+        }
         self.line_in[:] = 0
         self.line_out[:] = 0
         payload: dict[str, object] = {
@@ -182,7 +189,12 @@ class FeatureAggregator:
             for cls, c in z["count_mean"].items():
                 out.append(FeatureValue(f"count.{cls}", zid, float(c), "1", window, t))
             out.append(FeatureValue("occupancy", zid, float(z["occupancy"]), "ratio", window, t))
-            for key, unit in (("dwell_mean_s", "s"), ("dwell_max_s", "s"), ("density", "persons/m2"), ("motion_energy", "1")):
+            for key, unit in (
+                ("dwell_mean_s", "s"),
+                ("dwell_max_s", "s"),
+                ("density", "persons/m2"),
+                ("motion_energy", "1"),
+            ):
                 if z[key] is not None:
                     out.append(FeatureValue(key, zid, float(z[key]), unit, window, t))
             out.append(FeatureValue("in", zid, float(z["in"]), "1", window, t))

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.config.health import TamperConfig, TamperFault
+from edge.health.report import camera_status_transition as _camera_status_transition
 from edge.health.vision_ops import FeatureMatcher, ViewDrift, grey_small
-from edge.types import Frame, Severity, Transition
+from edge.types import Frame, Severity, SourceStatus, Transition
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +173,10 @@ class TamperMonitor:
         self._last_t: float | None = None
         self._baseline: _Baseline | None = None
         self._prev: np.ndarray | None = None
+        self._shape: tuple[int, ...] | None = None
         self._layout: np.ndarray | None = None  # coarse reference layout of the normal view
         self._layouts: list[np.ndarray] = []
+        self._candidates: list[tuple[float, np.ndarray, np.ndarray]] = []  # (t, layout, match-size grey)
         self.last_similarity = math.nan
         self._states: dict[str, _FaultState] = {f: _FaultState() for f in self._enabled}
         self._moved: _Judgement | None = None
@@ -192,6 +195,11 @@ class TamperMonitor:
         return None if self.last is None else self.last.mean
 
     @property
+    def active(self) -> bool:
+        """True while any tamper fault is active (the status LED shows "tamper")."""
+        return any(s.active for s in self._states.values())
+
+    @property
     def learning(self) -> bool:
         return self._baseline is None
 
@@ -207,7 +215,9 @@ class TamperMonitor:
             "active": self.active_faults,
             "calibration_valid": self.calibration_valid,
             "brightness": None if self.last is None else round(self.last.mean, 1),
-            "sharpness_ratio": None if (b is None or self.last is None or b.focus <= 0) else round(self.last.focus / b.focus, 3),
+            "sharpness_ratio": None
+            if (b is None or self.last is None or b.focus <= 0)
+            else round(self.last.focus / b.focus, 3),
             "similarity": None if math.isnan(self.last_similarity) else round(self.last_similarity, 3),
             "cost_ms": round(self.cost_ms_ewma, 3),
         }
@@ -218,6 +228,7 @@ class TamperMonitor:
         self._baseline = None
         self._samples.clear()
         self._layouts.clear()
+        self._candidates.clear()
         self._layout = None
         self._first_t = None
         self._reference_t = None
@@ -229,6 +240,17 @@ class TamperMonitor:
         if not self.cfg.enabled:
             return []
         t0 = self._perf()
+        if frame.image.shape != self._shape:
+            if self._shape is not None:
+                log.info(
+                    "camera resolution changed camera=%s %s -> %s; re-learning the tamper baseline",
+                    self.camera_id,
+                    self._shape[:2],
+                    frame.image.shape[:2],
+                )
+                self.accept_view()
+                self._prev = None
+            self._shape = frame.image.shape
         grey = grey_small(frame.image, self.cfg.work_width_px)
         m = measure(grey, self._prev)
         self._prev = grey
@@ -247,7 +269,11 @@ class TamperMonitor:
         if self._first_t is None:
             self._first_t = frame.t
         self._samples.append(m)
-        self._layouts.append(coarse(self._prev if self._prev is not None else np.zeros((8, 8), np.uint8)))
+        layout = coarse(self._prev if self._prev is not None else np.zeros((8, 8), np.uint8))
+        self._layouts.append(layout)
+        due = not self._candidates or frame.t - self._candidates[-1][0] >= self.cfg.moved_check_interval_s
+        if "moved" in self._states and due:
+            self._candidates.append((frame.t, layout, grey_small(frame.image, self.cfg.match_width_px)))
         if frame.t - self._first_t >= self.cfg.baseline_s and len(self._samples) >= 3:
             self._baseline = _Baseline.from_samples(self._samples)
             self._samples.clear()
@@ -255,7 +281,7 @@ class TamperMonitor:
             if len(shapes) == 1:
                 self._layout = np.median(np.stack(self._layouts), axis=0).astype(np.float32)
             self._layouts.clear()
-            self._set_reference(frame)
+            self._pick_reference(frame)
             log.info(
                 "tamper baseline learned camera=%s mean=%.1f std=%.1f focus=%.3f",
                 self.camera_id,
@@ -263,6 +289,18 @@ class TamperMonitor:
                 self._baseline.std,
                 self._baseline.focus,
             )
+
+    def _pick_reference(self, frame: Frame) -> None:
+        """The reference view for "moved": the learning frame most like the median layout
+        (an empty street rather than one a bus happens to fill)."""
+        cands, self._candidates = self._candidates, []
+        if self._layout is None or not cands:
+            self._set_reference(frame)
+            return
+        layout = self._layout
+        best = max(cands, key=lambda c: similarity(c[1], layout))
+        self._matcher.set_reference(best[2])
+        self._reference_t = frame.t
 
     def _set_reference(self, frame: Frame) -> None:
         if "moved" not in self._states:
@@ -422,7 +460,8 @@ class TamperMonitor:
         t = frame.t
         if not st.active:
             if not j.bad:
-                st.bad_since = None
+                if j.clear:  # an ambiguous frame (between the thresholds) keeps a pending fault pending
+                    st.bad_since = None
                 return None
             if st.bad_since is None:
                 st.bad_since = t
@@ -456,7 +495,9 @@ class TamperMonitor:
         st.clear_since = None
         if fault == "moved":  # the view is back on its reference: the zone calibration fits again
             self.calibration_valid = True
-        log.warning("camera tamper end camera=%s fault=%s after %.1fs", self.camera_id, fault, t - st.started_t)
+        log.warning(
+            "camera tamper end camera=%s fault=%s after %.1fs", self.camera_id, fault, t - st.started_t
+        )
         return self._transition(fault, "end", st, j, frame)
 
     def _transition(self, fault: str, phase: str, st: _FaultState, j: _Judgement, frame: Frame) -> Transition:
@@ -484,6 +525,13 @@ class TamperMonitor:
             started_ts=st.started_ts,
             payload=payload,
         )
+
+
+def camera_status_transition(status: SourceStatus) -> Transition | None:
+    """OFFLINE -> ``camera_status`` start (major); ONLINE -> end; other states -> None.
+    Stateless: prefer ``CameraStatusMonitor`` (edge.health.report), which only ends an
+    episode that was started."""
+    return _camera_status_transition(status)
 
 
 def _num(x: float) -> float:

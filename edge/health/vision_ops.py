@@ -59,7 +59,7 @@ class FeatureMatcher:
     """
 
     def __init__(self, n_features: int = 300) -> None:
-        self._orb = cv2.ORB_create(
+        self._orb = cv2.ORB_create(  # type: ignore[attr-defined]
             nfeatures=n_features, scaleFactor=1.2, nlevels=4, edgeThreshold=15, patchSize=15, fastThreshold=5
         )
         self._bf = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
@@ -109,4 +109,6 @@ class FeatureMatcher:
         cx, cy = self._size[0] / 2.0, self._size[1] / 2.0
         centre = model @ np.array([cx, cy, 1.0])
         shift = math.hypot(float(centre[0]) - cx, float(centre[1]) - cy) / self._size[0]
-        return ViewDrift(shift_frac=shift, rotation_deg=rotation, scale=scale, inliers=n_in, matches=len(matches))
+        return ViewDrift(
+            shift_frac=shift, rotation_deg=rotation, scale=scale, inliers=n_in, matches=len(matches)
+        )

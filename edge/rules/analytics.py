@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
 
-from edge.classes import PERSON, resolve
+from edge.classes import CLASSES, PERSON, resolve
 from edge.config.site import CameraConfig
 from edge.config.zones import RulesConfig
 from edge.errors import CommandError
@@ -66,6 +68,7 @@ class CameraAnalytics:
             [(i, z.id) for i, z in enumerate(zones) if z.kind == "bike_watch"],
             rules.bike,
             livery,
+            {z.id: z.operator for z in zones if z.kind == "bike_bay" and z.operator},
         )
         self.crowd: CrowdRule | None = None
         self.lines = LineCounter(list(camera.lines), rules.line_events, rules.line_band)
@@ -82,6 +85,16 @@ class CameraAnalytics:
         self._cls_ids = np.zeros(0, np.int64)
         self._cls_val = np.zeros(0, np.int32)
         self._last_ctx: StepContext | None = None
+        self._trackers: list[Any] = []
+        # update() runs on the pipeline thread, command() on the uplink/command thread.
+        self._lock = threading.RLock()
+
+    def bind_tracker(self, tracker: Any) -> None:
+        """Give ``tracker`` (``ByteTracker``) this camera's ground-plane homography as soon as the frame
+        size is known (and again if it changes), so ``Tracks.speed_mps`` is filled where calibrated."""
+        self._trackers.append(tracker)
+        if self.homography is not None:
+            tracker.set_homography(self.homography)
 
     # -- geometry ---------------------------------------------------------------------------
     def _ensure_geometry(self, width: int, height: int) -> None:
@@ -100,6 +113,8 @@ class CameraAnalytics:
             ]
         self.masks_px = [to_pixels(p, width, height) for p in cam.masks]
         self.homography = Homography.from_config(cam.calibration, width, height) if cam.calibration else None
+        for tracker in self._trackers:
+            tracker.set_homography(self.homography)
         crowd = []
         for i, z in enumerate(self.zones):
             if z.kind != "crowd":
@@ -108,7 +123,11 @@ class CameraAnalytics:
             if area is None and self.homography is not None:
                 area = self.homography.area_m2(z.polygon_px)
             if area is None:
-                log.warning("camera=%s zone=%s: no area_m2 and no calibration; density and LOS are not reported", cam.id, z.id)
+                log.warning(
+                    "camera=%s zone=%s: no area_m2 and no calibration; density and LOS are not reported",
+                    cam.id,
+                    z.id,
+                )
             crowd.append((i, z.config, area))
         if self.crowd is None:
             self.crowd = CrowdRule(crowd, self.rules.crowd)
@@ -143,8 +162,12 @@ class CameraAnalytics:
         return self.evidence.save(redacted_crop(ctx.image, box, persons), key, ctx.ts)
 
     # -- the step --------------------------------------------------------------------------
-    def update(self, frame: Frame, tracks: Tracks, motion_energy: Mapping[str, float] | None = None) -> list[Transition]:
-        return self.update_at(frame.t, frame.ts, tracks, (frame.width, frame.height), frame.image, motion_energy)
+    def update(
+        self, frame: Frame, tracks: Tracks, motion_energy: Mapping[str, float] | None = None
+    ) -> list[Transition]:
+        return self.update_at(
+            frame.t, frame.ts, tracks, (frame.width, frame.height), frame.image, motion_energy
+        )
 
     def update_at(
         self,
@@ -156,7 +179,27 @@ class CameraAnalytics:
         motion_energy: Mapping[str, float] | None = None,
     ) -> list[Transition]:
         """Same as ``update`` without a Frame (scenario tests, benchmarks): ``size`` is (width, height)."""
+        with self._lock:
+            return self._update_at(t, ts, tracks, size, image, motion_energy)
+
+    def _update_at(
+        self,
+        t: float,
+        ts: float,
+        tracks: Tracks,
+        size: tuple[int, int],
+        image: np.ndarray | None,
+        motion_energy: Mapping[str, float] | None,
+    ) -> list[Transition]:
         width, height = size
+        if len(tracks) and (tracks.class_id.min() < -1 or tracks.class_id.max() >= len(CLASSES)):
+            bad = (tracks.class_id < -1) | (tracks.class_id >= len(CLASSES))
+            log.warning(
+                "camera=%s: %d tracks with non-canonical class ids treated as 'other'",
+                self.camera.id,
+                int(bad.sum()),
+            )
+            tracks = replace(tracks, class_id=np.where(bad, -1, tracks.class_id).astype(np.int32))
         self._ensure_geometry(width, height)
         if self.masks_px and len(tracks):
             a = tracks.anchor
@@ -167,17 +210,31 @@ class CameraAnalytics:
         anchors = tracks.anchor.astype(np.float64)
         raw = np.zeros((len(tracks), len(self.zones)), bool)
         stay = np.zeros_like(raw)
-        margin = (tracks.xyxy[:, 3] - tracks.xyxy[:, 1]).astype(np.float64) * self.rules.membership.edge_margin
+        margin = (tracks.xyxy[:, 3] - tracks.xyxy[:, 1]).astype(
+            np.float64
+        ) * self.rules.membership.edge_margin
         use_margin = margin if self.rules.membership.edge_margin else None
         members = self.membership.members(tracks.track_id)
         for zi, z in enumerate(self.zones):
-            raw[:, zi], stay[:, zi] = z.contains_with_margin(anchors, tracks.class_id, use_margin, members[:, zi])
+            raw[:, zi], stay[:, zi] = z.contains_with_margin(
+                anchors, tracks.class_id, use_margin, members[:, zi]
+            )
         member = self.membership.update(tracks.track_id, raw, t, stay)
         all_class = self._classes_for(member.all_ids, tracks)
         active = self._schedule_active(ts)
         ctx = StepContext(
-            camera_id=self.camera.id, t=t, ts=ts, width=width, height=height, image=image, tracks=tracks,
-            anchors=anchors, zones=tuple(self.zones), active=active, member=member, all_class=all_class,
+            camera_id=self.camera.id,
+            t=t,
+            ts=ts,
+            width=width,
+            height=height,
+            image=image,
+            tracks=tracks,
+            anchors=anchors,
+            zones=tuple(self.zones),
+            active=active,
+            member=member,
+            all_class=all_class,
         )
         self._last_ctx = ctx
         out: list[Transition] = []
@@ -200,7 +257,15 @@ class CameraAnalytics:
                 if z.id in motion_energy:
                     motion[zi] = float(motion_energy[z.id])
         self.features.add_zones(
-            dt, t, member.all_inside, all_class, member.all_entered_t, member.entries, member.exits, densities, motion
+            dt,
+            t,
+            member.all_inside,
+            all_class,
+            member.all_entered_t,
+            member.entries,
+            member.exits,
+            densities,
+            motion,
         )
         self.features.add_lines(step_in, step_out)
         g = self.grid_lut[tracks.class_id + 1]
@@ -209,6 +274,10 @@ class CameraAnalytics:
 
     def feature_record(self, t: float, ts: float) -> Transition | None:
         """A ``features`` record when ``feature_interval_s`` has passed since the last one, else None."""
+        with self._lock:
+            return self._feature_record(t, ts)
+
+    def _feature_record(self, t: float, ts: float) -> Transition | None:
         if not self.rules.features.enabled or not self.features.due(t, self.rules.feature_interval_s):
             return None
         los: dict[int, str | None] = {}
@@ -217,37 +286,54 @@ class CameraAnalytics:
                 los[cz.zi] = self.crowd.state(cz)["los"]  # type: ignore[assignment]
         payload = self.features.record(t, los)
         return Transition(
-            kind="features", phase="instant", key=f"features:{self.camera.id}", t=t, ts=ts, camera_id=self.camera.id,
+            kind="features",
+            phase="instant",
+            key=f"features:{self.camera.id}",
+            t=t,
+            ts=ts,
+            camera_id=self.camera.id,
             payload=payload,
         )
 
     # -- commands ----------------------------------------------------------------------------
-    def command(self, name: str, args: Mapping[str, Any], t: float, ts: float) -> tuple[dict[str, Any], list[Transition]]:
+    def command(
+        self, name: str, args: Mapping[str, Any], t: float, ts: float
+    ) -> tuple[dict[str, Any], list[Transition]]:
         """``ack_task`` / ``resolve_task`` with ``{"task_id": ..., "by": optional operator}``. Raises CommandError."""
         if name not in ("ack_task", "resolve_task"):
             raise CommandError(f"unknown analytics command {name!r}; use ack_task or resolve_task")
         if not isinstance(args, Mapping) or not isinstance(args.get("task_id"), str) or not args["task_id"]:
-            raise CommandError(f"{name} needs a string 'task_id' argument, e.g. {{\"task_id\": \"cam0-bay-3-1763798400\"}}")
+            raise CommandError(
+                f'{name} needs a string \'task_id\' argument, e.g. {{"task_id": "cam0-bay-3-1763798400"}}'
+            )
         extra = set(args) - {"task_id", "by"}
         if extra:
             raise CommandError(f"{name}: unknown argument(s) {sorted(extra)}; allowed: task_id, by")
         by = args.get("by")
         if by is not None and not isinstance(by, str):
             raise CommandError(f"{name}: 'by' must be a string (who did it)")
-        if name == "ack_task":
-            return self.bikes.dispatch.acknowledge(args["task_id"], by, t, ts)
-        return self.bikes.dispatch.resolve(args["task_id"], by, t, ts)
+        with self._lock:
+            if name == "ack_task":
+                return self.bikes.dispatch.acknowledge(args["task_id"], by, t, ts)
+            return self.bikes.dispatch.resolve(args["task_id"], by, t, ts)
 
     # -- read-only views ------------------------------------------------------------------------
     def zone_states(self) -> dict[str, dict[str, Any]]:
         """Per zone: kind, in force, held count and rule state (for drawing and the replay tool)."""
+        with self._lock:
+            return self._zone_states()
+
+    def _zone_states(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         ctx = self._last_ctx
         bays = self.bikes.bay_views()
         crowd = self.crowd.views() if self.crowd is not None else {}
         parking = {r.zone.id: r.state() for r in self.parking}
         for zi, z in enumerate(self.camera.zones):
-            st: dict[str, Any] = {"kind": z.kind, "active": bool(self._active[zi]) if zi < self._active.size else True}
+            st: dict[str, Any] = {
+                "kind": z.kind,
+                "active": bool(self._active[zi]) if zi < self._active.size else True,
+            }
             if ctx is not None:
                 inside = ctx.member.all_inside[:, zi]
                 st["count"] = int(inside.sum())

@@ -39,10 +39,28 @@ def bench_camera() -> CameraConfig:
             "id": "bench",
             "source": "bench.mp4",
             "zones": [
-                {"id": "np", "kind": "no_parking", "polygon": [[0.0, 0.5], [0.5, 0.5], [0.5, 1.0], [0.0, 1.0]]},
-                {"id": "bay", "kind": "bike_bay", "capacity": 10, "polygon": [[0.5, 0.5], [0.75, 0.5], [0.75, 1.0], [0.5, 1.0]]},
-                {"id": "watch", "kind": "bike_watch", "polygon": [[0.45, 0.45], [0.8, 0.45], [0.8, 1.0], [0.45, 1.0]]},
-                {"id": "plaza", "kind": "crowd", "area_m2": 400, "polygon": [[0.0, 0.0], [1.0, 0.0], [1.0, 0.5], [0.0, 0.5]]},
+                {
+                    "id": "np",
+                    "kind": "no_parking",
+                    "polygon": [[0.0, 0.5], [0.5, 0.5], [0.5, 1.0], [0.0, 1.0]],
+                },
+                {
+                    "id": "bay",
+                    "kind": "bike_bay",
+                    "capacity": 10,
+                    "polygon": [[0.5, 0.5], [0.75, 0.5], [0.75, 1.0], [0.5, 1.0]],
+                },
+                {
+                    "id": "watch",
+                    "kind": "bike_watch",
+                    "polygon": [[0.45, 0.45], [0.8, 0.45], [0.8, 1.0], [0.45, 1.0]],
+                },
+                {
+                    "id": "plaza",
+                    "kind": "crowd",
+                    "area_m2": 400,
+                    "polygon": [[0.0, 0.0], [1.0, 0.0], [1.0, 0.5], [0.0, 0.5]],
+                },
                 {"id": "all", "kind": "count", "polygon": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]},
             ],
             "lines": [{"id": "door", "a": [0.5, 0.0], "b": [0.5, 0.5]}],

@@ -55,13 +55,14 @@ class BikeRule:
         watches: list[tuple[int, str]],
         cfg: BikeConfig,
         livery: LiveryClassifier | None = None,
+        bay_operators: dict[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.bays = [_Bay(zi=zi, id=zid, capacity=cap) for zi, zid, cap in bays]
         self.watches = watches
         self.bike_lut = class_lut(frozenset([BICYCLE, MOTORCYCLE] if cfg.count_ebikes else [BICYCLE]))
         self.livery: LiveryClassifier = livery or ColourLivery(cfg.operators, cfg.livery_min_fraction)
-        self.dispatch = DispatchBook(camera_id, cfg.verify_s, cfg.reopen_s)
+        self.dispatch = DispatchBook(camera_id, cfg.verify_s, cfg.reopen_s, bay_operators)
         self.operator: dict[int, str] = {}
         self._votes: dict[int, Counter[str]] = {}
         self._sampled_t: dict[int, float] = {}
@@ -110,7 +111,9 @@ class BikeRule:
                                 "track_id": tid,
                                 "operator": name,
                                 "class": class_name(int(tr.class_id[j])),
-                                "in_bay": bool(self.bay_idx.size and ctx.member.inside[j, self.bay_idx].any()),
+                                "in_bay": bool(
+                                    self.bay_idx.size and ctx.member.inside[j, self.bay_idx].any()
+                                ),
                                 "stationary_s": round(float(tr.stationary_s[j]), 1),
                             },
                         )
@@ -154,8 +157,12 @@ class BikeRule:
                 bay.reported, bay.pending_since = bay.count, None
                 out.append(
                     transition(
-                        ctx, kind="bike_bay_status", phase="instant", key=f"bike_bay_status:{ctx.camera_id}:{zid}",
-                        zone_id=zid, payload=self._bay_payload(bay, outside_count=self._outside_count()),
+                        ctx,
+                        kind="bike_bay_status",
+                        phase="instant",
+                        key=f"bike_bay_status:{ctx.camera_id}:{zid}",
+                        zone_id=zid,
+                        payload=self._bay_payload(bay, outside_count=self._outside_count()),
                     )
                 )
                 if bay.overflow_key is not None:
@@ -176,12 +183,20 @@ class BikeRule:
                 bay.peak = bay.count
                 bay.clear_since = None
                 out.append(self._overflow(ctx, bay, "start"))
-                out.extend(self.dispatch.overflow_started(zid, bay.count, bay.capacity, bay.by_operator, ctx.t, ctx.ts))
+                out.extend(
+                    self.dispatch.overflow_started(
+                        zid, bay.count, bay.capacity, bay.by_operator, ctx.t, ctx.ts
+                    )
+                )
         else:
             task = self.dispatch.by_bay.get(zid)
             if over_long and task is not None and task.state == "resolved":
                 # Resolved, but the bay is over capacity again: the task re-opens (or a new one starts).
-                out.extend(self.dispatch.overflow_started(zid, bay.count, bay.capacity, bay.by_operator, ctx.t, ctx.ts))
+                out.extend(
+                    self.dispatch.overflow_started(
+                        zid, bay.count, bay.capacity, bay.by_operator, ctx.t, ctx.ts
+                    )
+                )
             if bay.count <= bay.capacity - cfg.hysteresis:
                 bay.clear_since = ctx.t if bay.clear_since is None else bay.clear_since
                 if ctx.t - bay.clear_since >= cfg.clear_s - 1e-9:
@@ -196,7 +211,10 @@ class BikeRule:
         excess = max(0, bay.count - bay.capacity)
         held = ctx.t - (bay.over_since if bay.over_since is not None else ctx.t)
         if phase == "end":
-            sev, reason = "info", f"cleared: count {bay.count} <= {bay.capacity - self.cfg.hysteresis} for {fmt_duration(self.cfg.clear_s)}"
+            sev, reason = (
+                "info",
+                f"cleared: count {bay.count} <= {bay.capacity - self.cfg.hysteresis} for {fmt_duration(self.cfg.clear_s)}",
+            )
         else:
             ratio = bay.count / max(bay.capacity, 1)
             sev = "critical" if ratio >= 2.0 else "major" if ratio > 1.0 else "minor"
@@ -208,8 +226,14 @@ class BikeRule:
                     f"clears at <= {bay.capacity - self.cfg.hysteresis} for {fmt_duration(self.cfg.clear_s)}"
                 )
         return transition(
-            ctx, kind="bike_bay_overflow", phase=phase, key=bay.overflow_key or "", zone_id=bay.id,
-            severity=sev, severity_reason=reason, started_ts=bay.overflow_start_ts,
+            ctx,
+            kind="bike_bay_overflow",
+            phase=phase,
+            key=bay.overflow_key or "",
+            zone_id=bay.id,
+            severity=sev,
+            severity_reason=reason,
+            started_ts=bay.overflow_start_ts,
             payload=self._bay_payload(bay, excess=excess, peak=bay.peak),
         )
 
@@ -237,8 +261,13 @@ class BikeRule:
                 wid = self.watches[int(np.argmax(m[j, w_idx]))][1]
                 since = ctx.t - float(tr.stationary_s[j])
                 o = _Outside(
-                    key=f"bike_outside_bay:{ctx.camera_id}:{wid}:{tid}:{int(ctx.ts)}", track_id=tid, watch_id=wid,
-                    class_id=int(tr.class_id[j]), since_t=since, start_ts=ctx.ts, last_present_t=ctx.t,
+                    key=f"bike_outside_bay:{ctx.camera_id}:{wid}:{tid}:{int(ctx.ts)}",
+                    track_id=tid,
+                    watch_id=wid,
+                    class_id=int(tr.class_id[j]),
+                    since_t=since,
+                    start_ts=ctx.ts,
+                    last_present_t=ctx.t,
                 )
                 self.outside[tid] = o
                 out.append(self._outside_tr(ctx, o, "start", j))
@@ -252,10 +281,15 @@ class BikeRule:
         dwell = (ctx.t if phase != "end" else o.last_present_t) - o.since_t
         cls = class_name(o.class_id)
         return transition(
-            ctx, kind="bike_outside_bay", phase=phase, key=o.key, zone_id=o.watch_id,
+            ctx,
+            kind="bike_outside_bay",
+            phase=phase,
+            key=o.key,
+            zone_id=o.watch_id,
             severity="minor" if phase == "start" else "info",
             severity_reason=f"{cls} parked {fmt_duration(dwell)} outside every bay",
-            started_ts=o.start_ts, track_id=o.track_id,
+            started_ts=o.start_ts,
+            track_id=o.track_id,
             payload={
                 "track_id": o.track_id,
                 "class": cls,
@@ -283,6 +317,7 @@ class BikeRule:
             for d in (self.operator, self._votes, self._sampled_t):
                 for k in [k for k in d if k not in alive]:
                     del d[k]  # type: ignore[attr-defined]
+            self._blacklisted &= alive
         return out
 
     def bay_views(self) -> dict[str, dict[str, object]]:

@@ -83,8 +83,14 @@ class CrowdRule:
                 cz.last_report_t = ctx.t
                 st = self.state(cz)
                 out.append(
-                    transition(ctx, kind="crowd_density", phase="instant", key=f"crowd_density:{ctx.camera_id}:{cz.zone.id}",
-                               zone_id=cz.zone.id, payload=st)
+                    transition(
+                        ctx,
+                        kind="crowd_density",
+                        phase="instant",
+                        key=f"crowd_density:{ctx.camera_id}:{cz.zone.id}",
+                        zone_id=cz.zone.id,
+                        payload=st,
+                    )
                 )
             if not cz.area_m2:
                 continue
@@ -103,38 +109,84 @@ class CrowdRule:
             if cz.surge_key is None:
                 if by_rise or by_los:
                     cz.surge_key = f"crowd_surge:{ctx.camera_id}:{cz.zone.id}:{int(ctx.ts)}"
-                    cz.surge_start_ts, cz.surge_density, cz.surge_peak, cz.surge_los = ctx.ts, density, density, los
+                    cz.surge_start_ts, cz.surge_density, cz.surge_peak, cz.surge_los = (
+                        ctx.ts,
+                        density,
+                        density,
+                        los,
+                    )
                     cz.clear_since = None
                     trig = "rise" if by_rise else "los"
                     reason = (
                         f"density rose {rise:.2f}/m2 to {density:.2f}/m2 within {fmt_duration(cfg.surge_window_s)}"
-                        if by_rise else f"level of service {los} reached ({density:.2f}/m2)"
+                        if by_rise
+                        else f"level of service {los} reached ({density:.2f}/m2)"
                     )
                     out.append(self._surge(ctx, cz, "start", density, los, rise, trig, reason))
             else:
                 cz.surge_peak = max(cz.surge_peak, density)
                 if LEVELS.index(los) > LEVELS.index(cz.surge_los):  # report escalation only
                     cz.surge_los = los
-                    out.append(self._surge(ctx, cz, "update", density, los, rise, None, f"level of service now {los}"))
-                calm = density <= cz.surge_density - cfg.clear_hysteresis and LEVELS.index(los) < self.surge_level and not by_rise
+                    out.append(
+                        self._surge(
+                            ctx, cz, "update", density, los, rise, None, f"level of service now {los}"
+                        )
+                    )
+                calm = (
+                    density <= cz.surge_density - cfg.clear_hysteresis
+                    and LEVELS.index(los) < self.surge_level
+                    and not by_rise
+                )
                 if calm:
                     cz.clear_since = ctx.t if cz.clear_since is None else cz.clear_since
                     if ctx.t - cz.clear_since >= cfg.clear_s - 1e-9:
-                        out.append(self._surge(ctx, cz, "end", density, los, rise, None,
-                                               f"cleared: {density:.2f}/m2, level {los} for {fmt_duration(cfg.clear_s)}"))
+                        out.append(
+                            self._surge(
+                                ctx,
+                                cz,
+                                "end",
+                                density,
+                                los,
+                                rise,
+                                None,
+                                f"cleared: {density:.2f}/m2, level {los} for {fmt_duration(cfg.clear_s)}",
+                            )
+                        )
                         cz.surge_key, cz.clear_since = None, None
                 else:
                     cz.clear_since = None
         return out
 
     def _surge(
-        self, ctx: StepContext, cz: _CrowdZone, phase: str, density: float, los: str, rise: float, trigger: str | None, reason: str
+        self,
+        ctx: StepContext,
+        cz: _CrowdZone,
+        phase: str,
+        density: float,
+        los: str,
+        rise: float,
+        trigger: str | None,
+        reason: str,
     ) -> Transition:
         lvl = LEVELS.index(los)
-        sev = "info" if phase == "end" else "critical" if lvl >= 5 else "major" if lvl >= self.surge_level else "minor"
+        sev = (
+            "info"
+            if phase == "end"
+            else "critical"
+            if lvl >= 5
+            else "major"
+            if lvl >= self.surge_level
+            else "minor"
+        )
         return transition(
-            ctx, kind="crowd_surge", phase=phase, key=cz.surge_key or "", zone_id=cz.zone.id, severity=sev,
-            severity_reason=reason, started_ts=cz.surge_start_ts,
+            ctx,
+            kind="crowd_surge",
+            phase=phase,
+            key=cz.surge_key or "",
+            zone_id=cz.zone.id,
+            severity=sev,
+            severity_reason=reason,
+            started_ts=cz.surge_start_ts,
             payload={
                 "count": cz.raw_count,
                 "density": round(float(density), 3),

@@ -45,7 +45,9 @@ class DispatchTask:
             return f"none: {self.bay_id} is within capacity"
         what = f"remove {n} bike{'s' if n != 1 else ''} from {self.bay_id}"
         if self.operator_counts:
-            parts = ", ".join(f"{name} {c}" for name, c in sorted(self.operator_counts.items(), key=lambda kv: -kv[1]))
+            parts = ", ".join(
+                f"{name} {c}" for name, c in sorted(self.operator_counts.items(), key=lambda kv: -kv[1])
+            )
             what += f" ({parts})"
         return what
 
@@ -75,14 +77,19 @@ class DispatchTask:
 class DispatchBook:
     """All tasks of one camera (at most one live task per bay)."""
 
-    def __init__(self, camera_id: str, verify_s: float, reopen_s: float) -> None:
+    def __init__(
+        self, camera_id: str, verify_s: float, reopen_s: float, bay_operators: dict[str, str] | None = None
+    ) -> None:
         self.camera_id = camera_id
+        self.bay_operators = dict(bay_operators or {})  # zone ``operator``: who owns a bay
         self.verify_s = verify_s
         self.reopen_s = reopen_s
         self.by_bay: dict[str, DispatchTask] = {}
 
     def _tr(self, task: DispatchTask, phase: str, t: float, ts: float, reason: str) -> Transition:
-        sev: Severity = "major" if task.state == OPEN else "info" if task.state in (RESOLVED, CLOSED) else "minor"
+        sev: Severity = (
+            "major" if task.state == OPEN else "info" if task.state in (RESOLVED, CLOSED) else "minor"
+        )
         return Transition(
             kind="dispatch_task",
             phase=phase,  # type: ignore[arg-type]
@@ -102,11 +109,19 @@ class DispatchBook:
     ) -> list[Transition]:
         task = self.by_bay.get(bay_id)
         names = sorted(operators, key=lambda k: -operators[k])
+        owner = self.bay_operators.get(bay_id)
+        if owner is not None and owner not in names:
+            names.append(owner)  # the bay's own operator is told even when no livery was recognised
         if task is not None and task.state in (OPEN, ACKNOWLEDGED):
             task.count, task.operator_counts, task.operators = count, dict(operators), names
             task.under_since_t = None
             return [self._tr(task, "update", t, ts, f"bay {bay_id} still over capacity: {task.action()}")]
-        if task is not None and task.state == RESOLVED and task.resolved_t is not None and t - task.resolved_t <= self.reopen_s:
+        if (
+            task is not None
+            and task.state == RESOLVED
+            and task.resolved_t is not None
+            and t - task.resolved_t <= self.reopen_s
+        ):
             task.state = OPEN
             task.reopen_count += 1
             task.opened_t, task.opened_ts = t, ts
@@ -114,7 +129,15 @@ class DispatchBook:
             task.acknowledged_by = task.resolved_by = None
             task.count, task.operator_counts, task.operators = count, dict(operators), names
             task.under_since_t = None
-            return [self._tr(task, "update", t, ts, f"re-opened: overflow returned within {self.reopen_s:.0f} s; {task.action()}")]
+            return [
+                self._tr(
+                    task,
+                    "update",
+                    t,
+                    ts,
+                    f"re-opened: overflow returned within {self.reopen_s:.0f} s; {task.action()}",
+                )
+            ]
         out: list[Transition] = []
         if task is not None and task.state == RESOLVED:
             out.extend(self._close(task, t, ts))
@@ -131,15 +154,23 @@ class DispatchBook:
             first_opened_ts=ts,
         )
         self.by_bay[bay_id] = task
-        out.append(self._tr(task, "start", t, ts, f"bay {bay_id} over capacity ({count} > {capacity}): {task.action()}"))
+        out.append(
+            self._tr(
+                task, "start", t, ts, f"bay {bay_id} over capacity ({count} > {capacity}): {task.action()}"
+            )
+        )
         return out
 
     def _close(self, task: DispatchTask, t: float, ts: float) -> list[Transition]:
         task.state = CLOSED
         self.by_bay.pop(task.bay_id, None)
-        return [self._tr(task, "end", t, ts, f"closed: no overflow within {self.reopen_s:.0f} s of resolution")]
+        return [
+            self._tr(task, "end", t, ts, f"closed: no overflow within {self.reopen_s:.0f} s of resolution")
+        ]
 
-    def observe(self, bay_id: str, count: int, operators: dict[str, int], t: float, ts: float) -> list[Transition]:
+    def observe(
+        self, bay_id: str, count: int, operators: dict[str, int], t: float, ts: float
+    ) -> list[Transition]:
         """The camera's view of a bay: resolves a task after ``verify_s`` at/under capacity; closes it later."""
         task = self.by_bay.get(bay_id)
         if task is None:
@@ -156,7 +187,13 @@ class DispatchBook:
                 task.state = RESOLVED
                 task.resolved_t, task.resolved_ts, task.resolved_by = t, ts, "camera"
                 return [
-                    self._tr(task, "update", t, ts, f"resolved: bay {bay_id} seen at {count}/{task.capacity} for {self.verify_s:.0f} s")
+                    self._tr(
+                        task,
+                        "update",
+                        t,
+                        ts,
+                        f"resolved: bay {bay_id} seen at {count}/{task.capacity} for {self.verify_s:.0f} s",
+                    )
                 ]
             return []
         if task.state == RESOLVED and task.resolved_t is not None and t - task.resolved_t > self.reopen_s:
@@ -170,7 +207,9 @@ class DispatchBook:
         known = ", ".join(t.task_id for t in self.by_bay.values()) or "none"
         raise CommandError(f"unknown task_id {task_id!r}; live tasks on {self.camera_id}: {known}")
 
-    def acknowledge(self, task_id: str, by: str | None, t: float, ts: float) -> tuple[dict[str, object], list[Transition]]:
+    def acknowledge(
+        self, task_id: str, by: str | None, t: float, ts: float
+    ) -> tuple[dict[str, object], list[Transition]]:
         task = self._find(task_id)
         if task.state == ACKNOWLEDGED:
             return {"task_id": task_id, "state": task.state, "changed": False}, []
@@ -179,16 +218,30 @@ class DispatchBook:
         task.state = ACKNOWLEDGED
         task.acknowledged_t, task.acknowledged_ts, task.acknowledged_by = t, ts, by
         tr = self._tr(task, "update", t, ts, f"acknowledged after {t - task.opened_t:.0f} s")
-        return {"task_id": task_id, "state": task.state, "changed": True, "time_to_acknowledge_s": round(t - task.opened_t, 1)}, [tr]
+        return {
+            "task_id": task_id,
+            "state": task.state,
+            "changed": True,
+            "time_to_acknowledge_s": round(t - task.opened_t, 1),
+        }, [tr]
 
-    def resolve(self, task_id: str, by: str | None, t: float, ts: float) -> tuple[dict[str, object], list[Transition]]:
+    def resolve(
+        self, task_id: str, by: str | None, t: float, ts: float
+    ) -> tuple[dict[str, object], list[Transition]]:
         task = self._find(task_id)
         if task.state == RESOLVED:
             return {"task_id": task_id, "state": task.state, "changed": False}, []
         task.state = RESOLVED
         task.resolved_t, task.resolved_ts, task.resolved_by = t, ts, by or "operator"
-        tr = self._tr(task, "update", t, ts, f"resolved by {task.resolved_by} after {t - task.opened_t:.0f} s")
-        return {"task_id": task_id, "state": task.state, "changed": True, "time_to_resolve_s": round(t - task.opened_t, 1)}, [tr]
+        tr = self._tr(
+            task, "update", t, ts, f"resolved by {task.resolved_by} after {t - task.opened_t:.0f} s"
+        )
+        return {
+            "task_id": task_id,
+            "state": task.state,
+            "changed": True,
+            "time_to_resolve_s": round(t - task.opened_t, 1),
+        }, [tr]
 
     def live(self) -> list[DispatchTask]:
         return list(self.by_bay.values())

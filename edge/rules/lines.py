@@ -18,7 +18,9 @@ from edge.zones.geometry import class_lut
 
 
 class LineCounter:
-    def __init__(self, lines: list[LineConfig], emit_events: bool, band: float = 0.03, forget_s: float = 5.0) -> None:
+    def __init__(
+        self, lines: list[LineConfig], emit_events: bool, band: float = 0.03, forget_s: float = 5.0
+    ) -> None:
         self.lines = lines
         self.emit = emit_events
         self.band = band
@@ -74,12 +76,20 @@ class LineCounter:
                     tid = int(ids[j])
                     out.append(
                         transition(
-                            ctx, kind="line_crossing", phase="instant",
+                            ctx,
+                            kind="line_crossing",
+                            phase="instant",
                             key=f"line_crossing:{ctx.camera_id}:{ln.id}:{tid}:{ctx.t:.3f}",
-                            zone_id=ln.id, track_id=tid,
-                            payload={"line_id": ln.id, "direction": direction, "track_id": tid,
-                                     "class": class_name(int(tr.class_id[j])),
-                                     "in_total": int(self.total_in[li]), "out_total": int(self.total_out[li])},
+                            zone_id=ln.id,
+                            track_id=tid,
+                            payload={
+                                "line_id": ln.id,
+                                "direction": direction,
+                                "track_id": tid,
+                                "class": class_name(int(tr.class_id[j])),
+                                "in_total": int(self.total_in[li]),
+                                "out_total": int(self.total_out[li]),
+                            },
                         )
                     )
         side[cur] = new_side

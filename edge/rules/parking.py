@@ -60,7 +60,9 @@ class _Violation:
 
 
 class ParkingRule:
-    def __init__(self, zone_index: int, zone: ZoneConfig, cfg: ParkingConfig, evidence: EvidenceHook | None) -> None:
+    def __init__(
+        self, zone_index: int, zone: ZoneConfig, cfg: ParkingConfig, evidence: EvidenceHook | None
+    ) -> None:
         self.zi = zone_index
         self.zone = zone
         self.cfg = cfg
@@ -83,14 +85,23 @@ class ParkingRule:
             "zone_type": self.zone.zone_type,
             "scheduled": self.zone.schedule is not None,
             "schedule_in_force": bool(ctx.active[self.zi]),
-            "box": [round(float(b[0]) / w, 4), round(float(b[1]) / h, 4), round(float(b[2]) / w, 4), round(float(b[3]) / h, 4)],
+            "box": [
+                round(float(b[0]) / w, 4),
+                round(float(b[1]) / h, 4),
+                round(float(b[2]) / w, 4),
+                round(float(b[3]) / h, 4),
+            ],
             "evidence": v.evidence,
             **extra,
         }
 
-    def _emit(self, v: _Violation, ctx: StepContext, phase: str, until_t: float | None = None, **extra: object) -> Transition:
+    def _emit(
+        self, v: _Violation, ctx: StepContext, phase: str, until_t: float | None = None, **extra: object
+    ) -> Transition:
         dwell = (ctx.t if until_t is None else until_t) - v.since_t
-        sev, reason = grade(dwell, self.limit_s, self.zone, bool(ctx.active[self.zi]), self.cfg.severity_step_s)
+        sev, reason = grade(
+            dwell, self.limit_s, self.zone, bool(ctx.active[self.zi]), self.cfg.severity_step_s
+        )
         return transition(
             ctx,
             kind="parking_violation",
@@ -130,7 +141,11 @@ class ParkingRule:
                     out.append(self._emit(cur, ctx, "update"))
         # New violations: stationary in the zone, while it is in force, longer than the limit.
         since = np.maximum.reduce(
-            [ctx.t - tr.stationary_s[idx].astype(np.float64), ctx.member.entered_t[idx, self.zi], np.full(idx.size, self.active_since_t)]
+            [
+                ctx.t - tr.stationary_s[idx].astype(np.float64),
+                ctx.member.entered_t[idx, self.zi],
+                np.full(idx.size, self.active_since_t),
+            ]
         )
         due = tr.stationary[idx] & (ctx.t - since >= self.limit_s - 1e-9)
         for j, tid, s in zip(idx[due].tolist(), ids[due].tolist(), since[due].tolist(), strict=True):
@@ -138,9 +153,17 @@ class ParkingRule:
                 continue
             key = f"parking_violation:{ctx.camera_id}:{self.zone.id}:{tid}:{int(ctx.ts)}"
             nv = _Violation(
-                key=key, track_id=tid, class_id=int(tr.class_id[j]), since_t=s, since_ts=ctx.ts - (ctx.t - s),
-                start_t=ctx.t, start_ts=ctx.ts, last_update_t=ctx.t, last_present_t=ctx.t,
-                box=tr.xyxy[j].copy(), evidence=None,
+                key=key,
+                track_id=tid,
+                class_id=int(tr.class_id[j]),
+                since_t=s,
+                since_ts=ctx.ts - (ctx.t - s),
+                start_t=ctx.t,
+                start_ts=ctx.ts,
+                last_update_t=ctx.t,
+                last_present_t=ctx.t,
+                box=tr.xyxy[j].copy(),
+                evidence=None,
             )
             if self.evidence is not None and self.cfg.evidence:
                 try:

@@ -5,7 +5,8 @@ assets' person clip) with the configured model and zones (``--config``) or a mod
 three zones (``--model``):
 
 1. capture + decode   frames/s the capture source (reader thread, cv2 decode) delivers;
-2. bare inference     median ``session.run`` on a real frame (engineer A's ``bench_model``);
+2. bare inference     median ``session.run`` on a real frame (engineer A's ``bench_model``), in the
+                      pipeline's child process right after its run (same warm process, same load);
 3. full detect        median pre-process + inference + decode + NMS on the same frame;
 4. tracker + rules    median ByteTracker + CameraAnalytics (rules and features) per frame,
                       on the real detections of the clip;
@@ -36,7 +37,8 @@ import numpy as np
 
 from edge.config import parse_config
 from edge.config.site import SiteConfig
-from edge.errors import CaptureError, ConfigError, ModelError
+from edge.errors import CaptureError, ConfigError
+from edge.tools.assets import assets_dir, ensure_model_path
 from edge.types import Frame, SourceStatus
 
 log = logging.getLogger(__name__)
@@ -65,26 +67,6 @@ class BenchOptions:
     seconds: float = 20.0
     threads: int | None = None
     detect_fps: float | None = None
-
-
-def assets_dir() -> Path:
-    """EDGE_ASSETS, else ``../shared/assets`` from the working directory or from the repository."""
-    env = os.environ.get("EDGE_ASSETS")
-    if env:
-        return Path(env)
-    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        p = base.parent / "shared" / "assets"
-        if p.is_dir():
-            return p
-    return Path.cwd().parent / "shared" / "assets"
-
-
-def _ensure_model_path() -> None:
-    """Let the shared assets' models be found when EDGE_MODEL_PATH does not name a folder yet."""
-    models = assets_dir() / "models"
-    cur = os.environ.get("EDGE_MODEL_PATH", "")
-    if models.is_dir() and str(models) not in cur.split(":"):
-        os.environ["EDGE_MODEL_PATH"] = f"{cur}:{models}" if cur else str(models)
 
 
 def bench_config(opts: BenchOptions) -> SiteConfig:
@@ -164,20 +146,6 @@ def measure_capture(cfg: SiteConfig, budget_s: float) -> dict[str, Any]:
     return {"fps": n / wall, "ms": wall * 1e3 / n, "frames": n, "size": f"{w}x{h}", "samples": frames}
 
 
-def measure_inference(cfg: SiteConfig, image: np.ndarray, repeats: int) -> dict[str, Any]:
-    from edge.vision.bench import bench_model
-
-    cam = cfg.cameras[0]
-    threads = cam.detector.threads or os.cpu_count() or 1
-    r = bench_model(cam.model, threads, image, repeats)
-    return {
-        "bare_ms": float(r["bare_ms"]),
-        "full_ms": float(r["full_ms"]),
-        "threads": threads,
-        "model": str(r["model"]),
-    }
-
-
 def measure_analytics(cfg: SiteConfig, samples: list[np.ndarray], repeats: int) -> dict[str, Any]:
     """Median ms of tracker + rules + features per frame over real detections of the clip."""
     from edge.rules import CameraAnalytics
@@ -208,18 +176,34 @@ def measure_analytics(cfg: SiteConfig, samples: list[np.ndarray], repeats: int) 
     }
 
 
-def pipeline_child(cfg_json: str) -> dict[str, Any]:
-    """Run the real Agent over the clip; fps between the first and last processed frame; own peak RSS."""
+def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
+    """Run the real Agent over the clip (fps between the first and last processed frame, own peak
+    RSS), then -- in the same warm process, right after -- bare inference and full detect on a
+    frame of the clip, so the ratio compares numbers taken under the same conditions."""
     from edge.agent.runner import Agent
+    from edge.vision.bench import bench_model
 
-    cfg = parse_config(json.loads(cfg_json), source="bench")
+    cfg = parse_config(request["config"], source="bench")
     Path(cfg.uplink.outbox_path).unlink(missing_ok=True)
+    cam = cfg.cameras[0]
     stamps: list[float] = []
-    detect_ms: list[float] = []
+    infer_ms: list[float] = []
+    step_ms: dict[str, list[float]] = {}
+    frames: list[np.ndarray] = []
+    agent: Any = None
 
     def on_step(result: Any) -> None:
         stamps.append(time.perf_counter())
-        detect_ms.append(float(result.timing_ms.get("detect", 0.0)))
+        for k, v in result.timing_ms.items():
+            step_ms.setdefault(k, []).append(float(v))
+        if len(stamps) == 100 or not frames:
+            frames[:] = [result.frame.image]
+        det = (
+            agent.cameras[cam.id].pipeline.detector if agent is not None and cam.id in agent.cameras else None
+        )
+        timing = getattr(det, "last_timing_ms", None)
+        if timing and result.inferred:
+            infer_ms.append(float(timing.get("infer", 0.0)))
 
     agent = Agent(cfg, on_step=on_step)
     code = agent.run()
@@ -228,21 +212,28 @@ def pipeline_child(cfg_json: str) -> dict[str, Any]:
         raise CaptureError(f"the agent processed only {len(stamps)} frames (exit code {code})")
     # Skip the first frames: model warm-up and thread start are not steady state.
     skip = min(10, len(stamps) // 5)
-    span = stamps[-1] - stamps[skip]
+    fps = (len(stamps) - 1 - skip) / (stamps[-1] - stamps[skip])
+    threads = cam.detector.threads or os.cpu_count() or 1
+    inf = bench_model(cam.model, threads, frames[0], int(request.get("repeats", 50)))
     return {
-        "fps": (len(stamps) - 1 - skip) / span,
+        "fps": fps,
         "frames": len(stamps),
-        "detect_ms": statistics.median(detect_ms[skip:]),
+        "infer_in_pipeline_ms": statistics.median(infer_ms[skip:]) if len(infer_ms) > skip else None,
         "peak_rss_mb": rss_kb / 1024.0,
         "exit_code": code,
+        "step_ms": {k: statistics.median(v[skip:]) for k, v in step_ms.items() if len(v) > skip},
+        "bare_ms": float(inf["bare_ms"]),
+        "full_ms": float(inf["full_ms"]),
+        "threads": threads,
+        "model": str(inf["model"]),
     }
 
 
-def measure_pipeline(cfg: SiteConfig) -> dict[str, Any]:
+def measure_pipeline(cfg: SiteConfig, repeats: int) -> dict[str, Any]:
     env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, "-m", "edge.tools.bench", "--child"],
-        input=json.dumps(cfg.model_dump(mode="json")),
+        input=json.dumps({"config": cfg.model_dump(mode="json"), "repeats": repeats}),
         capture_output=True,
         text=True,
         env=env,
@@ -255,19 +246,15 @@ def measure_pipeline(cfg: SiteConfig) -> dict[str, Any]:
 
 
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
-    _ensure_model_path()
+    ensure_model_path()
     cfg = bench_config(opts)
     cam = cfg.cameras[0]
     repeats = max(10, min(200, int(opts.seconds * 10)))
     cap = measure_capture(cfg, opts.seconds)
     samples = cap.pop("samples")
-    try:
-        inf = measure_inference(cfg, samples[len(samples) // 2], repeats)
-    except ModelError:
-        raise
     ana = measure_analytics(cfg, samples, max(repeats, len(samples)))
-    pipe = measure_pipeline(cfg)
-    bare_fps = 1000.0 / inf["bare_ms"]
+    pipe = measure_pipeline(cfg, repeats)
+    bare_fps = 1000.0 / pipe["bare_ms"]
     detect_fps = opts.detect_fps
     if detect_fps is None:
         detect_fps = 5.0 if not opts.config else _configured_detect_fps(opts.config)
@@ -279,15 +266,16 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
         },
-        "model": inf["model"],
-        "threads": inf["threads"],
+        "model": pipe["model"],
+        "threads": pipe["threads"],
         "source": cam.source,
         "frame_size": cap["size"],
         "zones": len(cam.zones),
         "capture_decode": {"fps": round(cap["fps"], 1), "ms": round(cap["ms"], 2)},
-        "bare_inference": {"fps": round(bare_fps, 1), "ms": round(inf["bare_ms"], 2)},
-        "full_detect": {"fps": round(1000.0 / inf["full_ms"], 1), "ms": round(inf["full_ms"], 2)},
+        "bare_inference": {"fps": round(bare_fps, 1), "ms": round(pipe["bare_ms"], 2)},
+        "full_detect": {"fps": round(1000.0 / pipe["full_ms"], 1), "ms": round(pipe["full_ms"], 2)},
         "tracker_rules_features": {
             "ms": round(ana["ms"], 3),
             "p95_ms": round(ana["p95_ms"], 3),
@@ -297,13 +285,17 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "fps": round(pipe["fps"], 1),
             "ms": round(1000.0 / pipe["fps"], 2),
             "frames": pipe["frames"],
+            "step_ms": {k: round(v, 2) for k, v in pipe.get("step_ms", {}).items()},
+            "infer_in_pipeline_ms": None
+            if pipe["infer_in_pipeline_ms"] is None
+            else round(pipe["infer_in_pipeline_ms"], 2),
         },
         "pipeline_over_bare": round(pipe["fps"] / bare_fps, 3),
         "peak_rss_mb": round(pipe["peak_rss_mb"], 1),
         "detect_fps": detect_fps,
         "cameras_sustainable": cams,
         "summary": (
-            f"this box can sustain {cams} camera(s) at {detect_fps:g} detect_fps with {inf['model']} "
+            f"this box can sustain {cams} camera(s) at {detect_fps:g} detect_fps with {pipe['model']} "
             f"({pipe['fps']:.1f} fps whole pipeline, {LOAD_FACTOR:.0%} load)"
         ),
     }
@@ -346,7 +338,7 @@ def format_table(r: dict[str, Any]) -> str:
         ("whole pipeline (agent)", f"{r['whole_pipeline']['ms']:.2f}", f"{r['whole_pipeline']['fps']:.1f}"),
     ]
     lines = [
-        f"edge-agent bench  {m['date_utc']}  {m['cpu']} ({m['cores']} cores)  python {m['python']}",
+        f"edge-agent bench  {m['date_utc']}  {m['cpu']} ({m['cores']} cores, load {m['load_avg_1m']})  python {m['python']}",
         f"model {r['model']}  threads {r['threads']}  {r['frame_size']}  {r['zones']} zones  source {r['source']}",
         "",
         f"{'stage':<32}{'ms/frame':>10}{'fps':>9}",
@@ -357,6 +349,17 @@ def format_table(r: dict[str, Any]) -> str:
         "-" * 51,
         f"whole pipeline / bare inference: {r['pipeline_over_bare']:.3f}  (overhead {100 * (1 - r['pipeline_over_bare']):.1f} %)",
         f"peak RSS (agent): {r['peak_rss_mb']:.1f} MB",
+    ]
+    inside = r["whole_pipeline"].get("infer_in_pipeline_ms")
+    if inside:
+        share = inside / r["whole_pipeline"]["ms"]
+        lines.append(f"session.run inside the agent: {inside:.2f} ms = {share:.0%} of each frame's time")
+    steps = r["whole_pipeline"].get("step_ms") or {}
+    if steps:
+        rest = r["whole_pipeline"]["ms"] - sum(steps.values())
+        parts = "  ".join(f"{k} {v:.2f}" for k, v in steps.items())
+        lines.append(f"agent step medians (ms): {parts}  other (capture wait, events, outbox) {rest:.2f}")
+    lines += [
         r["summary"],
     ]
     return "\n".join(lines)
@@ -364,8 +367,8 @@ def format_table(r: dict[str, Any]) -> str:
 
 def _child_main() -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    _ensure_model_path()
-    out = pipeline_child(sys.stdin.read())
+    ensure_model_path()
+    out = pipeline_child(json.loads(sys.stdin.read()))
     print(json.dumps(out))
     return 0
 

@@ -10,8 +10,10 @@ from typing import Any
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from edge.config import load_config
+    from edge.tools.assets import ensure_model_path
     from edge.tools.replay import ReplayOptions, replay
 
+    ensure_model_path()
     cfg = load_config(args.config)
     opts = ReplayOptions(
         source=args.source,
@@ -40,8 +42,10 @@ def summary_text(summary: dict[str, Any]) -> str:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from edge.tools.assets import ensure_model_path
     from edge.tools.calibrate import CalibrateServer, CalibrateState
 
+    ensure_model_path()
     state = CalibrateState.load(args.config, args.out, timeout_s=args.timeout)
     server = CalibrateServer(state, port=args.port)
     print(f"calibration page: {server.url}  (127.0.0.1 only; Ctrl-C to stop)", file=sys.stderr)

@@ -84,6 +84,7 @@ class DemoResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     frames: int = 0
     wall_s: float = 0.0
+    rejected: int = 0  # transitions the event builder refused (a payload broke its schema)
     truth_ok: bool | None = None
     truth_lines: list[str] = field(default_factory=list)
 
@@ -336,7 +337,8 @@ def run_demo(
     code = agent.run()
     wall = time.perf_counter() - t0
     frames = sum(cr.frames for cr in agent.cameras.values())
-    result = DemoResult(exit_code=code, events=events, frames=frames, wall_s=wall)
+    rejected = int(getattr(agent, "event_counts", {}).get("rejected", 0))
+    result = DemoResult(exit_code=code, events=events, frames=frames, wall_s=wall, rejected=rejected)
     if street and start_ts is not None:
         duration = StreetOptions.from_url(str(street[0].source)).duration_s
         if duration is None or duration >= scenario.duration_s:
@@ -350,6 +352,7 @@ def run_demo(
         "wall_s": round(wall, 2),
         "fps": round(result.fps, 1),
         "events": dict(sorted(result.kinds().items())),
+        "rejected": rejected,
         "truth_ok": result.truth_ok,
         "truth": result.truth_lines,
     }
@@ -366,6 +369,11 @@ def _print_summary(result: DemoResult, stream: TextIO) -> None:
     print("  events by kind:", file=stream)
     for kind, n in sorted(result.kinds().items()):
         print(f"    {kind:<20} {n:>5}", file=stream)
+    if result.rejected:
+        print(
+            f"    {'REJECTED':<20} {result.rejected:>5}  (built events that broke their schema: see the log)",
+            file=stream,
+        )
     if result.truth_ok is None:
         print("  (no ground truth for this run)", file=stream)
         return
@@ -382,6 +390,9 @@ def _print_summary(result: DemoResult, stream: TextIO) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if str(getattr(args, "log_level", "INFO")).upper() == "INFO":
+        # The demo's own lines are the show; the agent's INFO log would drown them (DEBUG shows it all).
+        logging.getLogger().setLevel(logging.WARNING)
     cfg = build_demo_config(args)
     result = run_demo(cfg, out_dir=Path(args.out).resolve(), verbose=args.verbose, duration_s=args.duration)
     return result.exit_code

@@ -133,7 +133,9 @@ class ByteTracker:
     def update(self, detections: Detections, t: float) -> Tracks:
         cfg = self.cfg
         if self._last_t is not None and t < self._last_t:
-            log.warning("tracker time went backwards (%.3f < %.3f); ignoring the frame's age", t, self._last_t)
+            log.warning(
+                "tracker time went backwards (%.3f < %.3f); ignoring the frame's age", t, self._last_t
+            )
             t = self._last_t
         self._last_t = t
         self._expire(t)
@@ -214,8 +216,20 @@ class ByteTracker:
         self._select(~(lost & (gone_for > limit)))
 
     def _select(self, keep: np.ndarray) -> None:
-        for name in ("ids", "box", "vel", "last_t", "born_t", "first_t", "lost_since", "votes", "conf",
-                     "anchor", "still_ref", "still_since"):
+        for name in (
+            "ids",
+            "box",
+            "vel",
+            "last_t",
+            "born_t",
+            "first_t",
+            "lost_since",
+            "votes",
+            "conf",
+            "anchor",
+            "still_ref",
+            "still_since",
+        ):
             setattr(self, name, getattr(self, name)[keep])
 
     def _apply_matches(self, dets: Detections, md: np.ndarray, mt: np.ndarray, t: float) -> None:

@@ -83,7 +83,7 @@ class PahoSession:
             reconnect_on_failure=False,
         )
         c.max_inflight_messages_set(mcfg.inflight_max)
-        c.max_queued_messages_set(0)
+        c.max_queued_messages_set(mcfg.inflight_max + 256)  # our window + replies + status; never unbounded
         if mcfg.username is not None:
             c.username_pw_set(mcfg.username, mcfg.password)
         if mcfg.tls is not None:

@@ -116,7 +116,7 @@ class Outbox:
         self._committed_seq = self._seq
         self._dropped = {p: self._meta(f"dropped_{p.name.lower()}") for p in Priority}
         self._dropped_dirty = False
-        self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size),0) FROM outbox").fetchone()[0])
+        self._recount()
         self._committed_max_id = int(self._db.execute("SELECT COALESCE(MAX(id),0) FROM outbox").fetchone()[0])
         self._pending_max_id = self._committed_max_id
         self.closed = False
@@ -157,6 +157,16 @@ class Outbox:
         self._last_commit = self._clock()
         for fn in self._listeners:
             fn()
+
+    def _recount(self) -> None:
+        """Row counts and bytes per priority, from the table (at open and after a rollback)."""
+        self._count = {p: 0 for p in Priority}
+        self._bytes = 0
+        for prio, n, size in self._db.execute(
+            "SELECT priority, COUNT(*), COALESCE(SUM(size),0) FROM outbox GROUP BY priority"
+        ):
+            self._count[Priority(int(prio))] = int(n)
+            self._bytes += int(size)
 
     def _disk_free(self) -> int:
         try:
@@ -216,6 +226,7 @@ class Outbox:
             if ids:
                 self._db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
                 self._bytes -= freed
+                self._count[victim] -= len(ids)
                 self._dropped[victim] += len(ids)
                 self._dropped_dirty = True
                 self._log_eviction(victim, len(ids))
@@ -253,6 +264,7 @@ class Outbox:
         )
         self._pending_max_id = int(cur.lastrowid or self._pending_max_id)
         self._bytes += size
+        self._count[prio] += 1
         self._pending += 1
         if prio == Priority.ALARM:
             self._commit_locked()
@@ -297,7 +309,7 @@ class Outbox:
             self._in_txn = False
         self._seq = self._committed_seq
         self._pending_max_id = self._committed_max_id
-        self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size),0) FROM outbox").fetchone()[0])
+        self._recount()
 
     def flush(self) -> None:
         """Commit everything pending now."""
@@ -317,19 +329,23 @@ class Outbox:
         with self._lock:
             skip = set(exclude)
             out: list[OutboxRow] = []
-            cur = self._db.execute(
-                "SELECT id, seq, priority, kind, topic, payload, created FROM outbox "
-                "WHERE id <= ? AND priority >= ? ORDER BY priority DESC, id",
-                (self._committed_max_id, int(min_priority)),
-            )
-            for r in cur:
-                if int(r[0]) in skip:
-                    continue
-                out.append(
-                    OutboxRow(int(r[0]), int(r[1]), Priority(int(r[2])), r[3], r[4], bytes(r[5]), float(r[6]))
+            # One indexed range scan per priority (a mixed-direction ORDER BY would sort the whole table).
+            for prio in sorted((p for p in Priority if p >= min_priority), reverse=True):
+                cur = self._db.execute(
+                    "SELECT id, seq, priority, kind, topic, payload, created FROM outbox "
+                    "WHERE priority = ? AND id <= ? ORDER BY id LIMIT ?",
+                    (int(prio), self._committed_max_id, limit - len(out) + len(skip)),
                 )
-                if len(out) >= limit:
-                    break
+                for r in cur:
+                    if int(r[0]) in skip:
+                        continue
+                    out.append(
+                        OutboxRow(
+                            int(r[0]), int(r[1]), Priority(int(r[2])), r[3], r[4], bytes(r[5]), float(r[6])
+                        )
+                    )
+                    if len(out) >= limit:
+                        return out
             return out
 
     def ack(self, row_ids: Iterable[int], *, commit: bool = False) -> int:
@@ -339,13 +355,12 @@ class Outbox:
             return 0
         with self._lock:
             self._begin()
-            sizes = 0
             for (i,) in ids:
-                row = self._db.execute("SELECT size FROM outbox WHERE id=?", (i,)).fetchone()
+                row = self._db.execute("SELECT size, priority FROM outbox WHERE id=?", (i,)).fetchone()
                 if row is not None:
-                    sizes += int(row[0])
+                    self._bytes -= int(row[0])
+                    self._count[Priority(int(row[1]))] -= 1
             self._db.executemany("DELETE FROM outbox WHERE id=?", ids)
-            self._bytes -= sizes
             self._pending += 1
             if commit:
                 self._commit_locked()
@@ -376,19 +391,27 @@ class Outbox:
     def last_seq(self) -> int:
         return self._seq
 
+    def pending(self) -> int:
+        """Rows waiting (committed or not), without touching the disk."""
+        return sum(self._count.values())
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            counts = {p.name.lower(): 0 for p in Priority}
-            for prio, n in self._db.execute("SELECT priority, COUNT(*) FROM outbox GROUP BY priority"):
-                counts[Priority(int(prio)).name.lower()] = int(n)
-            oldest = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]
+            counts = {p.name.lower(): n for p, n in self._count.items()}
+            oldest: float | None = None
+            for p in Priority:  # the oldest row of each priority is the first by id (indexed)
+                row = self._db.execute(
+                    "SELECT created FROM outbox WHERE priority=? ORDER BY id LIMIT 1", (int(p),)
+                ).fetchone()
+                if row is not None:
+                    oldest = float(row[0]) if oldest is None else min(oldest, float(row[0]))
             return {
                 "pending": sum(counts.values()),
                 "pending_by_priority": counts,
                 "bytes": self._bytes,
                 "max_bytes": self.max_bytes,
                 "limit_bytes": self._limit,
-                "oldest_age_s": max(0.0, self._wall() - float(oldest)) if oldest is not None else 0.0,
+                "oldest_age_s": max(0.0, self._wall() - oldest) if oldest is not None else 0.0,
                 "dropped": {p.name.lower(): n for p, n in self._dropped.items()},
                 "dropped_total": sum(self._dropped.values()),
                 "last_seq": self._seq,

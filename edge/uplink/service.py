@@ -138,7 +138,7 @@ class Uplink:
         self._draining.set()
         deadline = time.monotonic() + flush_timeout_s  # real time: the caller's budget
         while time.monotonic() < deadline and self._thread.is_alive():
-            if self.outbox.stats()["pending"] == 0 and not self._inflight:
+            if self.outbox.pending() == 0 and not self._inflight:
                 break
             time.sleep(0.01)
         self._stop.set()
@@ -207,8 +207,10 @@ class Uplink:
                     self._step_sink()
                 self._step_fallback()
             except Exception as exc:  # never let the uplink thread die
-                self._error(f"uplink step failed: {exc}")
-                log.exception("uplink step failed")
+                msg = f"uplink step failed: {exc}"
+                if msg != self.last_error:
+                    log.exception("uplink step failed")
+                self.last_error = msg
                 self._drop_session()
                 self._stop.wait(0.5)
         self._shutdown()

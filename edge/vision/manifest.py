@@ -306,6 +306,7 @@ def resolve_model_file(manifest: Manifest, *, check_sha: bool = True) -> Path:
     dirs = model_file_dirs()
     if manifest.source_path:
         dirs.append(Path(manifest.source_path).parent)
+    dirs = list(dict.fromkeys(d.absolute() for d in dirs))
     for d in dirs:
         p = d / manifest.file.name
         if p.is_file():

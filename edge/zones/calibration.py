@@ -14,7 +14,9 @@ def fit_homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     src = np.asarray(src, np.float64).reshape(-1, 2)
     dst = np.asarray(dst, np.float64).reshape(-1, 2)
     if src.shape[0] < 4 or src.shape != dst.shape:
-        raise ValueError(f"need >= 4 matching point pairs, got {src.shape[0]} image and {dst.shape[0]} ground points")
+        raise ValueError(
+            f"need >= 4 matching point pairs, got {src.shape[0]} image and {dst.shape[0]} ground points"
+        )
 
     def norm(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c = p.mean(axis=0)
@@ -55,7 +57,9 @@ class Homography:
     def __init__(self, image_px: np.ndarray, ground_m: np.ndarray) -> None:
         self.matrix = fit_homography(image_px, ground_m)
         self.inverse = np.linalg.inv(self.matrix)
-        err = np.linalg.norm(apply_homography(self.matrix, image_px) - np.asarray(ground_m, np.float64), axis=1)
+        err = np.linalg.norm(
+            apply_homography(self.matrix, image_px) - np.asarray(ground_m, np.float64), axis=1
+        )
         self.rms_error_m = float(np.sqrt(np.mean(err**2)))
 
     @classmethod
@@ -64,7 +68,9 @@ class Homography:
         try:
             return cls(img, np.asarray(cal.ground_points_m, np.float64))
         except ValueError as exc:
-            raise ConfigError(f"calibration: {exc}; re-pick the ground points with 'edge-agent calibrate'") from None
+            raise ConfigError(
+                f"calibration: {exc}; re-pick the ground points with 'edge-agent calibrate'"
+            ) from None
 
     def to_ground(self, pts_px: np.ndarray) -> np.ndarray:
         """(N,2) pixels -> (N,2) metres."""

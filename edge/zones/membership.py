@@ -49,7 +49,9 @@ class ZoneMembership:
             out[hit] = self.inside[pos[hit]]
         return out
 
-    def update(self, track_ids: np.ndarray, raw: np.ndarray, t: float, raw_stay: np.ndarray | None = None) -> MembershipView:
+    def update(
+        self, track_ids: np.ndarray, raw: np.ndarray, t: float, raw_stay: np.ndarray | None = None
+    ) -> MembershipView:
         """``raw``: (N,Z) inside each zone now; ``raw_stay``: the same with the edge margin (for members)."""
         track_ids = np.asarray(track_ids, np.int64).reshape(-1)
         raw = np.asarray(raw, bool).reshape(track_ids.shape[0], self.z)
@@ -82,7 +84,12 @@ class ZoneMembership:
         keep = seen | inside.any(axis=1) | ~np.isnan(pending).all(axis=1)
         # An unseen object that never made it into a zone is forgotten at once.
         keep &= seen | inside.any(axis=1)
-        self.ids, self.inside, self.pending, self.entered = all_ids[keep], inside[keep], pending[keep], entered[keep]
+        self.ids, self.inside, self.pending, self.entered = (
+            all_ids[keep],
+            inside[keep],
+            pending[keep],
+            entered[keep],
+        )
         return MembershipView(
             inside=inside[cur],
             entered_t=entered[cur],

@@ -102,8 +102,16 @@ def _objects(spec: dict[str, Any]) -> list[_Obj]:
             t0 = c["from"] + c.get("arrive_s", 0) * k / n
             t1 = c["until"] + c.get("leave_s", 0) * k / n
             objs.append(
-                _Obj(CLASS_ID[c.get("class", "person")], 0.9, np.array([t0, t1]), np.array([box, box], float), [], 0.0, None,
-                     np.random.default_rng(k))
+                _Obj(
+                    CLASS_ID[c.get("class", "person")],
+                    0.9,
+                    np.array([t0, t1]),
+                    np.array([box, box], float),
+                    [],
+                    0.0,
+                    None,
+                    np.random.default_rng(k),
+                )
             )
     return objs
 
@@ -120,7 +128,7 @@ def run(spec: dict[str, Any], *, evidence: Any = None) -> Result:
     objs = _objects(spec)
     painted = any(o.color is not None for o in objs)
     fps = float(spec.get("fps", 2.0))
-    n_frames = int(round(float(spec["duration_s"]) * fps)) + 1
+    n_frames = round(float(spec["duration_s"]) * fps) + 1
     commands = sorted(spec.get("commands", []), key=lambda c: c["at"])
     res = Result([], [], analytics)
     scale = np.array([w, h, w, h], float)
@@ -205,8 +213,8 @@ def check(spec: dict[str, Any], res: Result) -> None:
     for kind in spec.get("exact_kinds", []):
         got = [t for t in trs if t.kind == kind]
         want = [e for e in expect if e["kind"] == kind]
-        assert len(got) == len(want), f"{kind}: expected {len(want)} transitions, got {len(got)}:\n" + "\n".join(
-            show(t) for t in got
+        assert len(got) == len(want), (
+            f"{kind}: expected {len(want)} transitions, got {len(got)}:\n" + "\n".join(show(t) for t in got)
         )
 
 

@@ -26,15 +26,48 @@ def site(zones: list[dict] | None = None, rules: dict | None = None, **cam: obje
     ("data", "message"),
     [
         (site([{"id": "b", "kind": "bike_bay", "polygon": SQUARE}]), "a bike_bay zone needs a capacity"),
-        (site([{"id": "n", "kind": "no_parking", "polygon": SQUARE, "capacity": 3}]), "only bike_bay zones have a capacity"),
-        (site([{"id": "n", "kind": "no_parking", "polygon": SQUARE, "classes": ["lorry"]}]), "unknown class or group 'lorry'"),
-        (site([{"id": "n", "kind": "no_parking", "polygon": SQUARE, "schedule": {"windows": [{"start": "7:00", "end": "09:00"}]}}]), "write HH:MM"),
-        (site([{"id": "n", "kind": "no_parking", "polygon": SQUARE, "schedule": {"windows": [{"start": "07:00", "end": "07:00"}]}}]), "window is empty"),
+        (
+            site([{"id": "n", "kind": "no_parking", "polygon": SQUARE, "capacity": 3}]),
+            "only bike_bay zones have a capacity",
+        ),
+        (
+            site([{"id": "n", "kind": "no_parking", "polygon": SQUARE, "classes": ["lorry"]}]),
+            "unknown class or group 'lorry'",
+        ),
+        (
+            site(
+                [
+                    {
+                        "id": "n",
+                        "kind": "no_parking",
+                        "polygon": SQUARE,
+                        "schedule": {"windows": [{"start": "7:00", "end": "09:00"}]},
+                    }
+                ]
+            ),
+            "write HH:MM",
+        ),
+        (
+            site(
+                [
+                    {
+                        "id": "n",
+                        "kind": "no_parking",
+                        "polygon": SQUARE,
+                        "schedule": {"windows": [{"start": "07:00", "end": "07:00"}]},
+                    }
+                ]
+            ),
+            "window is empty",
+        ),
         (site(rules={"bike": {"blacklist": ["purple"]}}), "'purple' is not an operator"),
         (site(rules={"crowd": {"los_thresholds": [0.5, 0.4, 1, 2, 3]}}), "5 rising positive densities"),
         (site(rules={"tracker": {"low_score": 0.8, "high_score": 0.5}}), "low_score: must be <= high_score"),
         (site(calibration={"image_points": SQUARE, "ground_points_m": SQUARE}), "needs at least 4 points"),
-        (site(calibration={"image_points": [*SQUARE, [0.2, 0.4]], "ground_points_m": SQUARE}), "give one ground position per image point"),
+        (
+            site(calibration={"image_points": [*SQUARE, [0.2, 0.4]], "ground_points_m": SQUARE}),
+            "give one ground position per image point",
+        ),
         (site(lines=[{"id": "l", "a": [0.1, 0.1], "b": [0.1, 0.1]}]), "the line has no length"),
         (site(rules={"features": {"grid": [0, 9]}}), "columns and rows must be 1..64"),
     ],
@@ -49,9 +82,18 @@ def test_a_full_analytics_config_loads() -> None:
     cfg = parse_config(
         site(
             [
-                {"id": "kerb", "kind": "no_parking", "zone_type": "no_stopping", "limit_s": 120, "polygon": SQUARE,
-                 "schedule": {"windows": [{"days": ["mon", "fri"], "start": "07:00", "end": "09:00"}], "except_dates": ["2026-12-25"]},
-                 "exclude": [[[0.2, 0.2], [0.3, 0.2], [0.3, 0.3]]]},
+                {
+                    "id": "kerb",
+                    "kind": "no_parking",
+                    "zone_type": "no_stopping",
+                    "limit_s": 120,
+                    "polygon": SQUARE,
+                    "schedule": {
+                        "windows": [{"days": ["mon", "fri"], "start": "07:00", "end": "09:00"}],
+                        "except_dates": ["2026-12-25"],
+                    },
+                    "exclude": [[[0.2, 0.2], [0.3, 0.2], [0.3, 0.3]]],
+                },
                 {"id": "bay-3", "kind": "bike_bay", "capacity": 15, "polygon": SQUARE, "operator": "yellow"},
                 {"id": "plaza", "kind": "crowd", "area_m2": 300, "los_table": "queuing", "polygon": SQUARE},
             ],
@@ -64,7 +106,11 @@ def test_a_full_analytics_config_loads() -> None:
 
 
 def _models(mod: object) -> list[type[BaseModel]]:
-    return [v for v in vars(mod).values() if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == mod.__name__]  # type: ignore[attr-defined]
+    return [
+        v
+        for v in vars(mod).values()
+        if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == mod.__name__
+    ]  # type: ignore[attr-defined]
 
 
 def test_every_field_has_a_description_and_durations_are_seconds() -> None:

@@ -38,7 +38,10 @@ def _detect(cam: CameraConfig, image: np.ndarray) -> Detections:
 
 
 def _hold(
-    cam: CameraConfig, rules: RulesConfig, segments: list[tuple[np.ndarray, float]], fps: float = 1.0,
+    cam: CameraConfig,
+    rules: RulesConfig,
+    segments: list[tuple[np.ndarray, float]],
+    fps: float = 1.0,
     commands: dict[float, tuple[str, str]] | None = None,
 ) -> tuple[list[Transition], CameraAnalytics]:
     """Feed each (image, seconds) segment as a held still; returns all transitions."""
@@ -63,7 +66,9 @@ def _hold(
     return out, analytics
 
 
-def _in_zone(dets: Detections, polygon: list[list[float]], image: np.ndarray, classes: list[str], min_score: float) -> int:
+def _in_zone(
+    dets: Detections, polygon: list[list[float]], image: np.ndarray, classes: list[str], min_score: float
+) -> int:
     h, w = image.shape[:2]
     keep = np.isin(dets.class_id, list(resolve(classes))) & (dets.confidence >= min_score)
     inside = points_in_polygon(dets.anchor[keep], np.array(polygon) * [w, h])
@@ -74,7 +79,11 @@ def test_parked_cars_held_ten_minutes_give_one_violation_per_car() -> None:
     img = _image("media/coco_val2017/000000006723.jpg")
     kerb = [[0.2, 0.5], [0.45, 0.5], [0.45, 0.7], [0.2, 0.7]]  # round the cars parked at the left kerb
     cam = CameraConfig.model_validate(
-        {"id": "cam0", "source": "still.jpg", "zones": [{"id": "kerb", "kind": "no_parking", "polygon": kerb}]}
+        {
+            "id": "cam0",
+            "source": "still.jpg",
+            "zones": [{"id": "kerb", "kind": "no_parking", "polygon": kerb}],
+        }
     )
     rules = RulesConfig.model_validate({"parking": {"grace_s": 120, "update_s": 60, "leave_s": 30}})
     dets = _detect(cam, img)
@@ -126,10 +135,23 @@ def test_bicycle_in_a_closed_bay_dispatch_loop_with_real_detections() -> None:
     img = _image("media/darknet_dog_bicycle.jpg")
     bay = [[0.0, 0.55], [1.0, 0.55], [1.0, 0.9], [0.0, 0.9]]
     cam = CameraConfig.model_validate(
-        {"id": "cam0", "source": "still.jpg", "zones": [{"id": "bay-0", "kind": "bike_bay", "capacity": 0, "polygon": bay}]}
+        {
+            "id": "cam0",
+            "source": "still.jpg",
+            "zones": [{"id": "bay-0", "kind": "bike_bay", "capacity": 0, "polygon": bay}],
+        }
     )
     rules = RulesConfig.model_validate(
-        {"bike": {"overflow_s": 60, "clear_s": 30, "verify_s": 30, "reopen_s": 120, "hysteresis": 0, "status_debounce_s": 5}}
+        {
+            "bike": {
+                "overflow_s": 60,
+                "clear_s": 30,
+                "verify_s": 30,
+                "reopen_s": 120,
+                "hysteresis": 0,
+                "status_debounce_s": 5,
+            }
+        }
     )
     dets = _detect(cam, img)
     assert _in_zone(dets, bay, img, ["bicycle", "motorcycle"], rules.tracker.new_track_score) == 1
@@ -142,6 +164,9 @@ def test_bicycle_in_a_closed_bay_dispatch_loop_with_real_detections() -> None:
     assert task[0].payload["action"].startswith("remove 1 bike from bay-0")
     resolved = task[2].payload
     assert resolved["time_to_acknowledge_s"] == pytest.approx(100.0 - task[0].t, abs=1.0)
-    assert resolved["resolved_by"] == "camera" and resolved["time_to_resolve_s"] > resolved["time_to_acknowledge_s"]
+    assert (
+        resolved["resolved_by"] == "camera"
+        and resolved["time_to_resolve_s"] > resolved["time_to_acknowledge_s"]
+    )
     overflow = [t.phase for t in trs if t.kind == "bike_bay_overflow"]
     assert overflow[0] == "start" and overflow[-1] == "end"

@@ -56,11 +56,13 @@ def test_bus_occlusion_without_place_memory_would_split_the_violation() -> None:
     spec["objects"][0]["track"][-1][0] = 900
     res = run(spec)
     starts = [t for t in res.transitions if t.kind == "parking_violation" and t.phase == "start"]
-    assert len({t.key for t in starts}) == 2 and starts[1].payload["track_id"] != starts[0].payload["track_id"]
+    assert (
+        len({t.key for t in starts}) == 2 and starts[1].payload["track_id"] != starts[0].payload["track_id"]
+    )
 
 
 def test_edge_jitter_membership_enters_and_leaves_once() -> None:
-    spec, res = run_cached("parking_edge_jitter.yaml")
+    _spec, res = run_cached("parking_edge_jitter.yaml")
     zin = sum(r.payload["zones"]["np-1"]["in"] for r in res.features)
     zout = sum(r.payload["zones"]["np-1"]["out"] for r in res.features)
     assert (zin, zout) == (1, 1)
@@ -92,5 +94,10 @@ def test_crowd_surge_fires_once_and_clears_once() -> None:
 def test_dispatch_ack_reply() -> None:
     _, res = run_cached("bay_overflow_ack_resolve.yaml")
     assert res.replies == [
-        {"task_id": res.replies[0]["task_id"], "state": "acknowledged", "changed": True, "time_to_acknowledge_s": 98.5}
+        {
+            "task_id": res.replies[0]["task_id"],
+            "state": "acknowledged",
+            "changed": True,
+            "time_to_acknowledge_s": 98.5,
+        }
     ]

@@ -12,8 +12,16 @@ from tests.analytics.scenario import HERE, run_cached
 
 KINDS_DIR = Path(__file__).resolve().parents[2] / "edge" / "events" / "schemas" / "kinds"
 MY_KINDS = [
-    "parking_violation", "bike_bay_status", "bike_bay_overflow", "bike_outside_bay", "dispatch_task",
-    "blacklisted_bike", "crowd_density", "crowd_surge", "line_crossing", "features",
+    "parking_violation",
+    "bike_bay_status",
+    "bike_bay_overflow",
+    "bike_outside_bay",
+    "dispatch_task",
+    "blacklisted_bike",
+    "crowd_density",
+    "crowd_surge",
+    "line_crossing",
+    "features",
 ]
 
 

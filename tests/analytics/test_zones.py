@@ -64,7 +64,10 @@ def test_homography_round_trip_area_and_degenerate() -> None:
     assert h.rms_error_m < 1e-6
     with pytest.raises(ValueError, match="degenerate"):
         fit_homography(np.array([[0, 0], [1, 1], [2, 2], [3, 3]]), ground)
-    bad = CalibrationConfig(image_points=[(0, 0), (0.5, 0.5), (1, 1), (0.25, 0.25)], ground_points_m=[(0, 0), (1, 0), (1, 1), (0, 1)])
+    bad = CalibrationConfig(
+        image_points=[(0, 0), (0.5, 0.5), (1, 1), (0.25, 0.25)],
+        ground_points_m=[(0, 0), (1, 0), (1, 1), (0, 1)],
+    )
     with pytest.raises(ConfigError, match="calibrate"):
         Homography.from_config(bad, 640, 480)
 
@@ -77,7 +80,10 @@ def ts(local: str) -> float:
 
 
 SCHOOL = ScheduleConfig.model_validate(
-    {"windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "07:00", "end": "09:00"}], "except_dates": ["2026-11-25"]}
+    {
+        "windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "07:00", "end": "09:00"}],
+        "except_dates": ["2026-11-25"],
+    }
 )
 NIGHT = ScheduleConfig.model_validate({"windows": [{"days": ["fri"], "start": "22:00", "end": "06:00"}]})
 

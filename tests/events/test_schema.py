@@ -101,3 +101,14 @@ def test_payload_of_each_kind_is_checked_by_its_own_schema() -> None:
 def test_unknown_kind_names_the_missing_schema_file() -> None:
     with pytest.raises(EventValidationError, match=r"kinds/parking_vibes\.json"):
         validate_payload("parking_vibes", {})
+
+
+def test_generated_reference_documents_every_kind_with_an_example() -> None:
+    from edge.events.docs import render
+
+    text = render()
+    for kind, schema in kind_schemas().items():
+        section = text.split(f"## `{kind}`", 1)[1].split("\n## ", 1)[0]
+        assert "Example payload:" in section, kind
+        first_field = next(iter(schema["properties"]))
+        assert f"`{first_field}`" in section, kind

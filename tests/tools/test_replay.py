@@ -287,7 +287,15 @@ def test_replay_real_agent_on_real_footage(tmp_path: Path, assets: Path) -> None
     assert summary["video_s"] > 130
     for name in ("events.jsonl", "features.jsonl", "heatmap.png", "timeseries.png"):
         assert (out / name).stat().st_size > 0, name
-    assert any("annotated" in f for f in summary["files"])
+    video = next(f for f in summary["files"] if "annotated" in f)
+    cap = cv2.VideoCapture(video)
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames"]
+    cap.release()
+    # The crowd zone's rule ran inside the real agent and its events reached events.jsonl.
+    kinds = [json.loads(x)["kind"] for x in (out / "events.jsonl").read_text().splitlines()]
+    assert "crowd_density" in kinds and summary["events_by_kind"]["crowd_density"] == kinds.count(
+        "crowd_density"
+    )
     # People walk in one by one: the model's tracks were counted in the zones they cross.
     peak = summary["zone_max"]["count"]
     assert set(peak) == {"door", "middle", "far"}

@@ -108,6 +108,8 @@ class TcpProxy:
         self.listener.listen(16)
         self.port = int(self.listener.getsockname()[1])
         self.up = True
+        self.blackholed = False
+        self.dead: set[int] = set()  # fileno of client sockets whose traffic is silently dropped
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         self.closed = False
@@ -129,15 +131,19 @@ class TcpProxy:
                 continue
             with self.lock:
                 self.conns += [client, upstream]
+            key = id(client)
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(a, b, key), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, key: int) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data or not self.up:
                     break
+                if self.blackholed or key in self.dead:
+                    self.dead.add(key)  # this connection never carries a byte again (NAT state lost)
+                    continue
                 dst.sendall(data)
         except OSError:
             pass
@@ -159,8 +165,14 @@ class TcpProxy:
                 s.close()
             self.conns.clear()
 
+    def blackhole(self) -> None:
+        """Silently drop every byte on current and new connections, closing nothing: a dead cellular
+        link. Only keepalive can tell."""
+        self.blackholed = True
+
     def restore(self) -> None:
         self.up = True
+        self.blackholed = False
 
     def close(self) -> None:
         self.closed = True

@@ -241,3 +241,35 @@ def test_a_filling_disk_lowers_the_cap_before_the_card_is_full(tmp_path: Path) -
     assert st["bytes"] <= st["limit_bytes"]
     assert st["dropped"]["feature"] >= 15 and st["pending_by_priority"]["alarm"] == 1
     ob.close()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_running_counts_match_the_table_after_random_operations(tmp_path: Path, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    p = tmp_path / f"o{seed}.sqlite"
+    size = _row_size(ev(1, pad=50))
+    ob = Outbox(p, max_bytes=40 * size, group_commit_s=0)
+    for step in range(300):
+        op = rng.random()
+        if op < 0.6:
+            sev, kind = rng.choice([("info", "uplink_test"), ("major", "uplink_test"), ("info", "features")])
+            ob.put(ev(step, severity=sev, kind=kind, pad=50))
+        elif op < 0.9:
+            rows = ob.peek(rng.randint(1, 5))
+            ob.ack([r.id for r in rows[: rng.randint(0, len(rows))]])
+        else:
+            ob.flush()
+    ob.flush()
+    live = ob.stats()
+    ob.close()
+    fresh = Outbox(p, max_bytes=40 * size)
+    again = fresh.stats()
+    assert (live["pending_by_priority"], live["bytes"], live["dropped"]) == (
+        again["pending_by_priority"],
+        again["bytes"],
+        again["dropped"],
+    )
+    assert live["bytes"] <= 40 * size
+    fresh.close()

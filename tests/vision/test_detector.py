@@ -180,3 +180,17 @@ def test_missing_weights_say_where_they_looked(tmp_path: Path, monkeypatch: pyte
     msg = str(exc.value)
     assert "yolox_nano_416.onnx" in msg and str(tmp_path) in msg and "/var/lib/edge/models" in msg
     assert "695e750a5d57" in msg
+
+
+def test_runtime_logs_stay_quiet(capfd: pytest.CaptureFixture[str]) -> None:
+    """The non-clean NanoDet export makes onnxruntime warn once per weight initializer (158 lines)
+    at its default log level; the agent's session must print none of that."""
+    from edge.vision.runtime import OnnxSession
+
+    path = require_asset("models/nanodet_plus_m_416_opencvzoo_2022nov.onnx")
+    capfd.readouterr()
+    sess = OnnxSession(path, threads=1)
+    assert len(sess.outputs) == 6
+    out, err = capfd.readouterr()
+    assert "Initializer" not in err and "graph inputs" not in err, err[:500]
+    assert out == ""

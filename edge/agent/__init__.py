@@ -1,0 +1,1 @@
+"""The agent: per-camera pipeline, runner, evidence."""

@@ -1,0 +1,105 @@
+"""`edge-agent run` end to end: a real clip through the real model, events out, clean exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fixtures.assets import require_asset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_config(tmp_path: Path, source: str, **camera: Any) -> Path:
+    cfg = {
+        "config_version": 1,
+        "device_id": "pole-test",
+        "site_id": "lab",
+        "geo": {"lat": 30.6, "lon": 104.06},
+        "cameras": [
+            {
+                "id": "door",
+                "source": source,
+                "detect_fps": 5,
+                "model": "yolox_nano_416",
+                "zones": [{"id": "hall", "kind": "count", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+                **camera,
+            }
+        ],
+        "rules": {"feature_interval_s": 30},
+        "uplink": {"outbox_path": str(tmp_path / "var" / "outbox.sqlite"), "jsonl_path": str(tmp_path / "events.jsonl")},
+        "hardware": {},
+        "health": {"health_interval_s": 10},
+    }
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def agent(config: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge", *extra, "run", "--config", str(config)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+@pytest.mark.slow
+def test_run_processes_a_whole_clip_in_video_time_and_exits_0(tmp_path: Path, assets: Path) -> None:
+    clip = require_asset("media/intel_one-by-one-person-detection.mp4")
+    require_asset("models/yolox_nano_416.onnx")
+    config = write_config(tmp_path, str(clip))
+    proc = agent(config, "--log-json")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    events = read_events(tmp_path / "events.jsonl")
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "agent_status" and events[0]["payload"]["state"] == "online"
+    assert kinds[-1] == "agent_status" and events[-1]["payload"]["state"] == "stopped"
+    feats = [e for e in events if e["kind"] == "features"]
+    # 139.4 s of video at one record per 30 s of video time: 4 full windows + the final partial one.
+    assert 4 <= len(feats) <= 6, len(feats)
+    assert all(e["model"]["name"] == "yolox_nano_416" and e["model"]["sha256"].startswith("695e750a") for e in feats)
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    # Logs are JSON lines and the pipeline never logs per frame at INFO (697 frames were processed).
+    lines = [json.loads(ln) for ln in err.splitlines() if ln.startswith("{")]
+    assert lines and all("level" in ln for ln in lines)
+    assert sum(1 for ln in lines if ln["level"] == "info") < 60
+
+
+@pytest.mark.slow
+def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    clip = tmp_path / "loop.avi"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(30):
+        img = np.full((120, 160, 3), 40, np.uint8)
+        cv2.circle(img, (10 + i * 4, 60), 8, (255, 255, 255), -1)
+        w.write(img)
+    w.release()
+    config = write_config(tmp_path, str(clip), model="motion", loop=True, playback="realtime")
+    proc = agent(config)
+    time.sleep(6)
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    events = read_events(tmp_path / "events.jsonl")
+    assert events[-1]["kind"] == "agent_status" and events[-1]["payload"]["state"] == "stopped"
+    assert "Traceback" not in err
