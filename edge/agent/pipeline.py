@@ -98,7 +98,9 @@ class CameraPipeline:
         t1 = perf()
         timing["checks"] = (t1 - t0) * 1000.0
 
-        has_stationary = bool(self._last_tracks.stationary.any()) if len(self._last_tracks) else False
+        # Stationary objects hidden right now (a parked car behind a bus) count too.
+        probe = getattr(self.tracker, "has_stationary", None)
+        has_stationary = bool(probe()) if callable(probe) else bool(self._last_tracks.stationary.any())
         infer = self.gate is None or self.gate.should_infer(frame.t, energy.get("*", 1.0), has_stationary)
         if infer:
             detections = self.detector.detect(frame)

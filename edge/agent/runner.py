@@ -33,7 +33,6 @@ from edge.types import Frame, SourceState, SourceStatus, Transition
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2
-STALL_S = 30.0
 SHUTDOWN_FLUSH_S = 5.0  # SIGTERM: how long to keep sending before leaving the rest in the outbox  # a camera whose pipeline made no progress this long stops the watchdog pings
 
 
@@ -51,6 +50,7 @@ class CameraRuntime:
     last_progress: float = field(default_factory=time.monotonic)
     thread: threading.Thread | None = None
     frames: int = 0
+    dropped_seen: int = 0
     error: str = ""
 
 
@@ -94,9 +94,14 @@ class Agent:
         self.exit_code = 0
         self.event_counts: dict[str, int] = {}
         self._last_health = 0.0
+        self._last_health_payload: dict[str, Any] | None = None
+        self._ready = False
         self._status_state = ""
         self._hardware = hardware
         self._own_hardware = hardware is None
+        from edge.health.report import CameraStatusMonitor
+
+        self._camera_status = CameraStatusMonitor()
         self._build_uplink()
 
     # ------------------------------------------------------------------ construction
@@ -150,6 +155,7 @@ class Agent:
 
     def _build_camera(self, cam: CameraConfig, cfg: SiteConfig) -> CameraRuntime:
         """All of one camera's components. Raises EdgeError naming what is wrong (model, config)."""
+        from edge.agent.evidence import build_evidence_sink
         from edge.health.gating import MotionGate
         from edge.health.stats import CameraStats
         from edge.health.tamper import TamperMonitor
@@ -165,11 +171,9 @@ class Agent:
             from edge.vision.detector import build_detector
 
             detector = build_detector(cam)
-        tracker = ByteTracker(cfg.rules.tracker, homography=None)
-        analytics = CameraAnalytics(cam, cfg.rules, cfg.timezone)
-        homography = getattr(analytics, "homography", None)
-        if homography is not None:
-            tracker = ByteTracker(cfg.rules.tracker, homography=homography)
+        tracker = ByteTracker(cfg.rules.tracker)
+        analytics = CameraAnalytics(cam, cfg.rules, cfg.timezone, evidence=build_evidence_sink(cfg.evidence))
+        analytics.bind_tracker(tracker)  # hands over the homography once the frame size is known
         tamper = TamperMonitor(cam.id, cam.tamper) if cam.tamper.enabled else None
         gate = MotionGate(cfg.health.gating) if cfg.health.gating.enabled else None
         motion = MotionEnergy(cam)
@@ -213,24 +217,29 @@ class Agent:
 
     # ------------------------------------------------------------------ camera threads
     def _camera_loop(self, cr: CameraRuntime) -> None:
-        from edge.health.tamper import camera_status_transition
-
         while not self._stop.is_set():
             item = cr.source.read(timeout_s=0.5)
+            if cr.state is SourceState.OFFLINE:
+                self._progress()  # waiting for a lost camera to come back is not a wedged pipeline
             if item is None:
                 continue
             if isinstance(item, SourceStatus):
                 cr.state = item.state
+                self._progress()
                 if item.state is SourceState.ENDED:
                     log.info("camera ended camera=%s frames=%d", cr.cam.id, cr.frames)
                     self._flush_features(cr, item.t, item.ts)
                     return
-                tr = camera_status_transition(item)
+                tr = self._camera_status.update(item)
                 if tr is not None:
                     self.emit([tr])
                 continue
             frame: Frame = item
             cr.stats.on_frame(frame.t)
+            counters = getattr(cr.source, "counters", None)
+            if counters is not None and counters.dropped > cr.dropped_seen:
+                cr.stats.record_dropped(frame.t, counters.dropped - cr.dropped_seen)
+                cr.dropped_seen = counters.dropped
             try:
                 result = cr.pipeline.step(frame)
             except EdgeError as exc:
@@ -241,10 +250,18 @@ class Agent:
             cr.error = ""
             cr.frames += 1
             cr.last_progress = time.monotonic()
+            self._progress()
             cr.stats.on_processed(frame.t, result.timing_ms.get("detect", 0.0), result.inferred)
             self.emit(result.transitions, cr.model_ref)
             if self.on_step is not None:
                 self.on_step(result)
+
+    def _progress(self) -> None:
+        """The pipeline moved on: READY the first time, then keep the systemd watchdog fed."""
+        if not self._ready:
+            self._ready = True
+            self.supervisor.ready()
+        self.supervisor.progress()
 
     def _flush_features(self, cr: CameraRuntime, t: float, ts: float) -> None:
         """At the end of a file, report the last partial feature window too."""
@@ -270,9 +287,9 @@ class Agent:
 
     def run(self) -> int:
         """Run until every source has ended, or ``stop()`` / SIGTERM. Returns the exit code."""
-        from edge.health.supervisor import SystemdNotifier
+        from edge.health.supervisor import Supervisor
 
-        notifier = SystemdNotifier()
+        self.supervisor = Supervisor(self.cfg.health.watchdog)
         log.info(
             "edge-agent %s starting device=%s site=%s cameras=%d config=%s",
             __version__, self.cfg.device_id, self.cfg.site_id, len(self.cfg.cameras), config_hash(self.cfg),
@@ -280,6 +297,8 @@ class Agent:
         self.uplink.start()
         if self._hardware is not None and self._own_hardware:
             self._hardware.start()
+        self.emit([self._status_transition("started")])
+        metrics = self._start_metrics()
         try:
             for cam in self.cfg.cameras:
                 cr = self._build_camera(cam, self.cfg)
@@ -287,51 +306,73 @@ class Agent:
                 self._start_camera(cr)
         except EdgeError as exc:
             log.error("cannot start: %s", exc)
-            self._shutdown(notifier)
-            return 2
-        notifier.ready()
-        self.emit([self._status_transition("online")])
+            self.exit_code = 2
+            self._shutdown(metrics)
+            return self.exit_code
         try:
             while not self._stop.is_set():
-                self._tick(notifier)
+                self._tick()
                 if all(cr.thread is not None and not cr.thread.is_alive() for cr in self.cameras.values()):
                     log.info("all sources ended")
                     break
                 self._stop.wait(TICK_S)
         finally:
-            self._shutdown(notifier)
+            self._shutdown(metrics)
         return self.exit_code
 
-    def _shutdown(self, notifier: Any) -> None:
-        notifier.stopping()
+    def _start_metrics(self) -> Any:
+        mcfg = self.cfg.health.metrics
+        if not mcfg.enabled:
+            return None
+        from edge.health.metrics import MetricsServer
+
+        server = MetricsServer(mcfg, lambda: self._last_health_payload)
+        server.start()
+        return server
+
+    def _shutdown(self, metrics: Any) -> None:
+        """SIGTERM drain: stop capture, let each pipeline finish its frame, flush the outbox,
+        publish ``stopped`` (the uplink does that last)."""
+        self.supervisor.stopping()
         self._stop.set()
         for cr in self.cameras.values():
             cr.source.close()
         for cr in self.cameras.values():
             if cr.thread is not None:
                 cr.thread.join(timeout=10.0)
-        self.emit([self._status_transition("stopped")])
+        self.emit([self._status_transition("stopping")])
         self.uplink.stop(flush_timeout_s=SHUTDOWN_FLUSH_S)
         if self._hardware is not None and self._own_hardware:
             self._hardware.stop()
+        if metrics is not None:
+            metrics.stop()
+        self.supervisor.close()
         self.outbox.close()
         log.info("stopped; events emitted: %s", dict(sorted(self.event_counts.items())))
 
-    def _status_transition(self, state: str) -> Transition:
+    def _status_transition(self, state: str, reason: str = "") -> Transition:
+        """An ``agent_status`` event: started, stopping, config_reloaded or config_rejected."""
         now_t, now_ts = time.monotonic(), time.time()
+        payload: dict[str, Any] = {"state": state, "version": __version__}
+        if reason:
+            payload["reason"] = reason[:1024]
+        try:
+            payload["outbox_pending"] = int(self.outbox.stats()["pending"])  # type: ignore[call-overload]
+        except Exception:  # a closed or broken outbox must not stop the status event
+            pass
         return Transition(
             kind="agent_status",
             phase="instant",
             key=f"agent:{state}",
             t=now_t,
             ts=now_ts,
-            severity="info",
-            severity_reason=f"agent {state}",
-            payload={"state": state, "version": __version__, "config_hash": config_hash(self.cfg)},
+            severity="minor" if state == "config_rejected" else "info",
+            severity_reason=f"agent {state}" + (f": {reason}" if reason else ""),
+            payload=payload,
         )
 
     # ------------------------------------------------------------------ main-thread duties
-    def _tick(self, notifier: Any) -> None:
+    def _tick(self) -> None:
         now = time.monotonic()
         if self._hardware is not None:
             self._hardware_tick(now)
@@ -340,9 +381,6 @@ class Agent:
         if now - self._last_health >= self.cfg.health.health_interval_s:
             self._last_health = now
             self._publish_health()
-        live = [cr for cr in self.cameras.values() if cr.thread is not None and cr.thread.is_alive()]
-        if live and all(now - cr.last_progress < STALL_S or cr.state is SourceState.OFFLINE for cr in live):
-            notifier.watchdog()
 
     def _hardware_tick(self, now: float) -> None:
         hw = self._hardware
@@ -369,7 +407,7 @@ class Agent:
         except Exception:
             log.exception("health sampling failed")
             return
-        log.info("health %s", tr.payload.get("summary", ""))
+        self._last_health_payload = dict(tr.payload)
         self.emit([tr])
 
     # ------------------------------------------------------------------ commands
@@ -378,6 +416,8 @@ class Agent:
         try:
             result = self.execute_command(name, args)
         except (CommandError, ConfigError) as exc:
+            if name == "reload_config":
+                self.emit([self._status_transition("config_rejected", str(exc))])
             problems = getattr(exc, "problems", None) or []
             detail = "; ".join(p for p in problems if p != str(exc))
             self.uplink.reply(cmd, ok=False, error=f"{exc}: {detail}" if detail else str(exc))
@@ -443,6 +483,7 @@ class Agent:
             for cr in fresh.values():
                 self._start_camera(cr)
         log.info("config reloaded config=%s cameras=%d", config_hash(new), len(new.cameras))
+        self.emit([self._status_transition("config_reloaded", f"config {config_hash(new)}")])
         return {"config_hash": config_hash(new), "cameras": [c.id for c in new.cameras]}
 
     def _snapshot(self, args: dict[str, Any]) -> dict[str, Any]:

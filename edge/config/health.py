@@ -210,8 +210,9 @@ class HealthConfig(StrictModel):
     stats_window_s: float = Field(
         60.0, gt=0, description="Window over which fps and inference latency percentiles are computed."
     )
-    disk_path: str = Field(
-        "/var/lib/edge", description="Filesystem whose free space is reported (the outbox's)."
+    disk_path: str | None = Field(
+        None,
+        description="Filesystem whose free space is reported; None means the outbox's (uplink.outbox_path).",
     )
     thermal_root: str = Field(
         "/sys/class/thermal", description="Where SoC temperatures are read (thermal_zone*/temp)."

@@ -37,7 +37,17 @@ class HealthInputs:
     hardware: Mapping[str, Any] | None = None  # HardwareManager.health()
 
 
-_OUTBOX_KEYS = ("depth", "oldest_age_s", "dropped")
+def _count(v: Any) -> int | None:
+    """A counter, or the total of a per-priority breakdown ({"alarm": 0, "info": 2, ...})."""
+    if v is None:
+        return None
+    if isinstance(v, Mapping):
+        return int(sum(int(x) for x in v.values()))
+    return int(v)
+
+
+def _round(v: Any) -> float | None:
+    return None if v is None else round(float(v), 3)
 
 
 def build_health_payload(inp: HealthInputs) -> dict[str, Any]:
@@ -67,7 +77,11 @@ def build_health_payload(inp: HealthInputs) -> dict[str, Any]:
         cams.append(cam)
     up = inp.uplink
     outbox_src = up.get("outbox", up) if isinstance(up.get("outbox", up), Mapping) else up
-    outbox = {k: outbox_src.get(k) for k in _OUTBOX_KEYS}
+    outbox = {
+        "depth": _count(outbox_src.get("depth")),
+        "oldest_age_s": _round(outbox_src.get("oldest_age_s")),
+        "dropped": _count(outbox_src.get("dropped")),
+    }
     sysd = inp.system
     payload: dict[str, Any] = {
         "cpu_percent": sysd.get("cpu_percent"),
@@ -228,9 +242,10 @@ def build_health_transition(agent: Any) -> Transition:
     cfg = agent.cfg
     sampler = getattr(agent, "_health_sampler", None)
     if sampler is None:
-        sampler = SystemSampler(
-            disk_path=_existing_dir(cfg.health.disk_path), thermal_root=cfg.health.thermal_root
-        )
+        import os
+
+        disk = cfg.health.disk_path or os.path.dirname(os.path.abspath(str(cfg.uplink.outbox_path)))
+        sampler = SystemSampler(disk_path=_existing_dir(disk), thermal_root=cfg.health.thermal_root)
         agent._health_sampler = sampler
     now_t, now_ts = time.monotonic(), time.time()
     cams: list[CameraHealth] = []

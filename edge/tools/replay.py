@@ -9,6 +9,7 @@ MQTT is switched off, so a replay never publishes. Written to ``--out``:
 * ``features.jsonl`` the ``features`` records
 * ``annotated.avi`` (MJPG) or ``annotated.mp4`` (mp4v) -- or ``frames/*.jpg`` with ``--no-video``
   -- zones with live state, tracks with ids/class/parked time, counts and recent events
+* ``snapshot.png``   the annotated frame with the most tracks
 * ``heatmap.png``    the occupancy grid over the last frame
 * ``timeseries.png`` per-zone counts, density and occupancy over video time
 * ``summary.json``
@@ -79,9 +80,14 @@ def replay_config(cfg: SiteConfig, opts: ReplayOptions, out_dir: Path) -> SiteCo
             raise ConfigError("--hold must be > 0", ["--hold: must be > 0 seconds"])
         update["hold_s"] = float(opts.hold_s)
     new_cam = cam.model_copy(update=update)
-    outbox = out_dir / "replay-outbox.sqlite"
-    for p in (outbox, *out_dir.glob("replay-outbox.sqlite*")):
-        p.unlink(missing_ok=True)
+    # The agent's own outbox (and, with no broker, its events.jsonl sink) live in a sub-folder so
+    # they never mix with the replay's events.jsonl; a fresh outbox per run.
+    uplink_dir = out_dir / "uplink"
+    uplink_dir.mkdir(parents=True, exist_ok=True)
+    outbox = uplink_dir / "outbox.sqlite"
+    for p in uplink_dir.iterdir():
+        if p.is_file():
+            p.unlink()
     uplink = cfg.uplink.model_copy(update={"mqtt": None, "outbox_path": str(outbox), "jsonl_path": None})
     health = cfg.health.model_copy(update={"health_interval_s": 1e9})
     return cfg.model_copy(
@@ -256,6 +262,8 @@ class ReplayRecorder:
         self._recent: deque[tuple[float, str]] = deque(maxlen=4)
         self._hot: set[int] = set()
         self._next_still = 0.0
+        self._best_tracks = -1
+        self._best_image: np.ndarray | None = None
         self.errors: list[str] = []
 
     # -------------------------------------------------------------- callbacks
@@ -321,6 +329,8 @@ class ReplayRecorder:
                 highlight=self._hot,
             )
             self.last_image = frame.image
+        if len(tracks) > self._best_tracks or self._best_image is None:
+            self._best_tracks, self._best_image = len(tracks), image  # the busiest frame -> snapshot.png
         self.video.write(image)
         if self.frames_every_s and vt >= self._next_still:
             self.video.write_jpeg(image, f"still_{vt:08.1f}s.jpg")
@@ -410,6 +420,8 @@ class ReplayRecorder:
             background = draw_zones(self.last_image, self.cam.zones, lines=self.cam.lines)
             heat = render_heatmap(self.occupancy_grid(), background, title=f"{self.cam.id} occupancy")
             files.append(save_png(self.out_dir / "heatmap.png", heat))
+        if self._best_image is not None:
+            files.append(save_png(self.out_dir / "snapshot.png", self._best_image))
         plot = render_timeseries(self.series, title=f"{self.cam.id}: per-zone time series")
         files.append(save_png(self.out_dir / "timeseries.png", plot))
         return files

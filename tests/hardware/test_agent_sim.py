@@ -3,6 +3,7 @@ driven by a scenario, a real mosquitto, a still image as the camera."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,17 @@ def test_agent_on_simulated_box(
             "site_id": "lab",
             "geo": {"lat": 1.0, "lon": 2.0},
             "cameras": [
-                {"id": "cam0", "source": str(img), "model": "motion", "playback": "realtime", "hold_s": 8}
+                {
+                    "id": "cam0",
+                    "source": str(img),
+                    "model": "motion",
+                    "playback": "realtime",
+                    "hold_s": 20,
+                    "calibration": {
+                        "image_points": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                        "ground_points_m": [[0, 20], [16, 20], [16, 0], [0, 0]],
+                    },
+                }
             ],
             "uplink": {
                 "outbox_path": str(tmp_path / "o.sqlite"),
@@ -45,6 +56,7 @@ def test_agent_on_simulated_box(
                     "host": "127.0.0.1",
                     "port": mosquitto.port,
                     "backoff_min_s": 0.2,
+                    "fallback_after_s": 0.5,
                     "backoff_max_s": 0.5,
                 },
             },
@@ -74,6 +86,8 @@ def test_agent_on_simulated_box(
     th = threading.Thread(target=agent.run, daemon=True)
     th.start()
     try:
+        wait_for(lambda: agent.uplink.connected, 10, "the primary broker")
+        mosquitto.stop()  # the primary broker goes away before the enclosure door opens (at 5 s)
         wait_for(
             lambda: any(e["kind"] == "tamper" and e["phase"] == "start" for e in events),
             15,
@@ -83,9 +97,21 @@ def test_agent_on_simulated_box(
         assert tamper["payload"]["state"] == "open"
         assert tamper["geo"]["lat"] == pytest.approx(30.5402, abs=1e-6)  # GPS fix overrides config geo
         assert tamper["clock"] == "gps"
-        assert hw.radar_presence() is True
+        assert hw.radar_presence() is True  # radar presence -> features
         assert {f.key for f in hw.features(0.0)} >= {"radar.presence", "radar.distance_m", "pir.motion"}
+        # the critical tamper event leaves through the simulated modem's AT+QMTPUB
+        wait_for(lambda: len(modem.sim.received) >= 1, 15, "tamper start over the cellular fallback")
+        sent = json.loads(modem.sim.received[0]["payload"])
+        assert sent["event_id"] == tamper["event_id"] and sent["kind"] == "tamper"
+        # the modem simulator restarts; the link recovers and carries the door-closed event
+        port = modem.port
+        modem.stop()
+        modem2 = modem_sim({"timeline": [{"at_s": 0, "registration": 1, "csq": 20}]}, port=port)
         wait_for(lambda: any(e["kind"] == "tamper" and e["phase"] == "end" for e in events), 15, "tamper end")
+        end = next(e for e in events if e["kind"] == "tamper" and e["phase"] == "end")
+        wait_for(lambda: len(modem2.sim.received) >= 1, 20, "tamper end over the restarted modem")
+        print([(json.loads(r["payload"])["kind"], json.loads(r["payload"]).get("phase"), json.loads(r["payload"]).get("severity")) for r in modem2.sim.received]); assert json.loads(modem2.sim.received[0]["payload"])["event_id"] == end["event_id"]
+        assert end["incident_id"] == tamper["incident_id"]
     finally:
         agent.stop()
         th.join(15)

@@ -184,8 +184,13 @@ def test_build_health_transition_from_a_running_agent_shape() -> None:
             "connected": False,
             "outbox_pending": 7,
             "outbox_oldest_age_s": 12.5,
-            "outbox_dropped": 1,
-            "outbox": {"pending": 7, "bytes": 1000, "oldest_age_s": 12.5, "dropped": 1},
+            "outbox_dropped": {"feature": 1, "info": 0, "alarm": 0},  # the uplink's per-priority breakdown
+            "outbox": {
+                "pending": 7,
+                "bytes": 1000,
+                "oldest_age_s": 12.5,
+                "dropped": {"feature": 1, "info": 0, "alarm": 0},
+            },
         }
     )
     agent = SimpleNamespace(

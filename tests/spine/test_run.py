@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from edge.events.schema import validate_event
 from tests.fixtures.assets import require_asset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,16 +66,21 @@ def test_run_processes_a_whole_clip_in_video_time_and_exits_0(tmp_path: Path, as
     proc = agent(config, "--log-json")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
-    events = read_events(tmp_path / "events.jsonl")
+    events = sorted(read_events(tmp_path / "events.jsonl"), key=lambda e: e["seq"])
+    for e in events:
+        validate_event(e)  # every event the agent emitted matches the published schema
     kinds = [e["kind"] for e in events]
-    assert kinds[0] == "agent_status" and events[0]["payload"]["state"] == "online"
-    assert kinds[-1] == "agent_status" and events[-1]["payload"]["state"] == "stopped"
+    assert kinds[0] == "agent_status" and events[0]["payload"]["state"] == "started"
+    assert kinds[-1] == "agent_status" and events[-1]["payload"]["state"] == "stopping"
+    health = [e for e in events if e["kind"] == "device_health"]
+    assert health and health[0]["payload"]["cameras"][0]["camera_id"] == "door"
+    assert "camera_status" not in kinds, "a camera that never went offline reports no offline/online episode"
     feats = [e for e in events if e["kind"] == "features"]
     # 139.4 s of video at one record per 30 s of video time: 4 full windows + the final partial one.
     assert 4 <= len(feats) <= 6, len(feats)
     assert all(e["model"]["name"] == "yolox_nano_416" and e["model"]["sha256"].startswith("695e750a") for e in feats)
     seqs = [e["seq"] for e in events]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gaps in seq"
     # Logs are JSON lines and the pipeline never logs per frame at INFO (697 frames were processed).
     lines = [json.loads(ln) for ln in err.splitlines() if ln.startswith("{")]
     assert lines and all("level" in ln for ln in lines)
@@ -93,13 +99,14 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
         cv2.circle(img, (10 + i * 4, 60), 8, (255, 255, 255), -1)
         w.write(img)
     w.release()
-    config = write_config(tmp_path, str(clip), model="motion", loop=True, playback="realtime")
+    calibration = {"image_points": [[0, 0], [1, 0], [1, 1], [0, 1]], "ground_points_m": [[0, 0], [8, 0], [8, 6], [0, 6]]}
+    config = write_config(tmp_path, str(clip), model="motion", loop=True, playback="realtime", calibration=calibration)
     proc = agent(config)
     time.sleep(6)
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-3000:]
-    events = read_events(tmp_path / "events.jsonl")
-    assert events[-1]["kind"] == "agent_status" and events[-1]["payload"]["state"] == "stopped"
+    events = sorted(read_events(tmp_path / "events.jsonl"), key=lambda e: e["seq"])
+    assert events[-1]["kind"] == "agent_status" and events[-1]["payload"]["state"] == "stopping"
     assert "Traceback" not in err

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from edge.errors import ConfigError
 from edge.tools.demo import build_demo_config, format_event, run_demo
@@ -151,7 +152,7 @@ def test_real_runs_the_default_model_on_the_real_clip(
     assert 140 <= result.frames <= 160  # 15 s of a 10 fps clip
     densities = [e for e in result.events if e["kind"] == "crowd_density"]
     assert densities and densities[0]["model"]["name"] == "yolox_nano_416"
-    assert "(no ground truth for this run)" in stream.getvalue()
+    assert "no ground-truth verdict" in stream.getvalue()
 
 
 def test_event_lines_are_readable() -> None:
@@ -168,3 +169,20 @@ def test_event_lines_are_readable() -> None:
     line = format_event(ev, DEFAULT_START_TS)
     assert line.split()[:4] == ["71.2s", "parking_violation", "start", "kerb-no-parking"]
     assert line.endswith("parked 1 min in no-stopping zone")
+
+
+@pytest.mark.slow
+def test_a_demo_that_misses_the_truth_fails(tmp_path: Path) -> None:
+    """With a 200 s grace time no car overstays: the expected violations are missing -> exit 1."""
+    data = yaml.safe_load((REPO / "configs" / "demo-street.yaml").read_text())
+    data["rules"]["parking"]["grace_s"] = 200
+    cfg_path = tmp_path / "strict.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    cfg = build_demo_config(_args(tmp_path, config=str(cfg_path)))
+    stream = io.StringIO()
+    result = run_demo(cfg, out_dir=tmp_path / "out", stream=stream)
+    assert result.truth_ok is False
+    assert result.exit_code == 1
+    missing = [line for line in result.truth_lines if "MISSING" in line]
+    assert len(missing) == 2 and all(line.startswith("parking_violation") for line in missing)
+    assert "MISMATCH: 5/7 expected episodes found, 0 spurious" in stream.getvalue()

@@ -70,7 +70,7 @@ class ScriptedAgent:
 
         cam = self.cfg.cameras[0]
         assert cam.playback == "video_time" and not cam.loop
-        assert self.cfg.uplink.mqtt is None and "replay-outbox" in self.cfg.uplink.outbox_path
+        assert self.cfg.uplink.mqtt is None and self.cfg.uplink.outbox_path.endswith("/uplink/outbox.sqlite")
         src = open_source(cam)
         try:
             n = 0
@@ -169,6 +169,8 @@ def test_replay_writes_all_outputs(tmp_path: Path) -> None:
     assert (band.max(axis=2) - band.min(axis=2)).mean() > 40
     assert (top.max(axis=2) - top.min(axis=2)).mean() < 10
 
+    snap = cv2.imread(str(out / "snapshot.png"))
+    assert snap is not None and snap.shape == (H, W, 3)
     plot = cv2.imread(str(out / "timeseries.png"))
     assert plot is not None and plot.shape[1] >= 900
     summary_file = json.loads((out / "summary.json").read_text())
@@ -203,7 +205,7 @@ def test_replay_config_overrides(tmp_path: Path) -> None:
     new = replay_config(cfg, ReplayOptions(source=str(img), hold_s=30), tmp_path)
     cam = new.cameras[0]
     assert (cam.source, cam.hold_s, cam.loop, cam.playback) == (str(img), 30.0, False, "video_time")
-    assert new.uplink.mqtt is None and new.uplink.outbox_path == str(tmp_path / "replay-outbox.sqlite")
+    assert new.uplink.mqtt is None and new.uplink.outbox_path == str(tmp_path / "uplink" / "outbox.sqlite")
     with pytest.raises(ConfigError):
         replay_config(cfg, ReplayOptions(source=str(img), camera_id="nope"), tmp_path)
     with pytest.raises(CaptureError, match="no such file"):
@@ -285,7 +287,7 @@ def test_replay_real_agent_on_real_footage(tmp_path: Path, assets: Path) -> None
     assert summary["drawing_errors"] == 0
     assert summary["frames"] >= 600  # 139 s of video at 5 fps
     assert summary["video_s"] > 130
-    for name in ("events.jsonl", "features.jsonl", "heatmap.png", "timeseries.png"):
+    for name in ("events.jsonl", "features.jsonl", "heatmap.png", "timeseries.png", "snapshot.png"):
         assert (out / name).stat().st_size > 0, name
     video = next(f for f in summary["files"] if "annotated" in f)
     cap = cv2.VideoCapture(video)
