@@ -51,6 +51,7 @@ class CameraRuntime:
     thread: threading.Thread | None = None
     frames: int = 0
     dropped_seen: int = 0
+    clock: tuple[float, float] | None = None  # (t, ts) of the last processed frame: the camera's own time
     error: str = ""
 
 
@@ -174,7 +175,11 @@ class Agent:
         tracker = ByteTracker(cfg.rules.tracker)
         analytics = CameraAnalytics(cam, cfg.rules, cfg.timezone, evidence=build_evidence_sink(cfg.evidence))
         analytics.bind_tracker(tracker)  # hands over the homography once the frame size is known
-        tamper = TamperMonitor(cam.id, cam.tamper) if cam.tamper.enabled else None
+        tamper_cfg = cam.tamper
+        if _is_still(cam) and "frozen" not in tamper_cfg.disabled_faults:
+            # A held still never changes: "frozen" would be the only thing it ever reports.
+            tamper_cfg = tamper_cfg.model_copy(update={"disabled_faults": [*tamper_cfg.disabled_faults, "frozen"]})
+        tamper = TamperMonitor(cam.id, tamper_cfg) if tamper_cfg.enabled else None
         gate = MotionGate(cfg.health.gating) if cfg.health.gating.enabled else None
         motion = MotionEnergy(cam)
         pipeline = CameraPipeline(
@@ -185,7 +190,7 @@ class Agent:
             cam=cam,
             source=source,
             pipeline=pipeline,
-            stats=CameraStats(cam.id),
+            stats=CameraStats(cam.id, cfg.health.stats_window_s),
             tamper=tamper,
             model_ref=_model_ref(detector),
         )
@@ -249,6 +254,7 @@ class Agent:
                 continue
             cr.error = ""
             cr.frames += 1
+            cr.clock = (frame.t, frame.ts)
             cr.last_progress = time.monotonic()
             self._progress()
             cr.stats.on_processed(frame.t, result.timing_ms.get("detect", 0.0), result.inferred)
@@ -393,7 +399,11 @@ class Agent:
             degraded = any(cr.state is SourceState.OFFLINE for cr in self.cameras.values())
             hw.set_status("tamper" if tampered or hw.enclosure_open() else
                           "offline" if offline else "degraded" if degraded else "healthy")
-            lumas = [cr.tamper.brightness for cr in self.cameras.values() if cr.tamper is not None]
+            lumas = [
+                cr.tamper.brightness
+                for cr in self.cameras.values()
+                if cr.tamper is not None and cr.tamper.brightness is not None
+            ]
             if lumas:
                 hw.set_scene_brightness(min(lumas))
         except Exception:
@@ -426,10 +436,11 @@ class Agent:
         self.uplink.reply(cmd, ok=True, result=result)
 
     def execute_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        t, ts = time.monotonic(), time.time()
         if name in ("ack_task", "resolve_task"):
             last: Exception | None = None
             for cr in self.cameras.values():
+                # Tasks live in the camera's time (video time when replaying a file).
+                t, ts = cr.clock if cr.clock is not None else (time.monotonic(), time.time())
                 try:
                     reply, transitions = cr.pipeline.analytics.command(name, args, t, ts)
                 except CommandError as exc:
@@ -497,6 +508,14 @@ class Agent:
 
         path = save_snapshot(cr, self.cfg.evidence)
         return {"camera_id": cam_id, "path": str(path)}
+
+
+def _is_still(cam: CameraConfig) -> bool:
+    if not isinstance(cam.source, str) or "://" in cam.source:
+        return False
+    from edge.capture.opencv import source_kind
+
+    return source_kind(cam.source) == "image"
 
 
 def _has_hardware(cfg: SiteConfig) -> bool:

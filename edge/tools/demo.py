@@ -380,7 +380,9 @@ def _print_summary(result: DemoResult, stream: TextIO) -> None:
             file=stream,
         )
     if result.truth_ok is None:
-        print("  (no ground-truth verdict for this run: only a whole synthetic street is judged)", file=stream)
+        print(
+            "  (no ground-truth verdict for this run: only a whole synthetic street is judged)", file=stream
+        )
         return
     print("  ground truth:", file=stream)
     for line in result.truth_lines:

@@ -169,10 +169,14 @@ def test_bundled_scenarios_load() -> None:
         assert sc["timeline"], n
 
 
-@pytest.mark.parametrize(("lib", "home"), [("serial", "edge/hardware/serial_link.py"), ("gpiozero", "edge/hardware/pins.py")])
+@pytest.mark.parametrize(
+    ("lib", "home"), [("serial", "edge/hardware/serial_link.py"), ("gpiozero", "edge/hardware/pins.py")]
+)
 def test_vendor_library_imported_in_one_adapter_only(lib: str, home: str) -> None:
     import re
 
     pat = re.compile(rf"^\s*(import {lib}\b|from {lib}(\.| import))", re.M)
-    users = sorted(str(p.relative_to(REPO)) for p in (REPO / "edge").rglob("*.py") if pat.search(p.read_text()))
+    users = sorted(
+        str(p.relative_to(REPO)) for p in (REPO / "edge").rglob("*.py") if pat.search(p.read_text())
+    )
     assert users == [home]
