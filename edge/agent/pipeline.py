@@ -41,6 +41,18 @@ class FrameCheck(Protocol):
 
 
 @dataclass(slots=True)
+class Perception:
+    """What the first half of a step saw: detections (or the last ones, when gated) and checks."""
+
+    frame: Frame
+    detections: Detections
+    inferred: bool
+    motion_energy: dict[str, float]
+    transitions: list[Transition]
+    timing_ms: dict[str, float]
+
+
+@dataclass(slots=True)
 class StepResult:
     """What one frame produced; ``on_step`` callbacks (replay drawing) receive it."""
 
@@ -67,6 +79,7 @@ class CameraPipeline:
         motion: MotionMeter | None = None,
         gate: Gate | None = None,
         checks: list[FrameCheck] | None = None,
+        check_interval_s: float = 0.0,
         clock: Any = time.perf_counter,
     ) -> None:
         self.camera_id = camera_id
@@ -76,6 +89,10 @@ class CameraPipeline:
         self.motion = motion
         self.gate = gate
         self.checks = list(checks or [])
+        self.check_interval_s = check_interval_s
+        self._next_check_t = -float("inf")
+        self._energy: dict[str, float] = {}
+        self._has_stationary = False
         self._perf = clock
         self._last_detections = Detections.empty()
         self._last_tracks = Tracks.empty()
@@ -87,47 +104,68 @@ class CameraPipeline:
         return self._last_tracks
 
     def step(self, frame: Frame) -> StepResult:
+        """Both halves in one call (replay, tests, single-threaded use)."""
+        return self.interpret(self.perceive(frame))
+
+    def perceive(self, frame: Frame) -> Perception:
+        """First half: tamper checks, motion energy and (unless gated off) the detector.
+
+        The runner may run this for frame N+1 on one thread while ``interpret`` handles
+        frame N on another, so inference overlaps tracking and rules.
+        """
         perf = self._perf
         timing: dict[str, float] = {}
         transitions: list[Transition] = []
-
         t0 = perf()
-        for check in self.checks:
-            transitions.extend(check.update(frame))
-        energy = self.motion.update(frame) if self.motion is not None else {}
+        # Tamper checks (and, without gating, the motion-energy feature) run on a cadence of frame
+        # time: their faults hold for seconds, and every millisecond here is taken from inference.
+        due = frame.t >= self._next_check_t
+        if due:
+            self._next_check_t = frame.t + self.check_interval_s
+            for check in self.checks:
+                transitions.extend(check.update(frame))
+        if self.motion is not None and (due or self.gate is not None):
+            self._energy = self.motion.update(frame)
+        energy = self._energy
         t1 = perf()
         timing["checks"] = (t1 - t0) * 1000.0
 
-        # Stationary objects hidden right now (a parked car behind a bus) count too.
-        probe = getattr(self.tracker, "has_stationary", None)
-        has_stationary = bool(probe()) if callable(probe) else bool(self._last_tracks.stationary.any())
-        infer = self.gate is None or self.gate.should_infer(frame.t, energy.get("*", 1.0), has_stationary)
+        infer = self.gate is None or self.gate.should_infer(frame.t, energy.get("*", 1.0), self._has_stationary)
         if infer:
             detections = self.detector.detect(frame)
+            self._last_detections = detections
             self.inferences += 1
         else:
             # Nothing moved in the view since the last inference: the last detections still hold.
             detections = self._last_detections
             self.skipped += 1
-        t2 = perf()
-        timing["detect"] = (t2 - t1) * 1000.0
+        timing["detect"] = (perf() - t1) * 1000.0
+        return Perception(frame, detections, infer, energy, transitions, timing)
 
-        tracks = self.tracker.update(detections, frame.t)
-        transitions.extend(self.analytics.update(frame, tracks, energy or None))
+    def interpret(self, p: Perception) -> StepResult:
+        """Second half: tracker, zone rules and the feature record, in frame order."""
+        t2 = self._perf()
+        frame = p.frame
+        transitions = list(p.transitions)
+        tracks = self.tracker.update(p.detections, frame.t)
+        transitions.extend(self.analytics.update(frame, tracks, p.motion_energy or None))
         record = self.analytics.feature_record(frame.t, frame.ts)
         if record is not None:
             transitions.append(record)
-        timing["analytics"] = (perf() - t2) * 1000.0
-
-        self._last_detections = detections
+        timing = dict(p.timing_ms)
+        timing["analytics"] = (self._perf() - t2) * 1000.0
         self._last_tracks = tracks
+        # Read by the next perceive() (maybe on another thread): a plain bool, set after the update.
+        # Stationary objects hidden right now (a parked car behind a bus) count too.
+        probe = getattr(self.tracker, "has_stationary", None)
+        self._has_stationary = bool(probe()) if callable(probe) else bool(tracks.stationary.any())
         return StepResult(
             frame=frame,
-            detections=detections,
+            detections=p.detections,
             tracks=tracks,
             transitions=transitions,
-            inferred=infer,
-            motion_energy=energy,
+            inferred=p.inferred,
+            motion_energy=p.motion_energy,
             analytics=self.analytics,
             timing_ms=timing,
         )

@@ -14,6 +14,7 @@ Nothing here publishes directly: events go into the durable outbox, the uplink d
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -33,6 +34,7 @@ from edge.types import Frame, SourceState, SourceStatus, Transition
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2
+_DONE = object()  # end of a camera's hand-over queue
 SHUTDOWN_FLUSH_S = 5.0  # SIGTERM: how long to keep sending before leaving the rest in the outbox  # a camera whose pipeline made no progress this long stops the watchdog pings
 
 
@@ -49,8 +51,11 @@ class CameraRuntime:
     state: SourceState = SourceState.STARTING
     last_progress: float = field(default_factory=time.monotonic)
     thread: threading.Thread | None = None
+    rules_thread: threading.Thread | None = None
+    handoff: queue.Queue[Any] = field(default_factory=lambda: queue.Queue(maxsize=2))
     frames: int = 0
     dropped_seen: int = 0
+    errors: int = 0
     clock: tuple[float, float] | None = None  # (t, ts) of the last processed frame: the camera's own time
     error: str = ""
 
@@ -183,7 +188,14 @@ class Agent:
         gate = MotionGate(cfg.health.gating) if cfg.health.gating.enabled else None
         motion = MotionEnergy(cam)
         pipeline = CameraPipeline(
-            cam.id, detector, tracker, analytics, motion=motion, gate=gate, checks=[tamper] if tamper else []
+            cam.id,
+            detector,
+            tracker,
+            analytics,
+            motion=motion,
+            gate=gate,
+            checks=[tamper] if tamper else [],
+            check_interval_s=tamper_cfg.check_interval_s,
         )
         source = self._open_source(cam)
         return CameraRuntime(
@@ -222,36 +234,62 @@ class Agent:
 
     # ------------------------------------------------------------------ camera threads
     def _camera_loop(self, cr: CameraRuntime) -> None:
-        while not self._stop.is_set():
-            item = cr.source.read(timeout_s=0.5)
-            if cr.state is SourceState.OFFLINE:
-                self._progress()  # waiting for a lost camera to come back is not a wedged pipeline
-            if item is None:
-                continue
+        """Capture side of a camera: read, check, detect; hands Perceptions to ``_interpret_loop``.
+
+        Two threads per camera overlap inference of frame N+1 with tracking and rules of frame N.
+        The hand-over queue is short, so a slow pipeline pushes back to the capture slot, which
+        drops (and counts) frames instead of queueing them.
+        """
+        try:
+            while not self._stop.is_set():
+                item = cr.source.read(timeout_s=0.5)
+                if cr.state is SourceState.OFFLINE:
+                    self._progress()  # waiting for a lost camera to come back is not a wedged pipeline
+                if item is None:
+                    continue
+                if isinstance(item, SourceStatus):
+                    cr.state = item.state
+                    self._progress()
+                    cr.handoff.put(item)
+                    if item.state is SourceState.ENDED:
+                        return
+                    continue
+                frame: Frame = item
+                cr.stats.on_frame(frame.t)
+                counters = getattr(cr.source, "counters", None)
+                if counters is not None and counters.dropped > cr.dropped_seen:
+                    cr.stats.record_dropped(frame.t, counters.dropped - cr.dropped_seen)
+                    cr.dropped_seen = counters.dropped
+                try:
+                    perception = cr.pipeline.perceive(frame)
+                except Exception as exc:  # one bad frame must not stop the camera
+                    self._stage_error(cr, exc)
+                    continue
+                cr.handoff.put(perception)
+        finally:
+            cr.handoff.put(_DONE)
+
+    def _interpret_loop(self, cr: CameraRuntime) -> None:
+        """Rules side of a camera: tracker, zones, features, then events, in frame order."""
+        while True:
+            item = cr.handoff.get()
+            if item is _DONE:
+                return
             if isinstance(item, SourceStatus):
-                cr.state = item.state
-                self._progress()
                 if item.state is SourceState.ENDED:
                     log.info("camera ended camera=%s frames=%d", cr.cam.id, cr.frames)
                     self._flush_features(cr, item.t, item.ts)
-                    return
+                    continue
                 tr = self._camera_status.update(item)
                 if tr is not None:
                     self.emit([tr])
                 continue
-            frame: Frame = item
-            cr.stats.on_frame(frame.t)
-            counters = getattr(cr.source, "counters", None)
-            if counters is not None and counters.dropped > cr.dropped_seen:
-                cr.stats.record_dropped(frame.t, counters.dropped - cr.dropped_seen)
-                cr.dropped_seen = counters.dropped
             try:
-                result = cr.pipeline.step(frame)
-            except EdgeError as exc:
-                if cr.error != str(exc):
-                    log.error("pipeline error camera=%s: %s", cr.cam.id, exc)
-                    cr.error = str(exc)
+                result = cr.pipeline.interpret(item)
+            except Exception as exc:  # a rule bug must not stop the camera: log it, go on
+                self._stage_error(cr, exc)
                 continue
+            frame = result.frame
             cr.error = ""
             cr.frames += 1
             cr.clock = (frame.t, frame.ts)
@@ -261,6 +299,17 @@ class Agent:
             self.emit(result.transitions, cr.model_ref)
             if self.on_step is not None:
                 self.on_step(result)
+
+    def _stage_error(self, cr: CameraRuntime, exc: Exception) -> None:
+        """Log a stage failure once per change of message (with the traceback for bugs); the
+        camera keeps running and the failures are counted for health."""
+        cr.errors += 1
+        if cr.error != str(exc):
+            cr.error = str(exc)
+            if isinstance(exc, EdgeError):
+                log.error("pipeline error camera=%s: %s", cr.cam.id, exc)
+            else:
+                log.exception("pipeline bug camera=%s (frame skipped): %s", cr.cam.id, exc)
 
     def _progress(self) -> None:
         """The pipeline moved on: READY the first time, then keep the systemd watchdog fed."""
@@ -276,8 +325,22 @@ class Agent:
             self.emit(list(flush(t, ts)), cr.model_ref)
 
     def _start_camera(self, cr: CameraRuntime) -> None:
-        cr.thread = threading.Thread(target=self._camera_loop, args=(cr,), name=f"pipeline-{cr.cam.id}", daemon=True)
+        cr.thread = threading.Thread(target=self._camera_loop, args=(cr,), name=f"detect-{cr.cam.id}", daemon=True)
+        cr.rules_thread = threading.Thread(
+            target=self._interpret_loop, args=(cr,), name=f"rules-{cr.cam.id}", daemon=True
+        )
         cr.thread.start()
+        cr.rules_thread.start()
+
+    @staticmethod
+    def _join_camera(cr: CameraRuntime, timeout_s: float = 10.0) -> None:
+        for th in (cr.thread, cr.rules_thread):
+            if th is not None:
+                th.join(timeout=timeout_s)
+
+    @staticmethod
+    def _camera_alive(cr: CameraRuntime) -> bool:
+        return any(th is not None and th.is_alive() for th in (cr.thread, cr.rules_thread))
 
     # ------------------------------------------------------------------ lifecycle
     def install_signal_handlers(self) -> None:
@@ -318,7 +381,7 @@ class Agent:
         try:
             while not self._stop.is_set():
                 self._tick()
-                if all(cr.thread is not None and not cr.thread.is_alive() for cr in self.cameras.values()):
+                if not any(self._camera_alive(cr) for cr in self.cameras.values()):
                     log.info("all sources ended")
                     break
                 self._stop.wait(TICK_S)
@@ -344,8 +407,7 @@ class Agent:
         for cr in self.cameras.values():
             cr.source.close()
         for cr in self.cameras.values():
-            if cr.thread is not None:
-                cr.thread.join(timeout=10.0)
+            self._join_camera(cr)
         self.emit([self._status_transition("stopping")])
         self.uplink.stop(flush_timeout_s=SHUTDOWN_FLUSH_S)
         if self._hardware is not None and self._own_hardware:
@@ -486,8 +548,7 @@ class Agent:
             for cr in old.values():
                 cr.source.close()
             for cr in old.values():
-                if cr.thread is not None:
-                    cr.thread.join(timeout=10.0)
+                self._join_camera(cr)
             self.cfg = new
             self.builder.set_config_hash(config_hash(new))
             self.cameras = fresh

@@ -26,6 +26,12 @@ class TamperConfig(StrictModel):
         default_factory=list,
         description="Faults not to report for this camera, e.g. [frozen] for a still-image source.",
     )
+    check_interval_s: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description="Run the tamper measures at most this often (frame time); 0 checks every frame. Faults hold for seconds, so 2 checks/s keep the detectors' latency while leaving the CPU to inference.",
+    )
     work_width_px: int = Field(
         160, ge=64, le=640, description="Width of the grey thumbnail the per-frame measures run on."
     )

@@ -50,10 +50,12 @@ class ModemDevice(SerialDevice):
     def on_connect(self) -> None:
         self.decoder = at.ReplyDecoder()
         self.mqtt_open = self.mqtt_connected = False
+        self.reg_t = None  # a restarted modem must re-register before it counts as available
         self._need_init.set()
 
     def on_disconnect(self) -> None:
         self.mqtt_open = self.mqtt_connected = False
+        self.reg_t = None
 
     def on_bytes(self, data: bytes) -> None:
         for line in self.decoder.feed(data):

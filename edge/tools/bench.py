@@ -12,7 +12,8 @@ three zones (``--model``):
                       on the real detections of the clip;
 5. whole pipeline     the real ``Agent`` over the clip in video time, every frame inferred,
                       in a child process so its peak RSS is the agent's own;
-6. peak RSS           ``getrusage(RUSAGE_SELF).ru_maxrss`` of that child.
+6. peak RSS           that child's own peak resident memory (``VmHWM``; ``ru_maxrss`` would include
+                      the parent's peak, which Linux carries across fork+exec).
 
 The sizing line divides the whole-pipeline fps, at 80 % load, by ``detect_fps``.
 """
@@ -207,7 +208,7 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
 
     agent = Agent(cfg, on_step=on_step)
     code = agent.run()
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_kb = peak_rss_kb()
     if len(stamps) < 3:
         raise CaptureError(f"the agent processed only {len(stamps)} frames (exit code {code})")
     # Skip the first frames: model warm-up and thread start are not steady state.
@@ -299,6 +300,21 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             f"({pipe['fps']:.1f} fps whole pipeline, {LOAD_FACTOR:.0%} load)"
         ),
     }
+
+
+def peak_rss_kb() -> float:
+    """Peak resident memory of this process image in KiB.
+
+    ``VmHWM`` from /proc (reset by exec, so a child does not inherit its parent's peak -- Linux
+    carries ``ru_maxrss`` across fork+exec); ``getrusage`` where /proc is missing.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def cameras_sustainable(pipeline_fps: float, detect_fps: float, load: float = LOAD_FACTOR) -> int:

@@ -82,3 +82,19 @@ def test_bench_measures_every_stage(short_clip: Path, capsys: pytest.CaptureFixt
     assert r["cameras_sustainable"] == cameras_sustainable(r["whole_pipeline"]["fps"], 5.0)
     table = format_table(r)
     assert "whole pipeline / bare inference" in table and "this box can sustain" in table
+
+
+def test_peak_rss_of_a_child_is_its_own_not_the_parents() -> None:
+    import subprocess
+    import sys
+
+    ballast = bytearray(400 * 1024 * 1024)  # the parent's peak goes above 400 MB
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    code = "from edge.tools.bench import peak_rss_kb; import numpy as np; a=peak_rss_kb(); b=np.ones(64*2**20//8); print(a, peak_rss_kb())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    del ballast
+    before, after = float(out[0]) / 1024, float(out[1]) / 1024
+    assert before < 300, before  # would be > 400 with ru_maxrss inherited across fork+exec
+    assert after - before > 60  # a 64 MB array shows up
