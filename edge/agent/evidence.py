@@ -59,3 +59,28 @@ class EvidenceWriter:
 def build_evidence_sink(cfg: EvidenceConfig) -> EvidenceWriter | None:
     """The sink to pass to ``CameraAnalytics(..., evidence=...)``, or None when evidence is off."""
     return EvidenceWriter(cfg) if cfg.enabled else None
+
+
+def save_snapshot(
+    cfg: EvidenceConfig, image: np.ndarray, person_boxes: np.ndarray, *, camera_id: str, ts: float
+) -> dict[str, object]:
+    """The ``snapshot`` command: the whole last frame with every tracked person pixelated.
+
+    Only called when evidence is enabled. The JPEG stays on the box unless ``evidence.upload``
+    is on, in which case it also goes back in the reply (base64).
+    """
+    import base64
+
+    from edge.rules.redact import redacted_crop
+
+    h, w = image.shape[:2]
+    redacted = redacted_crop(image, np.array([0, 0, w, h], np.float32), person_boxes, margin=0.0)
+    writer = EvidenceWriter(cfg)
+    stamp = f"{int(ts * 1000)}"
+    name = writer.save(redacted, f"snapshot_{camera_id}_{stamp}", ts)
+    if name is None:
+        raise EdgeError(f"snapshot: could not write a JPEG under {cfg.path}; check free space and permissions")
+    out: dict[str, object] = {"camera_id": camera_id, "file": name, "width": w, "height": h, "people_redacted": len(person_boxes)}
+    if cfg.upload:
+        out["jpeg_base64"] = base64.b64encode((writer.dir / name).read_bytes()).decode("ascii")
+    return out

@@ -25,6 +25,10 @@ class Analytics(Protocol):
 
     def feature_record(self, t: float, ts: float) -> Transition | None: ...
 
+    def command(
+        self, name: str, args: Mapping[str, Any], t: float, ts: float
+    ) -> tuple[dict[str, Any], list[Transition]]: ...
+
 
 class MotionMeter(Protocol):
     def update(self, frame: Frame) -> dict[str, float]: ...

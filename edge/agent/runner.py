@@ -13,6 +13,7 @@ Nothing here publishes directly: events go into the durable outbox, the uplink d
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import signal
@@ -28,6 +29,7 @@ from edge.agent.pipeline import CameraPipeline, StepResult
 from edge.config import SiteConfig, config_hash, load_config, parse_config
 from edge.config.site import CameraConfig
 from edge.errors import CommandError, ConfigError, EdgeError
+from edge.events.schema import ClockQuality
 from edge.ports import FrameSource
 from edge.types import Frame, SourceState, SourceStatus, Transition
 
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.2
 _DONE = object()  # end of a camera's hand-over queue
+_SENSOR_KEYS = ("radar.presence", "radar.distance_m", "radar.moving_energy", "radar.static_energy", "pir.motion")
 SHUTDOWN_FLUSH_S = 5.0  # SIGTERM: how long to keep sending before leaving the rest in the outbox  # a camera whose pipeline made no progress this long stops the watchdog pings
 
 
@@ -56,6 +59,8 @@ class CameraRuntime:
     frames: int = 0
     dropped_seen: int = 0
     errors: int = 0
+    last_step: StepResult | None = None  # for the snapshot command
+    stop: threading.Event = field(default_factory=threading.Event)  # this camera only (config reload)
     clock: tuple[float, float] | None = None  # (t, ts) of the last processed frame: the camera's own time
     error: str = ""
 
@@ -102,6 +107,7 @@ class Agent:
         self._last_health = 0.0
         self._last_health_payload: dict[str, Any] | None = None
         self._ready = False
+        self._pir_boost = False
         self._status_state = ""
         self._hardware = hardware
         self._own_hardware = hardware is None
@@ -138,12 +144,13 @@ class Agent:
         fallback = self._hardware.fallback_link() if self._hardware is not None else None
         self.uplink = Uplink(up, cfg.device_id, cfg.site_id, self.outbox, fallback=fallback)
 
-    def _clock_quality(self) -> str:
+    def _clock_quality(self) -> ClockQuality:
         if self._hardware is not None:
-            return str(self._hardware.clock_quality())
+            q = str(self._hardware.clock_quality())
+            return q if q in ("ntp", "gps") else "unsynced"  # type: ignore[return-value]
         from edge.health.system import clock_quality
 
-        return clock_quality()
+        return clock_quality()  # type: ignore[return-value]
 
     def _geo(self, fixed: dict[str, float] | None) -> Any:
         if self._hardware is not None:
@@ -212,8 +219,16 @@ class Agent:
         """Build events, make them durable in the outbox, then tell observers. Never raises."""
         if not transitions:
             return
+        offset = self._time_offset()
         with self._emit_lock:
             for tr in transitions:
+                if offset:
+                    # No RTC and no network: the GPS says how wrong the system clock is.
+                    tr = dataclasses.replace(
+                        tr, ts=tr.ts + offset, started_ts=None if tr.started_ts is None else tr.started_ts + offset
+                    )
+                if tr.kind == "features" and self._hardware is not None:
+                    tr = self._with_sensors(tr)
                 try:
                     event = self.builder.build(tr, model=model_ref if tr.camera_id else None)
                     stored = self.outbox.put(event)
@@ -232,6 +247,33 @@ class Agent:
                     data = stored.to_dict() if hasattr(stored, "to_dict") else event.to_dict()
                     self.on_event(data)
 
+    def _time_offset(self) -> float:
+        if self._hardware is None:
+            return 0.0
+        try:
+            off = self._hardware.time_offset_s()
+        except Exception:
+            return 0.0
+        return float(off) if off is not None and abs(off) > 1.0 else 0.0
+
+    def _with_sensors(self, tr: Transition) -> Transition:
+        """Add the box's own sensor readings to a camera's feature record, fused with tamper state:
+        the radar seeing people while the camera is blinded means zero counts are not to be trusted."""
+        hw = self._hardware
+        try:
+            values = {f.key: float(f.value) for f in hw.features(tr.t)}
+            presence = hw.radar_presence()
+        except Exception:
+            log.exception("reading sensors for the feature record failed")
+            return tr
+        sensors: dict[str, Any] = {k: v for k, v in values.items() if k in _SENSOR_KEYS}
+        cr = self.cameras.get(tr.camera_id or "")
+        blinded = bool(cr is not None and cr.tamper is not None and cr.tamper.active)
+        sensors["presence_while_blind"] = bool(presence) and blinded
+        if not values and presence is None:
+            return tr
+        return dataclasses.replace(tr, payload={**tr.payload, "sensors": sensors})
+
     # ------------------------------------------------------------------ camera threads
     def _camera_loop(self, cr: CameraRuntime) -> None:
         """Capture side of a camera: read, check, detect; hands Perceptions to ``_interpret_loop``.
@@ -241,7 +283,7 @@ class Agent:
         drops (and counts) frames instead of queueing them.
         """
         try:
-            while not self._stop.is_set():
+            while not (self._stop.is_set() or cr.stop.is_set()):
                 item = cr.source.read(timeout_s=0.5)
                 if cr.state is SourceState.OFFLINE:
                     self._progress()  # waiting for a lost camera to come back is not a wedged pipeline
@@ -293,6 +335,7 @@ class Agent:
             cr.error = ""
             cr.frames += 1
             cr.clock = (frame.t, frame.ts)
+            cr.last_step = result
             cr.last_progress = time.monotonic()
             self._progress()
             cr.stats.on_processed(frame.t, result.timing_ms.get("detect", 0.0), result.inferred)
@@ -461,6 +504,7 @@ class Agent:
             degraded = any(cr.state is SourceState.OFFLINE for cr in self.cameras.values())
             hw.set_status("tamper" if tampered or hw.enclosure_open() else
                           "offline" if offline else "degraded" if degraded else "healthy")
+            self._apply_pir(hw.motion_active())
             lumas = [
                 cr.tamper.brightness
                 for cr in self.cameras.values()
@@ -470,6 +514,19 @@ class Agent:
                 hw.set_scene_brightness(min(lumas))
         except Exception:
             log.exception("hardware tick failed")
+
+    def _apply_pir(self, motion: bool) -> None:
+        """PIR motion raises every camera's detect rate; it falls back when the street is quiet."""
+        if motion == self._pir_boost:
+            return
+        self._pir_boost = motion
+        pir = getattr(self.cfg.hardware, "pir", None)
+        factor = pir.boost_factor if (pir is not None and motion) else 1.0
+        for cr in self.cameras.values():
+            setter = getattr(cr.source, "set_detect_fps", None)
+            if setter is not None:
+                setter(min(30.0, cr.cam.detect_fps * factor))
+        log.info("PIR %s: detect rate x%.1f", "motion" if motion else "quiet", factor)
 
     def _publish_health(self) -> None:
         from edge.health.report import build_health_transition
@@ -546,17 +603,21 @@ class Agent:
         with self._cameras_lock:
             old = self.cameras
             for cr in old.values():
+                cr.stop.set()
                 cr.source.close()
             for cr in old.values():
                 self._join_camera(cr)
+            old_cfg = self.cfg
             self.cfg = new
             self.builder.set_config_hash(config_hash(new))
             self.cameras = fresh
             for cr in fresh.values():
                 self._start_camera(cr)
-        log.info("config reloaded config=%s cameras=%d", config_hash(new), len(new.cameras))
-        self.emit([self._status_transition("config_reloaded", f"config {config_hash(new)}")])
-        return {"config_hash": config_hash(new), "cameras": [c.id for c in new.cameras]}
+        restart = [name for name in ("uplink", "hardware") if getattr(new, name) != getattr(old_cfg, name)]
+        note = f"; {' and '.join(restart)} changes take effect at the next restart" if restart else ""
+        log.info("config reloaded config=%s cameras=%d%s", config_hash(new), len(new.cameras), note)
+        self.emit([self._status_transition("config_reloaded", f"config {config_hash(new)}{note}")])
+        return {"config_hash": config_hash(new), "cameras": [c.id for c in new.cameras], "restart_required": restart}
 
     def _snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
         if not self.cfg.evidence.enabled:
@@ -565,10 +626,17 @@ class Agent:
         cr = self.cameras.get(cam_id)
         if cr is None:
             raise CommandError(f"snapshot: unknown camera {cam_id!r}; cameras: {', '.join(self.cameras)}")
+        last = cr.last_step
+        if last is None:
+            raise CommandError(f"snapshot: camera {cam_id} has not delivered a frame yet")
         from edge.agent.evidence import save_snapshot
+        from edge.classes import PERSON
 
-        path = save_snapshot(cr, self.cfg.evidence)
-        return {"camera_id": cam_id, "path": str(path)}
+        people = last.tracks.xyxy[last.tracks.class_id == PERSON]
+        try:
+            return save_snapshot(self.cfg.evidence, last.frame.image, people, camera_id=cam_id, ts=last.frame.ts)
+        except EdgeError as exc:
+            raise CommandError(str(exc)) from None
 
 
 def _is_still(cam: CameraConfig) -> bool:

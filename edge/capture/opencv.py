@@ -140,6 +140,11 @@ class OpenCvSource:
         self._thread = threading.Thread(target=self._run, name=f"capture-{cam.id}", daemon=True)
         self._thread.start()
 
+    def set_detect_fps(self, fps: float) -> None:
+        """Change the sub-sampling rate at run time (the PIR raises it while there is motion)."""
+        if fps > 0:
+            self._period = 1.0 / fps
+
     # -- FrameSource -----------------------------------------------------------------
     def read(self, timeout_s: float = 1.0) -> Frame | SourceStatus | None:
         return self._handoff.get(timeout_s)
@@ -214,7 +219,7 @@ class OpenCvSource:
         if image is None:
             return f"image {path} cannot be decoded; is it a JPEG/PNG?"
         self._emit_state(SourceState.ONLINE, f"image {image.shape[1]}x{image.shape[0]}")
-        n = max(1, int(round(self.cam.hold_s * self.cam.detect_fps)))
+        n = max(1, round(self.cam.hold_s * self.cam.detect_fps))
         start = self._clock()
         for k in range(n):
             if self._stop.is_set():
@@ -268,7 +273,7 @@ class OpenCvSource:
         resume_frame = 0
         if is_file and pos_offset_s > 0 and not self.cam.loop:
             # Reconnecting to a file mid-way: continue where we were.
-            resume_frame = int(round(pos_offset_s * fps))
+            resume_frame = round(pos_offset_s * fps)
             cap.set(cv2.CAP_PROP_POS_FRAMES, resume_frame)
         base_s = pos_offset_s - resume_frame / fps if is_file and resume_frame else pos_offset_s
         next_due = (pos_offset_s + (self._period if resume_frame else 0.0)) if is_file else self._clock()

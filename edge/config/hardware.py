@@ -128,6 +128,12 @@ class PirConfig(InputLineConfig):
         False,
         description="Also send `hardware_input` start/end events for PIR motion (chatty on a busy street).",
     )
+    boost_factor: float = Field(
+        2.0,
+        ge=1.0,
+        le=10.0,
+        description="While the PIR sees motion, each camera runs at detect_fps x this factor (capped at 30 fps).",
+    )
 
 
 class IrRelayConfig(OutputLineConfig):

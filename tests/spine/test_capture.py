@@ -111,10 +111,10 @@ def test_looped_file_removed_mid_run_reports_offline_and_recovers(tmp_path):
     first = src.read(timeout_s=5)
     assert isinstance(first, SourceStatus) and first.state is SourceState.ONLINE
     clip.unlink()  # the camera disappears; the loop's next reopen fails
-    frames, states = drain(src, limit_s=20, stop_on=(SourceState.OFFLINE,))
+    _frames, states = drain(src, limit_s=20, stop_on=(SourceState.OFFLINE,))
     assert states and states[-1].state is SourceState.OFFLINE
     shutil.copy(backup, clip)
-    frames2, states2 = drain(src, limit_s=20, stop_on=(SourceState.ONLINE,))
+    _frames2, states2 = drain(src, limit_s=20, stop_on=(SourceState.ONLINE,))
     src.close()
     assert states2 and states2[-1].state is SourceState.ONLINE
     assert src.counters.reconnects >= 1
@@ -136,7 +136,7 @@ def test_latest_frame_slot_drops_and_counts_when_the_pipeline_is_slow(tmp_path):
     cam = CameraConfig(id="c", source=str(clip), playback="realtime", detect_fps=40)
     src = OpenCvSource(cam)
     time.sleep(1.5)  # the pipeline is "busy": the reader overwrites the one-slot buffer
-    frames, states = drain(src, limit_s=10)
+    frames, _states = drain(src, limit_s=10)
     src.close()
     assert src.counters.dropped > 0
     assert len(frames) + src.counters.dropped == src.counters.delivered

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from edge.config import config_hash, load_config, parse_config
 from edge.config.site import SiteConfig
@@ -102,7 +102,7 @@ BROKEN: list[tuple[str, dict[str, Any], str, str]] = [
 def test_base_config_is_valid() -> None:
     cfg = parse_config(copy.deepcopy(BASE))
     assert cfg.cameras[0].zones[1].id == "plaza"
-    with pytest.raises(Exception):  # frozen
+    with pytest.raises(ValidationError):  # frozen
         cfg.device_id = "x"  # type: ignore[misc]
 
 

@@ -64,7 +64,7 @@ def test_run_processes_a_whole_clip_in_video_time_and_exits_0(tmp_path: Path, as
     require_asset("models/yolox_nano_416.onnx")
     config = write_config(tmp_path, str(clip))
     proc = agent(config, "--log-json")
-    out, err = proc.communicate(timeout=600)
+    _out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     events = sorted(read_events(tmp_path / "events.jsonl"), key=lambda e: e["seq"])
     for e in events:
@@ -105,7 +105,7 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
     time.sleep(6)
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-3000:]
     events = sorted(read_events(tmp_path / "events.jsonl"), key=lambda e: e["seq"])
     assert events[-1]["kind"] == "agent_status" and events[-1]["payload"]["state"] == "stopping"
