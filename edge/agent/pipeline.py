@@ -112,28 +112,18 @@ class CameraPipeline:
         return self.interpret(self.perceive(frame))
 
     def perceive(self, frame: Frame) -> Perception:
-        """First half: tamper checks, motion energy and (unless gated off) the detector.
+        """First half: motion energy when gating needs it, and (unless gated off) the detector.
 
         The runner may run this for frame N+1 on one thread while ``interpret`` handles
         frame N on another, so inference overlaps tracking and rules.
         """
         perf = self._perf
         timing: dict[str, float] = {}
-        transitions: list[Transition] = []
-        t0 = perf()
-        # Tamper checks (and, without gating, the motion-energy feature) run on a cadence of frame
-        # time: their faults hold for seconds, and every millisecond here is taken from inference.
-        due = frame.t >= self._next_check_t
-        if due:
-            self._next_check_t = frame.t + self.check_interval_s
-            for check in self.checks:
-                transitions.extend(check.update(frame))
-        if self.motion is not None and (due or self.gate is not None):
+        t1 = perf()
+        if self.gate is not None and self.motion is not None:
+            # Gating decides from this frame's motion, so the energy is needed before inference.
             self._energy = self.motion.update(frame)
         energy = self._energy
-        t1 = perf()
-        timing["checks"] = (t1 - t0) * 1000.0
-
         infer = self.gate is None or self.gate.should_infer(frame.t, energy.get("*", 1.0), self._has_stationary)
         if infer:
             detections = self.detector.detect(frame)
@@ -144,20 +134,32 @@ class CameraPipeline:
             detections = self._last_detections
             self.skipped += 1
         timing["detect"] = (perf() - t1) * 1000.0
-        return Perception(frame, detections, infer, energy, transitions, timing)
+        return Perception(frame, detections, infer, energy, [], timing)
 
     def interpret(self, p: Perception) -> StepResult:
-        """Second half: tracker, zone rules and the feature record, in frame order."""
-        t2 = self._perf()
+        """Second half: tamper checks, tracker, zone rules and the feature record, in frame order."""
+        perf = self._perf
+        t0 = perf()
         frame = p.frame
         transitions = list(p.transitions)
+        # Tamper checks (and, without gating, the motion-energy feature) run here, overlapping the
+        # next frame's inference, on a cadence of frame time: their faults hold for seconds.
+        if frame.t >= self._next_check_t:
+            self._next_check_t = frame.t + self.check_interval_s
+            for check in self.checks:
+                transitions.extend(check.update(frame))
+            if self.gate is None and self.motion is not None:
+                self._energy = self.motion.update(frame)
+                p.motion_energy = self._energy
+        t2 = perf()
         tracks = self.tracker.update(p.detections, frame.t)
         transitions.extend(self.analytics.update(frame, tracks, p.motion_energy or None))
         record = self.analytics.feature_record(frame.t, frame.ts)
         if record is not None:
             transitions.append(record)
         timing = dict(p.timing_ms)
-        timing["analytics"] = (self._perf() - t2) * 1000.0
+        timing["checks"] = (t2 - t0) * 1000.0
+        timing["analytics"] = (perf() - t2) * 1000.0
         self._last_tracks = tracks
         # Read by the next perceive() (maybe on another thread): a plain bool, set after the update.
         # Stationary objects hidden right now (a parked car behind a bus) count too.
