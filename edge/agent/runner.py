@@ -362,7 +362,10 @@ class Agent:
         self.supervisor.progress()
 
     def _flush_features(self, cr: CameraRuntime, t: float, ts: float) -> None:
-        """At the end of a file, report the last partial feature window too."""
+        """At the end of a file, report the last partial feature window too (in the camera's own
+        time: a file in video time is far ahead of the wall clock)."""
+        if cr.clock is not None:
+            t, ts = cr.clock
         flush = getattr(cr.pipeline.analytics, "flush", None)
         if flush is not None:
             self.emit(list(flush(t, ts)), cr.model_ref)

@@ -507,3 +507,9 @@ class RulesConfig(StrictModel):
         ge=0,
         description="A crossing counts once the anchor is this fraction of its box height past the line (no double counts from jitter).",
     )
+    line_hold_s: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description="A crossing counts once the anchor has stayed on the other side this long (no counts from a box jittering on the line or clipped by the frame edge).",
+    )

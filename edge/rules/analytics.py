@@ -71,7 +71,9 @@ class CameraAnalytics:
             {z.id: z.operator for z in zones if z.kind == "bike_bay" and z.operator},
         )
         self.crowd: CrowdRule | None = None
-        self.lines = LineCounter(list(camera.lines), rules.line_events, rules.line_band)
+        self.lines = LineCounter(
+            list(camera.lines), rules.line_events, rules.line_band, hold_s=rules.line_hold_s
+        )
         self.features = FeatureAggregator(
             [(z.id, z.kind, z.capacity) for z in zones], [ln.id for ln in camera.lines], rules.features.grid
         )
@@ -277,8 +279,19 @@ class CameraAnalytics:
         with self._lock:
             return self._feature_record(t, ts)
 
-    def _feature_record(self, t: float, ts: float) -> Transition | None:
-        if not self.rules.features.enabled or not self.features.due(t, self.rules.feature_interval_s):
+    def flush(self, t: float, ts: float) -> list[Transition]:
+        """At the end of a recording: the last, partial feature window, so no count is lost."""
+        with self._lock:
+            start = self.features.window_start_t
+            if start is None or t - start <= 1e-9:
+                return []
+            record = self._feature_record(t, ts, force=True)
+            return [record] if record is not None else []
+
+    def _feature_record(self, t: float, ts: float, force: bool = False) -> Transition | None:
+        if not self.rules.features.enabled:
+            return None
+        if not force and not self.features.due(t, self.rules.feature_interval_s):
             return None
         los: dict[int, str | None] = {}
         if self.crowd is not None:
