@@ -110,3 +110,57 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
     events = sorted(read_events(tmp_path / "events.jsonl"), key=lambda e: e["seq"])
     assert events[-1]["kind"] == "agent_status" and events[-1]["payload"]["state"] == "stopping"
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_camera_that_vanishes_mid_run_is_reported_offline_then_online(tmp_path: Path) -> None:
+    """The agent keeps running while its camera (a looped file) is gone, and says so upstream."""
+    import shutil
+    import threading
+
+    import cv2
+    import numpy as np
+
+    from edge.agent.runner import Agent
+    from edge.config import load_config
+
+    clip = tmp_path / "cam.avi"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(20):
+        img = np.full((120, 160, 3), 60, np.uint8)
+        cv2.circle(img, (10 + i * 6, 60), 8, (255, 255, 255), -1)
+        w.write(img)
+    w.release()
+    backup = tmp_path / "backup.avi"
+    shutil.copy(clip, backup)
+    calibration = {"image_points": [[0, 0], [1, 0], [1, 1], [0, 1]], "ground_points_m": [[0, 0], [8, 0], [8, 6], [0, 6]]}
+    config = write_config(tmp_path, str(clip), model="motion", loop=True, calibration=calibration,
+                          reconnect_min_s=0.05, reconnect_max_s=0.2)
+    events: list[dict[str, Any]] = []
+    agent = Agent(load_config(config), on_event=events.append)
+    th = threading.Thread(target=agent.run, daemon=True)
+    th.start()
+
+    def wait_for(cond: Any, what: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    wait_for(lambda: "door" in agent.cameras and agent.cameras["door"].frames > 5, "frames")
+    clip.unlink()
+    wait_for(lambda: any(e["kind"] == "camera_status" and e["phase"] == "start" for e in events), "offline")
+    frames_while_gone = agent.cameras["door"].frames
+    assert th.is_alive(), "losing the camera is not a crash"
+    shutil.copy(backup, clip)
+    wait_for(lambda: any(e["kind"] == "camera_status" and e["phase"] == "end" for e in events), "online")
+    wait_for(lambda: agent.cameras["door"].frames > frames_while_gone + 5, "frames after the camera came back")
+    agent.stop()
+    th.join(timeout=30)
+    status = [e for e in events if e["kind"] == "camera_status"]
+    assert [(e["phase"], e["payload"]["status"]) for e in status] == [("start", "offline"), ("end", "online")]
+    assert status[0]["severity"] == "major" and "not found" in status[0]["payload"]["reason"]
+    assert status[0]["incident_id"] == status[1]["incident_id"]
+    assert status[1]["payload"]["offline_s"] >= 0
