@@ -4,9 +4,11 @@ the systemd watchdog) on the main thread.
 
 Threads:
 * capture-<cam>: decodes frames into a one-slot buffer (``edge.capture``);
-* pipeline-<cam>: ``CameraPipeline.step`` on each frame, transitions -> ``emit``;
+* detect-<cam>: ``CameraPipeline.perceive`` (detector, motion energy for gating);
+* rules-<cam>: ``CameraPipeline.interpret`` (tamper checks, tracker, rules, features), then ``emit``,
+  so the rules of frame N overlap the inference of frame N+1;
 * the uplink's own sender/paho threads (``edge.uplink``);
-* the main thread: ``_tick`` every 0.2 s.
+* the main thread: ``_tick`` every 0.2 s (hardware, commands, health).
 
 Nothing here publishes directly: events go into the durable outbox, the uplink drains it.
 """
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 TICK_S = 0.2
 _DONE = object()  # end of a camera's hand-over queue
 _SENSOR_KEYS = ("radar.presence", "radar.distance_m", "radar.moving_energy", "radar.static_energy", "pir.motion")
-SHUTDOWN_FLUSH_S = 5.0  # SIGTERM: how long to keep sending before leaving the rest in the outbox  # a camera whose pipeline made no progress this long stops the watchdog pings
+SHUTDOWN_FLUSH_S = 5.0  # SIGTERM: how long to keep sending before leaving the rest in the outbox
 
 
 @dataclass
@@ -52,7 +54,6 @@ class CameraRuntime:
     tamper: Any
     model_ref: dict[str, str] | None
     state: SourceState = SourceState.STARTING
-    last_progress: float = field(default_factory=time.monotonic)
     thread: threading.Thread | None = None
     rules_thread: threading.Thread | None = None
     handoff: queue.Queue[Any] = field(default_factory=lambda: queue.Queue(maxsize=2))
@@ -108,7 +109,6 @@ class Agent:
         self._last_health_payload: dict[str, Any] | None = None
         self._ready = False
         self._pir_boost = False
-        self._status_state = ""
         self._hardware = hardware
         self._own_hardware = hardware is None
         from edge.health.report import CameraStatusMonitor
@@ -336,7 +336,6 @@ class Agent:
             cr.frames += 1
             cr.clock = (frame.t, frame.ts)
             cr.last_step = result
-            cr.last_progress = time.monotonic()
             self._progress()
             cr.stats.on_processed(frame.t, result.timing_ms.get("detect", 0.0), result.inferred)
             self.emit(result.transitions, cr.model_ref)
@@ -411,7 +410,12 @@ class Agent:
         )
         self.uplink.start()
         if self._hardware is not None and self._own_hardware:
-            self._hardware.start()
+            try:
+                self._hardware.start()
+            except EdgeError as exc:
+                # The cameras are worth more than the LED: keep sensing, say loudly what is missing.
+                log.error("hardware unavailable, running without GPIO/serial devices: %s", exc)
+                self._hardware = None
         self.emit([self._status_transition("started")])
         metrics = self._start_metrics()
         try:
@@ -651,6 +655,4 @@ def _is_still(cam: CameraConfig) -> bool:
 
 
 def _has_hardware(cfg: SiteConfig) -> bool:
-    hw = cfg.hardware
-    probe = getattr(hw, "is_empty", None)
-    return not probe() if callable(probe) else True
+    return not cfg.hardware.is_empty()

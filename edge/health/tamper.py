@@ -31,9 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.config.health import TamperConfig, TamperFault
-from edge.health.report import camera_status_transition as _camera_status_transition
 from edge.health.vision_ops import FeatureMatcher, ViewDrift, grey_small
-from edge.types import Frame, Severity, SourceStatus, Transition
+from edge.types import Frame, Severity, Transition
 
 log = logging.getLogger(__name__)
 
@@ -525,13 +524,6 @@ class TamperMonitor:
             started_ts=st.started_ts,
             payload=payload,
         )
-
-
-def camera_status_transition(status: SourceStatus) -> Transition | None:
-    """OFFLINE -> ``camera_status`` start (major); ONLINE -> end; other states -> None.
-    Stateless: prefer ``CameraStatusMonitor`` (edge.health.report), which only ends an
-    episode that was started."""
-    return _camera_status_transition(status)
 
 
 def _num(x: float) -> float:
