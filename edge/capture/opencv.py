@@ -16,6 +16,7 @@ and emits ``SourceStatus(ONLINE)`` when frames flow again.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import random
@@ -32,6 +33,11 @@ from edge.config.site import CameraConfig
 from edge.types import Frame, SourceState, SourceStatus
 
 log = logging.getLogger(__name__)
+
+# OpenCV's own warnings ("can't capture by name" ...) go straight to stderr; the source reports
+# the same problems as offline states with a reason, so keep OpenCV to errors.
+with contextlib.suppress(AttributeError):
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _QUEUE_DEPTH = 4

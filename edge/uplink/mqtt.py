@@ -8,6 +8,7 @@ them. ``probe_broker()`` is the ``doctor`` check.
 
 from __future__ import annotations
 
+import os
 import queue
 import select
 import socket
@@ -88,13 +89,23 @@ class PahoSession:
             c.username_pw_set(mcfg.username, mcfg.password)
         if mcfg.tls is not None:
             tls = mcfg.tls
-            c.tls_set(
-                ca_certs=tls.ca_file,
-                certfile=tls.cert_file,
-                keyfile=tls.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+            for key, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file)):
+                if path is not None and not os.access(path, os.R_OK):
+                    why = "does not exist" if not os.path.exists(path) else "is not readable by this user"
+                    raise UplinkError(f"uplink.mqtt.tls.{key}: {path} {why}; install the box's TLS files or fix the path")
+            try:
+                c.tls_set(
+                    ca_certs=tls.ca_file,
+                    certfile=tls.cert_file,
+                    keyfile=tls.key_file,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                    tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                )
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise UplinkError(
+                    f"uplink.mqtt.tls: cannot load the TLS files ({exc}); check that cert_file and key_file "
+                    "are a matching PEM pair and ca_file is a PEM CA certificate"
+                ) from None
             c.tls_insecure_set(tls.insecure_skip_verify)
         c.will_set(topics.status, STATUS_OFFLINE, qos=1, retain=True)
         c.connect_timeout = mcfg.connect_timeout_s

@@ -221,3 +221,33 @@ def test_inflight_window_is_bounded_and_jsonl_copy_kept(mosquitto, tmp_path: Pat
     copy = [json.loads(x)["seq"] for x in (tmp_path / "copy.jsonl").read_text().splitlines()]
     assert sorted(set(copy)) == list(range(1, 201))
     ob.close()
+
+
+def test_missing_tls_file_is_a_clear_error_and_backs_off(tmp_path) -> None:
+    """A box whose certificate is missing says which file, and retries with backoff (no traceback loop)."""
+    from edge.config.uplink import MqttConfig, TlsConfig, UplinkConfig
+    from edge.uplink.outbox import Outbox
+    from edge.uplink.service import Uplink
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not really a CA")
+    cfg = UplinkConfig(
+        outbox_path=str(tmp_path / "o.sqlite"),
+        mqtt=MqttConfig(host="127.0.0.1", port=1, tls=TlsConfig(ca_file=str(ca), cert_file=str(tmp_path / "box.crt"),
+                                                                key_file=str(tmp_path / "box.key"))),
+    )
+    outbox = Outbox(cfg.outbox_path)
+    up = Uplink(cfg, "pole-1", "site", outbox)
+    up.start()
+    try:
+        import time
+
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not up.last_error:
+            time.sleep(0.05)
+        assert "uplink.mqtt.tls.cert_file" in up.last_error and "does not exist" in up.last_error
+        time.sleep(1.0)
+        assert up.stats()["connect_failures"] <= 3, "a broken TLS set-up is retried with backoff, not in a tight loop"
+    finally:
+        up.stop(0.5)
+        outbox.close()
