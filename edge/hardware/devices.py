@@ -6,6 +6,7 @@ device that never answers cannot block it.
 
 from __future__ import annotations
 
+import abc
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
-class SerialDevice:
+class SerialDevice(abc.ABC):
     """Base: open the link, read in a thread, hand bytes to ``on_bytes``; reopen with backoff."""
 
     name = "serial"
@@ -118,14 +119,15 @@ class SerialDevice:
         self.last_error = msg
 
     # -- hooks -------------------------------------------------------------------------------
-    def on_connect(self) -> None:
+    def on_connect(self) -> None:  # noqa: B027 -- an optional hook, empty by default
         """Runs in the reader thread after the port opened."""
 
-    def on_disconnect(self) -> None:
+    def on_disconnect(self) -> None:  # noqa: B027 -- an optional hook, empty by default
         """Runs in the reader thread after the port closed."""
 
+    @abc.abstractmethod
     def on_bytes(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Runs in the reader thread for every chunk read: feed the device's codec."""
 
     # -- state -------------------------------------------------------------------------------
     def age_s(self) -> float | None:
