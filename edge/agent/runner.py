@@ -240,7 +240,9 @@ class Agent:
                 self.event_counts[tr.kind] = self.event_counts.get(tr.kind, 0) + 1
                 if self._hardware is not None:
                     try:
-                        self._hardware.alarm(tr)
+                        # The beacon lives in the box's time (max on-time, quiet hours), not in the
+                        # camera's: a file replayed in video time would otherwise switch it off at once.
+                        self._hardware.alarm(dataclasses.replace(tr, t=time.monotonic(), ts=time.time() + offset))
                     except Exception:
                         log.exception("beacon failed")
                 if self.on_event is not None:

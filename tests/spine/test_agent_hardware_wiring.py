@@ -116,3 +116,18 @@ def test_hardware_that_fails_to_start_does_not_stop_the_cameras(tmp_path: Path) 
     feats = next(e for e in events if e["kind"] == "features")
     assert "sensors" not in feats["payload"]
     assert agent.cameras["cam0"].frames > 0
+
+
+def test_beacon_gets_the_box_clock_not_video_time(tmp_path: Path) -> None:
+    """Alarms reach the beacon stamped with the box's monotonic clock, whatever the frame time."""
+    hw = RecordingHardware()
+    agent = Agent(config(tmp_path), hardware=hw)
+    video_t = 5.0  # a recording replayed in video time starts near zero
+    tr = Transition(kind="tamper", phase="start", key="k", t=video_t, ts=1.0, severity="major",
+                    severity_reason="door open", payload={"source": "enclosure_door", "line": "tamper_switch", "pin": 27, "state": "open"})
+    before = time.monotonic()
+    agent.emit([tr])
+    agent.outbox.close()
+    assert len(hw.alarms) == 1
+    assert before <= hw.alarms[0].t <= time.monotonic()
+    assert abs(hw.alarms[0].ts - time.time()) < 5
