@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from edge.types import Detections, FeatureValue, Frame, SourceStatus, Tracks, Transition
+from edge.types import Detections, EventDraft, Frame, SourceStatus, Tracks
 
 
 @runtime_checkable
@@ -35,14 +35,6 @@ class Tracker(Protocol):
     def update(self, detections: Detections, t: float) -> Tracks: ...
 
 
-class Rule(Protocol):
-    """A street rule over one camera's tracks. Pure: time only from the frame."""
-
-    def update(self, tracks: Tracks, frame: Frame) -> list[Transition]: ...
-
-    def features(self, t: float) -> list[FeatureValue]: ...
-
-
 class FallbackLink(Protocol):
     """A slow second uplink for critical rows while the primary broker is down (the cellular modem)."""
 
@@ -58,4 +50,4 @@ class FallbackLink(Protocol):
 class EventSink(Protocol):
     """Where the pipeline hands finished transitions and feature records (the outbox side)."""
 
-    def submit(self, transitions: Sequence[Transition]) -> None: ...
+    def submit(self, transitions: Sequence[EventDraft]) -> None: ...

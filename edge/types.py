@@ -1,6 +1,6 @@
 """The typed values that travel between pipeline stages (numpy only, no vendor libraries).
 
-capture -> Frame -> detect -> Detections -> track -> Tracks -> rules -> Transition
+capture -> Frame -> detect -> Detections -> track -> Tracks -> rules -> EventDraft
                                                      -> features -> FeatureValue
 Transitions and feature records become ``edge.events`` Events, then outbox rows.
 
@@ -209,7 +209,7 @@ class Tracks:
 
 
 @dataclass(frozen=True, slots=True)
-class Transition:
+class EventDraft:
     """Something a rule, detector or device wants reported: one future Event.
 
     ``key`` is the stable identity of an episode: every start/update/end of one
@@ -242,13 +242,3 @@ class FeatureValue:
     unit: str  # "1", "persons/m2", "s", "ratio", ...
     window_s: float
     t: float
-
-
-@dataclass(frozen=True, slots=True)
-class SensorReading:
-    """A decoded serial-device message turned into a value the agent uses."""
-
-    device: str  # "radar" | "gps" | "modem"
-    t: float
-    ts: float
-    values: Mapping[str, Any] = field(default_factory=dict)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edge.ports import Detector, Tracker
-from edge.types import Detections, Frame, Tracks, Transition
+from edge.types import Detections, EventDraft, Frame, Tracks
 
 
 class Analytics(Protocol):
@@ -21,13 +21,13 @@ class Analytics(Protocol):
 
     def update(
         self, frame: Frame, tracks: Tracks, motion_energy: Mapping[str, float] | None = None
-    ) -> list[Transition]: ...
+    ) -> list[EventDraft]: ...
 
-    def feature_record(self, t: float, ts: float) -> Transition | None: ...
+    def feature_record(self, t: float, ts: float) -> EventDraft | None: ...
 
     def command(
         self, name: str, args: Mapping[str, Any], t: float, ts: float
-    ) -> tuple[dict[str, Any], list[Transition]]: ...
+    ) -> tuple[dict[str, Any], list[EventDraft]]: ...
 
 
 class MotionMeter(Protocol):
@@ -41,7 +41,7 @@ class Gate(Protocol):
 class FrameCheck(Protocol):
     """Camera tamper / blind detection on raw frames."""
 
-    def update(self, frame: Frame) -> list[Transition]: ...
+    def update(self, frame: Frame) -> list[EventDraft]: ...
 
 
 @dataclass(slots=True)
@@ -52,7 +52,7 @@ class Perception:
     detections: Detections
     inferred: bool
     motion_energy: dict[str, float]
-    transitions: list[Transition]
+    drafts: list[EventDraft]
     timing_ms: dict[str, float]
 
 
@@ -63,7 +63,7 @@ class StepResult:
     frame: Frame
     detections: Detections
     tracks: Tracks
-    transitions: list[Transition]
+    drafts: list[EventDraft]
     inferred: bool
     motion_energy: dict[str, float]
     analytics: Any
@@ -141,22 +141,22 @@ class CameraPipeline:
         perf = self._perf
         t0 = perf()
         frame = p.frame
-        transitions = list(p.transitions)
+        drafts = list(p.drafts)
         # Tamper checks (and, without gating, the motion-energy feature) run here, overlapping the
         # next frame's inference, on a cadence of frame time: their faults hold for seconds.
         if frame.t >= self._next_check_t:
             self._next_check_t = frame.t + self.check_interval_s
             for check in self.checks:
-                transitions.extend(check.update(frame))
+                drafts.extend(check.update(frame))
             if self.gate is None and self.motion is not None:
                 self._energy = self.motion.update(frame)
                 p.motion_energy = self._energy
         t2 = perf()
         tracks = self.tracker.update(p.detections, frame.t)
-        transitions.extend(self.analytics.update(frame, tracks, p.motion_energy or None))
+        drafts.extend(self.analytics.update(frame, tracks, p.motion_energy or None))
         record = self.analytics.feature_record(frame.t, frame.ts)
         if record is not None:
-            transitions.append(record)
+            drafts.append(record)
         timing = dict(p.timing_ms)
         timing["checks"] = (t2 - t0) * 1000.0
         timing["analytics"] = (perf() - t2) * 1000.0
@@ -169,7 +169,7 @@ class CameraPipeline:
             frame=frame,
             detections=p.detections,
             tracks=tracks,
-            transitions=transitions,
+            drafts=drafts,
             inferred=p.inferred,
             motion_energy=p.motion_energy,
             analytics=self.analytics,

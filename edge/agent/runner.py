@@ -33,7 +33,7 @@ from edge.config.site import CameraConfig
 from edge.errors import CommandError, ConfigError, EdgeError
 from edge.events.schema import ClockQuality
 from edge.ports import FrameSource
-from edge.types import Frame, SourceState, SourceStatus, Transition
+from edge.types import EventDraft, Frame, SourceState, SourceStatus
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +169,11 @@ class Agent:
     def _build_camera(self, cam: CameraConfig, cfg: SiteConfig) -> CameraRuntime:
         """All of one camera's components. Raises EdgeError naming what is wrong (model, config)."""
         from edge.agent.evidence import build_evidence_sink
-        from edge.health.gating import MotionGate
         from edge.health.stats import CameraStats
         from edge.health.tamper import TamperMonitor
         from edge.rules import CameraAnalytics
         from edge.tracking import ByteTracker
+        from edge.vision.gating import MotionGate
         from edge.vision.motion import MotionEnergy
 
         if cam.model == "motion":
@@ -215,7 +215,7 @@ class Agent:
         )
 
     # ------------------------------------------------------------------ events
-    def emit(self, transitions: list[Transition], model_ref: dict[str, str] | None = None) -> None:
+    def emit(self, transitions: list[EventDraft], model_ref: dict[str, str] | None = None) -> None:
         """Build events, make them durable in the outbox, then tell observers. Never raises."""
         if not transitions:
             return
@@ -258,7 +258,7 @@ class Agent:
             return 0.0
         return float(off) if off is not None and abs(off) > 1.0 else 0.0
 
-    def _with_sensors(self, tr: Transition) -> Transition:
+    def _with_sensors(self, tr: EventDraft) -> EventDraft:
         """Add the box's own sensor readings to a camera's feature record, fused with tamper state:
         the radar seeing people while the camera is blinded means zero counts are not to be trusted."""
         hw = self._hardware
@@ -340,7 +340,7 @@ class Agent:
             cr.last_step = result
             self._progress()
             cr.stats.on_processed(frame.t, result.timing_ms.get("detect", 0.0), result.inferred)
-            self.emit(result.transitions, cr.model_ref)
+            self.emit(result.drafts, cr.model_ref)
             if self.on_step is not None:
                 self.on_step(result)
 
@@ -418,7 +418,7 @@ class Agent:
                 # The cameras are worth more than the LED: keep sensing, say loudly what is missing.
                 log.error("hardware unavailable, running without GPIO/serial devices: %s", exc)
                 self._hardware = None
-        self.emit([self._status_transition("started")])
+        self.emit([self._status_draft("started")])
         metrics = self._start_metrics()
         try:
             for cam in self.cfg.cameras:
@@ -460,7 +460,7 @@ class Agent:
             cr.source.close()
         for cr in self.cameras.values():
             self._join_camera(cr)
-        self.emit([self._status_transition("stopping")])
+        self.emit([self._status_draft("stopping")])
         self.uplink.stop(flush_timeout_s=SHUTDOWN_FLUSH_S)
         if self._hardware is not None and self._own_hardware:
             self._hardware.stop()
@@ -470,7 +470,7 @@ class Agent:
         self.outbox.close()
         log.info("stopped; events emitted: %s", dict(sorted(self.event_counts.items())))
 
-    def _status_transition(self, state: str, reason: str = "") -> Transition:
+    def _status_draft(self, state: str, reason: str = "") -> EventDraft:
         """An ``agent_status`` event: started, stopping, config_reloaded or config_rejected."""
         now_t, now_ts = time.monotonic(), time.time()
         payload: dict[str, Any] = {"state": state, "version": __version__}
@@ -480,7 +480,7 @@ class Agent:
             payload["outbox_pending"] = int(self.outbox.stats()["pending"])  # type: ignore[call-overload]
         except Exception:  # a closed or broken outbox must not stop the status event
             pass
-        return Transition(
+        return EventDraft(
             kind="agent_status",
             phase="instant",
             key=f"agent:{state}",
@@ -555,7 +555,7 @@ class Agent:
             result = self.execute_command(name, args)
         except (CommandError, ConfigError) as exc:
             if name == "reload_config":
-                self.emit([self._status_transition("config_rejected", str(exc))])
+                self.emit([self._status_draft("config_rejected", str(exc))])
             problems = getattr(exc, "problems", None) or []
             detail = "; ".join(p for p in problems if p != str(exc))
             self.uplink.reply(cmd, ok=False, error=f"{exc}: {detail}" if detail else str(exc))
@@ -625,7 +625,7 @@ class Agent:
         restart = [name for name in ("uplink", "hardware") if getattr(new, name) != getattr(old_cfg, name)]
         note = f"; {' and '.join(restart)} changes take effect at the next restart" if restart else ""
         log.info("config reloaded config=%s cameras=%d%s", config_hash(new), len(new.cameras), note)
-        self.emit([self._status_transition("config_reloaded", f"config {config_hash(new)}{note}")])
+        self.emit([self._status_draft("config_reloaded", f"config {config_hash(new)}{note}")])
         return {"config_hash": config_hash(new), "cameras": [c.id for c in new.cameras], "restart_required": restart}
 
     def _snapshot(self, args: dict[str, Any]) -> dict[str, Any]:

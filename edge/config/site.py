@@ -13,8 +13,9 @@ from edge.config.base import Field, Point, StrictModel, check_polygon
 from edge.config.detector import DetectorConfig
 from edge.config.hardware import HardwareConfig
 from edge.config.health import HealthConfig, TamperConfig
+from edge.config.rules import RulesConfig
 from edge.config.uplink import UplinkConfig
-from edge.config.zones import CalibrationConfig, LineConfig, RulesConfig, ZoneConfig
+from edge.config.zones import CalibrationConfig, LineConfig, ZoneConfig
 
 CONFIG_VERSION = 1
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -1,7 +1,7 @@
 """Transitions become ``edge.event/1`` Events.
 
 The builder gives each message a fresh UUIDv7 ``event_id`` and each episode (all phases sharing
-``Transition.key``) one ``incident_id``. The key -> incident map lives in an ``IncidentStore``;
+``EventDraft.key``) one ``incident_id``. The key -> incident map lives in an ``IncidentStore``;
 the outbox implements it in its SQLite file, so an open violation that updates after a restart
 keeps its incident id. ``seq`` stays 0 here: the outbox assigns it when the event is made durable.
 """
@@ -25,7 +25,7 @@ from edge.events.schema import (
     validate_payload,
 )
 from edge.events.uuid7 import Uuid7Factory
-from edge.types import Transition
+from edge.types import EventDraft
 
 log = logging.getLogger(__name__)
 SHA_PREFIX_LEN = 12
@@ -130,7 +130,7 @@ class EventBuilder:
         """After a config reload: later events carry the new hash."""
         self.config_hash = config_hash
 
-    def _incident_for(self, tr: Transition, event_id: str) -> tuple[str, Callable[[], None] | None]:
+    def _incident_for(self, tr: EventDraft, event_id: str) -> tuple[str, Callable[[], None] | None]:
         """The episode's incident id, and the map update to apply once the event is built."""
         if tr.phase == "instant":
             return event_id, None
@@ -165,8 +165,8 @@ class EventBuilder:
             self._context_failed = True
         return clock, geo
 
-    def build(self, transition: Transition, model: Any = None) -> Event:
-        """One Event for one Transition. Raises EventValidationError if the payload breaks its schema."""
+    def build(self, transition: EventDraft, model: Any = None) -> Event:
+        """One Event for one EventDraft. Raises EventValidationError if the payload breaks its schema."""
         tr = transition
         if self._validate:
             validate_payload(tr.kind, tr.payload)

@@ -12,7 +12,7 @@ import zoneinfo
 from typing import Literal, Protocol
 
 from edge.config.hardware import BeaconConfig, InputLineConfig, IrRelayConfig, hhmm_to_minutes
-from edge.types import Transition
+from edge.types import EventDraft
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Beacon:
         self.suppressed = 0  # alarms not sounded because of quiet hours
         self.activations = 0
 
-    def alarm(self, tr: Transition) -> bool:
+    def alarm(self, tr: EventDraft) -> bool:
         """Consider one transition; True if it switched the beacon on."""
         if tr.phase == "end":
             if tr.key in self._keys:

@@ -20,7 +20,7 @@ from edge.hardware.clock import ntp_synced
 from edge.hardware.devices import GpsDevice, RadarDevice, SerialDevice
 from edge.hardware.modem import ModemDevice, ModemFallbackLink
 from edge.ports import FallbackLink
-from edge.types import FeatureValue, Transition
+from edge.types import EventDraft, FeatureValue
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -146,14 +146,14 @@ class HardwareManager:
         self._close_lines()
 
     # -- the pipeline's calls -------------------------------------------------------------------
-    def poll(self, t: float, ts: float) -> list[Transition]:
+    def poll(self, t: float, ts: float) -> list[EventDraft]:
         """Advance GPIO behaviours to ``t``; the transitions for inputs and device status changes."""
         with self._lock:
             return self._poll(t, ts)
 
-    def _poll(self, t: float, ts: float) -> list[Transition]:
+    def _poll(self, t: float, ts: float) -> list[EventDraft]:
         self._last_t = t
-        out: list[Transition] = []
+        out: list[EventDraft] = []
         if self._gpio_driver is not None and self._started_t is not None:
             self._gpio_driver.advance(t - self._started_t)
         if self.led:
@@ -177,14 +177,14 @@ class HardwareManager:
         out.extend(self._device_transitions(t, ts))
         return out
 
-    def _tamper_tr(self, active: bool, t: float, ts: float) -> Transition:
+    def _tamper_tr(self, active: bool, t: float, ts: float) -> EventDraft:
         assert self.cfg.tamper_switch is not None
         if active:
             self._tamper_since_ts = ts
         started = self._tamper_since_ts
         if not active:
             self._tamper_since_ts = None
-        return Transition(
+        return EventDraft(
             kind="tamper",
             phase="start" if active else "end",
             key="enclosure:tamper_switch",
@@ -201,11 +201,11 @@ class HardwareManager:
             },
         )
 
-    def _input_tr(self, name: str, pin: int, active: bool, t: float, ts: float) -> Transition:
+    def _input_tr(self, name: str, pin: int, active: bool, t: float, ts: float) -> EventDraft:
         if active:
             self._pir_since_ts = ts
         started = self._pir_since_ts
-        return Transition(
+        return EventDraft(
             kind="hardware_input",
             phase="start" if active else "end",
             key=f"input:{name}",
@@ -215,8 +215,8 @@ class HardwareManager:
             payload={"input": name, "pin": pin, "active": active},
         )
 
-    def _device_transitions(self, t: float, ts: float) -> list[Transition]:
-        out: list[Transition] = []
+    def _device_transitions(self, t: float, ts: float) -> list[EventDraft]:
+        out: list[EventDraft] = []
         for d in self.devices:
             st = d.status()
             prev = self._dev_state.get(d.name)
@@ -236,7 +236,7 @@ class HardwareManager:
             if st != "online":
                 self._dev_since_ts[d.name] = ts
             out.append(
-                Transition(
+                EventDraft(
                     kind="sensor_status",
                     phase="end" if st == "online" else "start",
                     key=f"sensor:{d.name}",
@@ -318,7 +318,7 @@ class HardwareManager:
             if self.led:
                 self.led.set_state(state)
 
-    def alarm(self, transition: Transition) -> None:
+    def alarm(self, transition: EventDraft) -> None:
         if self.beacon:
             with self._lock:
                 self.beacon.alarm(transition)

@@ -1,13 +1,12 @@
-"""Device health, camera tamper, motion gating and systemd supervision."""
+"""Device health, camera tamper and systemd supervision."""
 
-from edge.health.gating import MotionGate
 from edge.health.report import (
     CameraHealth,
     CameraStatusMonitor,
     HealthInputs,
     build_health_payload,
-    camera_status_transition,
-    health_transition,
+    camera_status_draft,
+    health_draft,
 )
 from edge.health.stats import CameraStats
 from edge.health.system import SystemSampler, sample_system
@@ -17,10 +16,9 @@ __all__ = [
     "CameraStats",
     "CameraStatusMonitor",
     "HealthInputs",
-    "MotionGate",
     "SystemSampler",
     "build_health_payload",
-    "camera_status_transition",
-    "health_transition",
+    "camera_status_draft",
+    "health_draft",
     "sample_system",
 ]

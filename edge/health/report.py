@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.types import Severity, SourceState, SourceStatus, Transition
+from edge.types import EventDraft, Severity, SourceState, SourceStatus
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,8 @@ def build_health_payload(inp: HealthInputs) -> dict[str, Any]:
     return payload
 
 
-def health_transition(payload: Mapping[str, Any], *, t: float, ts: float, device_id: str) -> Transition:
-    """An ``instant`` ``device_health`` Transition; severity rises with what is wrong."""
+def health_draft(payload: Mapping[str, Any], *, t: float, ts: float, device_id: str) -> EventDraft:
+    """An ``instant`` ``device_health`` EventDraft; severity rises with what is wrong."""
     problems: list[str] = []
     thr = payload.get("throttled") or {}
     if isinstance(thr, Mapping) and (thr.get("undervoltage") or thr.get("throttled")):
@@ -118,7 +118,7 @@ def health_transition(payload: Mapping[str, Any], *, t: float, ts: float, device
     if payload.get("broker_connected") is False:
         problems.append("broker disconnected")
     severity: Severity = "minor" if problems else "info"
-    return Transition(
+    return EventDraft(
         kind="device_health",
         phase="instant",
         key=f"device_health/{device_id}/{round(ts * 1000)}",
@@ -158,22 +158,22 @@ class CameraStatusMonitor:
     def __init__(self) -> None:
         self._offline_since: dict[str, float] = {}
 
-    def update(self, status: SourceStatus) -> Transition | None:
+    def update(self, status: SourceStatus) -> EventDraft | None:
         cam = status.camera_id
         if status.state is SourceState.OFFLINE:
             if cam in self._offline_since:
                 return None  # still offline: reconnect attempts are not new episodes
             self._offline_since[cam] = status.ts
-            return camera_status_transition(status)
+            return camera_status_draft(status)
         if status.state is SourceState.ONLINE and cam in self._offline_since:
             since = self._offline_since.pop(cam)
-            return camera_status_transition(status, offline_since_ts=since)
+            return camera_status_draft(status, offline_since_ts=since)
         return None
 
 
-def camera_status_transition(
+def camera_status_draft(
     status: SourceStatus, *, offline_since_ts: float | None = None
-) -> Transition | None:
+) -> EventDraft | None:
     """OFFLINE -> phase ``start`` severity major; ONLINE -> phase ``end``; STARTING/ENDED -> None.
 
     The key is the camera's (``camera_status/<camera>``): the event builder opens an incident
@@ -183,7 +183,7 @@ def camera_status_transition(
     key = f"camera_status/{status.camera_id}"
     payload: dict[str, Any] = {"status": status.state.value, "reason": status.reason}
     if status.state is SourceState.OFFLINE:
-        return Transition(
+        return EventDraft(
             kind="camera_status",
             phase="start",
             key=key,
@@ -198,7 +198,7 @@ def camera_status_transition(
     if status.state is SourceState.ONLINE:
         if offline_since_ts is not None:
             payload["offline_s"] = round(max(0.0, status.ts - offline_since_ts), 3)
-        return Transition(
+        return EventDraft(
             kind="camera_status",
             phase="end",
             key=key,
@@ -229,7 +229,7 @@ def summary_line(payload: Mapping[str, Any]) -> str:
     )
 
 
-def build_health_transition(agent: Any) -> Transition:
+def build_health_transition(agent: Any) -> EventDraft:
     """The health record of a running ``edge.agent.runner.Agent`` (duck-typed: ``cfg``,
     ``cameras`` of runtimes with ``cam``/``stats``/``tamper``/``state``/``pipeline.gate``,
     ``uplink``, ``_clock_quality()``, ``_hardware``). Keeps its ``SystemSampler`` on the agent."""
@@ -288,7 +288,7 @@ def build_health_transition(agent: Any) -> Transition:
     )
     payload = build_health_payload(inp)
     payload["summary"] = summary_line(payload)
-    return health_transition(payload, t=now_t, ts=now_ts, device_id=cfg.device_id)
+    return health_draft(payload, t=now_t, ts=now_ts, device_id=cfg.device_id)
 
 
 def _existing_dir(path: str) -> str:

@@ -32,7 +32,7 @@ import numpy as np
 
 from edge.config.health import TamperConfig, TamperFault
 from edge.health.vision_ops import FeatureMatcher, ViewDrift, grey_small
-from edge.types import Frame, Severity, Transition
+from edge.types import EventDraft, Frame, Severity
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class TamperMonitor:
         self.calibration_valid = True
 
     # ----------------------------------------------------------------- update
-    def update(self, frame: Frame) -> list[Transition]:
+    def update(self, frame: Frame) -> list[EventDraft]:
         """Measure one frame; return the tamper start/end Transitions it causes (usually none)."""
         if not self.cfg.enabled:
             return []
@@ -254,7 +254,7 @@ class TamperMonitor:
         m = measure(grey, self._prev)
         self._prev = grey
         self.last = m
-        out: list[Transition] = []
+        out: list[EventDraft] = []
         if self._baseline is None:
             self._learn(frame, m)
         else:
@@ -310,7 +310,7 @@ class TamperMonitor:
         if n == 0:
             log.info("tamper reference view has too few features camera=%s; retrying later", self.camera_id)
 
-    def _judge(self, frame: Frame, m: ViewMeasures, layout: np.ndarray) -> list[Transition]:
+    def _judge(self, frame: Frame, m: ViewMeasures, layout: np.ndarray) -> list[EventDraft]:
         b = self._baseline
         assert b is not None
         cfg = self.cfg
@@ -384,7 +384,7 @@ class TamperMonitor:
         if "moved" in self._states:
             verdicts["moved"] = self._judge_moved(frame, blind)
 
-        out: list[Transition] = []
+        out: list[EventDraft] = []
         for fault, st in self._states.items():
             j = verdicts[fault]
             tr = self._step(fault, st, j, frame)
@@ -455,7 +455,7 @@ class TamperMonitor:
             "underexposed": cfg.exposure_s,
         }[fault]
 
-    def _step(self, fault: str, st: _FaultState, j: _Judgement, frame: Frame) -> Transition | None:
+    def _step(self, fault: str, st: _FaultState, j: _Judgement, frame: Frame) -> EventDraft | None:
         t = frame.t
         if not st.active:
             if not j.bad:
@@ -499,7 +499,7 @@ class TamperMonitor:
         )
         return self._transition(fault, "end", st, j, frame)
 
-    def _transition(self, fault: str, phase: str, st: _FaultState, j: _Judgement, frame: Frame) -> Transition:
+    def _transition(self, fault: str, phase: str, st: _FaultState, j: _Judgement, frame: Frame) -> EventDraft:
         payload: dict[str, object] = {
             "fault": fault,
             "measure": j.measure,
@@ -512,7 +512,7 @@ class TamperMonitor:
             payload["duration_s"] = round(frame.t - st.started_t, 3)
         severity = _SEVERITY[fault]
         reason = f"{j.measure} {_num(j.value)} vs baseline {_num(j.baseline)} (threshold {_num(j.threshold)})"
-        return Transition(
+        return EventDraft(
             kind="camera_tamper",
             phase="start" if phase == "start" else "end",
             key=st.key,

@@ -11,8 +11,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge.classes import CLASSES, PERSON, resolve
+from edge.config.rules import RulesConfig
 from edge.config.site import CameraConfig
-from edge.config.zones import RulesConfig
 from edge.errors import CommandError
 from edge.features.aggregator import FeatureAggregator
 from edge.rules.bikes import BikeRule
@@ -22,7 +22,7 @@ from edge.rules.lines import LineCounter
 from edge.rules.livery import LiveryClassifier
 from edge.rules.parking import ParkingRule
 from edge.rules.redact import redacted_crop
-from edge.types import Frame, Tracks, Transition
+from edge.types import EventDraft, Frame, Tracks
 from edge.zones.calibration import Homography
 from edge.zones.geometry import CompiledZone, class_lut, compile_zones, points_in_polygon, to_pixels
 from edge.zones.membership import ZoneMembership
@@ -166,7 +166,7 @@ class CameraAnalytics:
     # -- the step --------------------------------------------------------------------------
     def update(
         self, frame: Frame, tracks: Tracks, motion_energy: Mapping[str, float] | None = None
-    ) -> list[Transition]:
+    ) -> list[EventDraft]:
         return self.update_at(
             frame.t, frame.ts, tracks, (frame.width, frame.height), frame.image, motion_energy
         )
@@ -179,7 +179,7 @@ class CameraAnalytics:
         size: tuple[int, int],
         image: np.ndarray | None = None,
         motion_energy: Mapping[str, float] | None = None,
-    ) -> list[Transition]:
+    ) -> list[EventDraft]:
         """Same as ``update`` without a Frame (scenario tests, benchmarks): ``size`` is (width, height)."""
         with self._lock:
             return self._update_at(t, ts, tracks, size, image, motion_energy)
@@ -192,7 +192,7 @@ class CameraAnalytics:
         size: tuple[int, int],
         image: np.ndarray | None,
         motion_energy: Mapping[str, float] | None,
-    ) -> list[Transition]:
+    ) -> list[EventDraft]:
         width, height = size
         if len(tracks) and (tracks.class_id.min() < -1 or tracks.class_id.max() >= len(CLASSES)):
             bad = (tracks.class_id < -1) | (tracks.class_id >= len(CLASSES))
@@ -239,7 +239,7 @@ class CameraAnalytics:
             all_class=all_class,
         )
         self._last_ctx = ctx
-        out: list[Transition] = []
+        out: list[EventDraft] = []
         for rule in self.parking:
             out.extend(rule.update(ctx))
         out.extend(self.bikes.update(ctx))
@@ -274,12 +274,12 @@ class CameraAnalytics:
         self.features.grid.add(anchors[g], width, height, dt)
         return out
 
-    def feature_record(self, t: float, ts: float) -> Transition | None:
+    def feature_record(self, t: float, ts: float) -> EventDraft | None:
         """A ``features`` record when ``feature_interval_s`` has passed since the last one, else None."""
         with self._lock:
             return self._feature_record(t, ts)
 
-    def flush(self, t: float, ts: float) -> list[Transition]:
+    def flush(self, t: float, ts: float) -> list[EventDraft]:
         """At the end of a recording: the last, partial feature window, so no count is lost."""
         with self._lock:
             start = self.features.window_start_t
@@ -288,7 +288,7 @@ class CameraAnalytics:
             record = self._feature_record(t, ts, force=True)
             return [record] if record is not None else []
 
-    def _feature_record(self, t: float, ts: float, force: bool = False) -> Transition | None:
+    def _feature_record(self, t: float, ts: float, force: bool = False) -> EventDraft | None:
         if not self.rules.features.enabled:
             return None
         if not force and not self.features.due(t, self.rules.feature_interval_s):
@@ -298,7 +298,7 @@ class CameraAnalytics:
             for cz in self.crowd.zones:
                 los[cz.zi] = self.crowd.state(cz)["los"]  # type: ignore[assignment]
         payload = self.features.record(t, los)
-        return Transition(
+        return EventDraft(
             kind="features",
             phase="instant",
             key=f"features:{self.camera.id}",
@@ -311,7 +311,7 @@ class CameraAnalytics:
     # -- commands ----------------------------------------------------------------------------
     def command(
         self, name: str, args: Mapping[str, Any], t: float, ts: float
-    ) -> tuple[dict[str, Any], list[Transition]]:
+    ) -> tuple[dict[str, Any], list[EventDraft]]:
         """``ack_task`` / ``resolve_task`` with ``{"task_id": ..., "by": optional operator}``. Raises CommandError."""
         if name not in ("ack_task", "resolve_task"):
             raise CommandError(f"unknown analytics command {name!r}; use ack_task or resolve_task")

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from edge.config.rules import RulesConfig
 from edge.config.site import CameraConfig
-from edge.config.zones import RulesConfig
 from edge.rules.analytics import CameraAnalytics
 from edge.tracking.tracker import ByteTracker
 from edge.types import Detections

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.classes import BICYCLE, MOTORCYCLE, class_name
-from edge.config.zones import BikeConfig
-from edge.rules.context import StepContext, fmt_duration, transition
+from edge.config.rules import BikeConfig
+from edge.rules.context import StepContext, draft, fmt_duration
 from edge.rules.dispatch import DispatchBook
 from edge.rules.livery import ColourLivery, LiveryClassifier
-from edge.types import Transition
+from edge.types import EventDraft
 from edge.zones.geometry import class_lut
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,8 @@ class BikeRule:
         self.bay_idx = np.array([zi for zi, *_ in bays], np.intp)
 
     # -- livery -----------------------------------------------------------------------------
-    def _sample_livery(self, ctx: StepContext, in_bike_zone: np.ndarray) -> list[Transition]:
-        out: list[Transition] = []
+    def _sample_livery(self, ctx: StepContext, in_bike_zone: np.ndarray) -> list[EventDraft]:
+        out: list[EventDraft] = []
         if ctx.image is None:
             return out
         tr = ctx.tracks
@@ -98,7 +98,7 @@ class BikeRule:
                     self._blacklisted.add(tid)
                     zone = self._zone_of(ctx, j)
                     out.append(
-                        transition(
+                        draft(
                             ctx,
                             kind="blacklisted_bike",
                             phase="instant",
@@ -144,9 +144,9 @@ class BikeRule:
             **extra,
         }
 
-    def _update_bay(self, ctx: StepContext, bay: _Bay) -> list[Transition]:
+    def _update_bay(self, ctx: StepContext, bay: _Bay) -> list[EventDraft]:
         cfg = self.cfg
-        out: list[Transition] = []
+        out: list[EventDraft] = []
         self._bay_counts(ctx, bay)
         zid = bay.id
         # Status: a new count is reported once it has held for status_debounce_s.
@@ -156,7 +156,7 @@ class BikeRule:
             if ctx.t - bay.pending_since >= cfg.status_debounce_s - 1e-9:
                 bay.reported, bay.pending_since = bay.count, None
                 out.append(
-                    transition(
+                    draft(
                         ctx,
                         kind="bike_bay_status",
                         phase="instant",
@@ -207,7 +207,7 @@ class BikeRule:
         out.extend(self.dispatch.observe(zid, bay.count, bay.by_operator, ctx.t, ctx.ts))
         return out
 
-    def _overflow(self, ctx: StepContext, bay: _Bay, phase: str) -> Transition:
+    def _overflow(self, ctx: StepContext, bay: _Bay, phase: str) -> EventDraft:
         excess = max(0, bay.count - bay.capacity)
         held = ctx.t - (bay.over_since if bay.over_since is not None else ctx.t)
         if phase == "end":
@@ -225,7 +225,7 @@ class BikeRule:
                     f"count {bay.count} back within capacity {bay.capacity}; "
                     f"clears at <= {bay.capacity - self.cfg.hysteresis} for {fmt_duration(self.cfg.clear_s)}"
                 )
-        return transition(
+        return draft(
             ctx,
             kind="bike_bay_overflow",
             phase=phase,
@@ -241,8 +241,8 @@ class BikeRule:
     def _outside_count(self, watch_id: str | None = None) -> int:
         return sum(1 for o in self.outside.values() if watch_id is None or o.watch_id == watch_id)
 
-    def _update_outside(self, ctx: StepContext) -> list[Transition]:
-        out: list[Transition] = []
+    def _update_outside(self, ctx: StepContext) -> list[EventDraft]:
+        out: list[EventDraft] = []
         if not self.watches:
             return out
         tr = ctx.tracks
@@ -277,10 +277,10 @@ class BikeRule:
                 out.append(self._outside_tr(ctx, o, "end", None))
         return out
 
-    def _outside_tr(self, ctx: StepContext, o: _Outside, phase: str, j: int | None) -> Transition:
+    def _outside_tr(self, ctx: StepContext, o: _Outside, phase: str, j: int | None) -> EventDraft:
         dwell = (ctx.t if phase != "end" else o.last_present_t) - o.since_t
         cls = class_name(o.class_id)
-        return transition(
+        return draft(
             ctx,
             kind="bike_outside_bay",
             phase=phase,
@@ -300,8 +300,8 @@ class BikeRule:
         )
 
     # -- step ---------------------------------------------------------------------------------
-    def update(self, ctx: StepContext) -> list[Transition]:
-        out: list[Transition] = []
+    def update(self, ctx: StepContext) -> list[EventDraft]:
+        out: list[EventDraft] = []
         in_bike_zone: np.ndarray
         if self.zone_idx.size:
             in_bike_zone = np.asarray(ctx.member.inside[:, self.zone_idx].any(axis=1))

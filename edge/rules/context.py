@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.types import Tracks, Transition
+from edge.types import EventDraft, Tracks
 from edge.zones.geometry import CompiledZone
 from edge.zones.membership import MembershipView
 
@@ -46,5 +46,5 @@ def fmt_duration(s: float) -> str:
     return f"{m // 60} h {m % 60:02d} min"
 
 
-def transition(ctx: StepContext, **kw: object) -> Transition:
-    return Transition(t=ctx.t, ts=ctx.ts, camera_id=ctx.camera_id, **kw)  # type: ignore[arg-type]
+def draft(ctx: StepContext, **kw: object) -> EventDraft:
+    return EventDraft(t=ctx.t, ts=ctx.ts, camera_id=ctx.camera_id, **kw)  # type: ignore[arg-type]

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.config.zones import CrowdConfig, ZoneConfig
-from edge.rules.context import StepContext, fmt_duration, transition
-from edge.types import Transition
+from edge.config.rules import CrowdConfig
+from edge.config.zones import ZoneConfig
+from edge.rules.context import StepContext, draft, fmt_duration
+from edge.types import EventDraft
 
 LEVELS = ("A", "B", "C", "D", "E", "F")
 # Upper density bounds (persons/m2) of levels A..E; above the last is F.
@@ -67,8 +68,8 @@ class CrowdRule:
             "los_table": cz.table,
         }
 
-    def update(self, ctx: StepContext) -> list[Transition]:
-        out: list[Transition] = []
+    def update(self, ctx: StepContext) -> list[EventDraft]:
+        out: list[EventDraft] = []
         cfg = self.cfg
         for cz in self.zones:
             raw = int(ctx.member.all_inside[:, cz.zi].sum())
@@ -83,7 +84,7 @@ class CrowdRule:
                 cz.last_report_t = ctx.t
                 st = self.state(cz)
                 out.append(
-                    transition(
+                    draft(
                         ctx,
                         kind="crowd_density",
                         phase="instant",
@@ -167,7 +168,7 @@ class CrowdRule:
         rise: float,
         trigger: str | None,
         reason: str,
-    ) -> Transition:
+    ) -> EventDraft:
         lvl = LEVELS.index(los)
         sev = (
             "info"
@@ -178,7 +179,7 @@ class CrowdRule:
             if lvl >= self.surge_level
             else "minor"
         )
-        return transition(
+        return draft(
             ctx,
             kind="crowd_surge",
             phase=phase,

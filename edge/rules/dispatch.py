@@ -1,6 +1,6 @@
 """Dispatch tasks for bay overflows: open -> acknowledged -> resolved -> closed, re-opened on relapse.
 
-Every transition is a ``dispatch_task`` Transition with the task's key (one incident upstream).
+Every transition is a ``dispatch_task`` EventDraft with the task's key (one incident upstream).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edge.errors import CommandError
-from edge.types import Severity, Transition
+from edge.types import EventDraft, Severity
 
 OPEN, ACKNOWLEDGED, RESOLVED, CLOSED = "open", "acknowledged", "resolved", "closed"
 
@@ -86,11 +86,11 @@ class DispatchBook:
         self.reopen_s = reopen_s
         self.by_bay: dict[str, DispatchTask] = {}
 
-    def _tr(self, task: DispatchTask, phase: str, t: float, ts: float, reason: str) -> Transition:
+    def _tr(self, task: DispatchTask, phase: str, t: float, ts: float, reason: str) -> EventDraft:
         sev: Severity = (
             "major" if task.state == OPEN else "info" if task.state in (RESOLVED, CLOSED) else "minor"
         )
-        return Transition(
+        return EventDraft(
             kind="dispatch_task",
             phase=phase,  # type: ignore[arg-type]
             key=f"dispatch_task:{task.task_id}",
@@ -106,7 +106,7 @@ class DispatchBook:
 
     def overflow_started(
         self, bay_id: str, count: int, capacity: int, operators: dict[str, int], t: float, ts: float
-    ) -> list[Transition]:
+    ) -> list[EventDraft]:
         task = self.by_bay.get(bay_id)
         names = sorted(operators, key=lambda k: -operators[k])
         owner = self.bay_operators.get(bay_id)
@@ -138,7 +138,7 @@ class DispatchBook:
                     f"re-opened: overflow returned within {self.reopen_s:.0f} s; {task.action()}",
                 )
             ]
-        out: list[Transition] = []
+        out: list[EventDraft] = []
         if task is not None and task.state == RESOLVED:
             out.extend(self._close(task, t, ts))
         task = DispatchTask(
@@ -161,7 +161,7 @@ class DispatchBook:
         )
         return out
 
-    def _close(self, task: DispatchTask, t: float, ts: float) -> list[Transition]:
+    def _close(self, task: DispatchTask, t: float, ts: float) -> list[EventDraft]:
         task.state = CLOSED
         self.by_bay.pop(task.bay_id, None)
         return [
@@ -170,7 +170,7 @@ class DispatchBook:
 
     def observe(
         self, bay_id: str, count: int, operators: dict[str, int], t: float, ts: float
-    ) -> list[Transition]:
+    ) -> list[EventDraft]:
         """The camera's view of a bay: resolves a task after ``verify_s`` at/under capacity; closes it later."""
         task = self.by_bay.get(bay_id)
         if task is None:
@@ -209,7 +209,7 @@ class DispatchBook:
 
     def acknowledge(
         self, task_id: str, by: str | None, t: float, ts: float
-    ) -> tuple[dict[str, object], list[Transition]]:
+    ) -> tuple[dict[str, object], list[EventDraft]]:
         task = self._find(task_id)
         if task.state == ACKNOWLEDGED:
             return {"task_id": task_id, "state": task.state, "changed": False}, []
@@ -227,7 +227,7 @@ class DispatchBook:
 
     def resolve(
         self, task_id: str, by: str | None, t: float, ts: float
-    ) -> tuple[dict[str, object], list[Transition]]:
+    ) -> tuple[dict[str, object], list[EventDraft]]:
         task = self._find(task_id)
         if task.state == RESOLVED:
             return {"task_id": task_id, "state": task.state, "changed": False}, []

@@ -13,8 +13,8 @@ import numpy as np
 
 from edge.classes import class_name, resolve
 from edge.config.zones import LineConfig
-from edge.rules.context import StepContext, transition
-from edge.types import Transition
+from edge.rules.context import StepContext, draft
+from edge.types import EventDraft
 from edge.zones.geometry import class_lut
 
 
@@ -41,9 +41,9 @@ class LineCounter:
         self.pend_t = np.zeros((0, len(lines)))  # since when
         self.seen_t = np.zeros(0)
 
-    def update(self, ctx: StepContext) -> tuple[list[Transition], np.ndarray, np.ndarray]:
+    def update(self, ctx: StepContext) -> tuple[list[EventDraft], np.ndarray, np.ndarray]:
         """Transitions, plus (L,) in and out counts of this step."""
-        out: list[Transition] = []
+        out: list[EventDraft] = []
         n_lines = len(self.lines)
         step_in = np.zeros(n_lines, np.int64)
         step_out = np.zeros(n_lines, np.int64)
@@ -100,7 +100,7 @@ class LineCounter:
                     direction = "in" if now[j] > 0 else "out"
                     tid = int(ids[j])
                     out.append(
-                        transition(
+                        draft(
                             ctx,
                             kind="line_crossing",
                             phase="instant",

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge.config.zones import OperatorConfig
+from edge.config.rules import OperatorConfig
 
 
 class LiveryClassifier(Protocol):

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.classes import class_name, resolve
-from edge.config.zones import ParkingConfig, ZoneConfig
-from edge.rules.context import StepContext, fmt_duration, transition
-from edge.types import SEVERITIES, Severity, Transition
+from edge.config.rules import ParkingConfig
+from edge.config.zones import ZoneConfig
+from edge.rules.context import StepContext, draft, fmt_duration
+from edge.types import SEVERITIES, EventDraft, Severity
 from edge.zones.geometry import class_lut
 
 log = logging.getLogger(__name__)
@@ -97,12 +98,12 @@ class ParkingRule:
 
     def _emit(
         self, v: _Violation, ctx: StepContext, phase: str, until_t: float | None = None, **extra: object
-    ) -> Transition:
+    ) -> EventDraft:
         dwell = (ctx.t if until_t is None else until_t) - v.since_t
         sev, reason = grade(
             dwell, self.limit_s, self.zone, bool(ctx.active[self.zi]), self.cfg.severity_step_s
         )
-        return transition(
+        return draft(
             ctx,
             kind="parking_violation",
             phase=phase,
@@ -115,8 +116,8 @@ class ParkingRule:
             payload=self._payload(v, ctx, dwell, **extra),
         )
 
-    def update(self, ctx: StepContext) -> list[Transition]:
-        out: list[Transition] = []
+    def update(self, ctx: StepContext) -> list[EventDraft]:
+        out: list[EventDraft] = []
         active = bool(ctx.active[self.zi])
         if not active:
             self.active_since_t = None

@@ -23,7 +23,7 @@ import logging
 import numpy as np
 
 from edge.classes import BUS, CAR, CLASSES, TRUCK
-from edge.config.zones import TrackerConfig
+from edge.config.rules import TrackerConfig
 from edge.types import Detections, Tracks
 from edge.zones.calibration import Homography
 

@@ -27,7 +27,7 @@ from edge.config.uplink import MqttConfig, UplinkConfig
 from edge.events.builder import EventBuilder
 from edge.events.schema import Event
 from edge.events.topics import Topics
-from edge.types import Transition
+from edge.types import EventDraft
 from edge.uplink.mqtt import Connected, Message, PahoSession, SessionEvent
 from edge.uplink.outbox import Outbox
 from edge.uplink.service import Uplink
@@ -36,7 +36,7 @@ from edge.uplink.service import Uplink
 def _events(builder: EventBuilder, n: int, start: int = 0) -> list[Event]:
     out = []
     for i in range(start, start + n):
-        tr = Transition(
+        tr = EventDraft(
             kind="uplink_test", phase="instant", key=str(i), t=0.0, ts=time.time(), camera_id="cam0",
             payload={"n": i, "note": "x" * 200},
         )  # fmt: skip
@@ -153,7 +153,7 @@ def bench_broker(d: Path, host: str, port: int, n: int, rate: float, seconds: fl
     period = 1.0 / rate
     nxt = time.monotonic()
     for i in range(int(rate * seconds)):
-        tr = Transition(
+        tr = EventDraft(
             kind="uplink_test",
             phase="instant",
             key=str(i),

@@ -23,7 +23,7 @@ from typing import Any
 from edge.config.uplink import UplinkConfig
 from edge.events.builder import EventBuilder
 from edge.events.schema import Event
-from edge.types import Transition
+from edge.types import EventDraft
 from edge.uplink.outbox import Outbox
 from edge.uplink.service import Uplink
 
@@ -35,7 +35,7 @@ def make_event(builder: EventBuilder, n: int, *, alarm: bool, feature: bool, pad
     payload: dict[str, Any] = {"n": n, "sent_ts": now}
     if pad:
         payload["note"] = "x" * pad
-    tr = Transition(
+    tr = EventDraft(
         kind="uplink_test",
         phase="instant",
         key=f"selftest-{n}",

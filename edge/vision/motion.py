@@ -5,7 +5,7 @@ Two small parts, both cheap enough for a Pi without a model:
 ``MotionEnergy(cam).update(frame) -> {zone_id: fraction, ..., "*": fraction}``
     The fraction (0..1) of pixels that changed since the previous frame, on a downscaled
     grey copy, per zone and for the whole frame (``"*"``). About 0 on a static scene.
-    The motion gate (``edge.health.gating``) uses it to skip inference when nothing moves.
+    The motion gate (``edge.vision.gating``) uses it to skip inference when nothing moves.
 
 ``MotionDetector(cam)``
     A ``Detector`` without a model: a selective running-average background (foreground

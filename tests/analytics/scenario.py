@@ -27,11 +27,11 @@ import numpy as np
 import yaml
 
 from edge.classes import CLASS_ID
+from edge.config.rules import RulesConfig
 from edge.config.site import CameraConfig
-from edge.config.zones import RulesConfig
 from edge.rules import CameraAnalytics
 from edge.tracking import ByteTracker
-from edge.types import Detections, Transition
+from edge.types import Detections, EventDraft
 
 HERE = Path(__file__).parent / "scenarios"
 
@@ -60,8 +60,8 @@ class _Obj:
 
 @dataclass
 class Result:
-    transitions: list[Transition]
-    features: list[Transition]
+    transitions: list[EventDraft]
+    features: list[EventDraft]
     analytics: CameraAnalytics
     replies: list[dict[str, Any]] = field(default_factory=list)
     track_ids_seen: dict[str, set[int]] = field(default_factory=dict)
@@ -165,7 +165,7 @@ def run(spec: dict[str, Any], *, evidence: Any = None) -> Result:
     return res
 
 
-def _match(tr: Transition, e: dict[str, Any], keys: dict[str, str]) -> str | None:
+def _match(tr: EventDraft, e: dict[str, Any], keys: dict[str, str]) -> str | None:
     """None when ``tr`` matches expectation ``e``, else why not."""
     if tr.kind != e["kind"]:
         return f"kind {tr.kind} != {e['kind']}"
@@ -198,7 +198,7 @@ def check(spec: dict[str, Any], res: Result) -> None:
     pos = 0
     trs = res.transitions
 
-    def show(tr: Transition) -> str:
+    def show(tr: EventDraft) -> str:
         return f"t={tr.t:.1f} {tr.kind}/{tr.phase} zone={tr.zone_id} key={tr.key} sev={tr.severity} {dict(tr.payload)}"
 
     for e in expect:

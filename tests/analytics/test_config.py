@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from edge.config import rules as rc
 from edge.config import zones as zc
 from edge.config.loader import parse_config
 from edge.errors import ConfigError
@@ -114,10 +115,10 @@ def _models(mod: object) -> list[type[BaseModel]]:
 
 
 def test_every_field_has_a_description_and_durations_are_seconds() -> None:
-    models = _models(zc)
+    models = _models(zc) + _models(rc)
     assert len(models) >= 12
     for m in models:
         for name, f in m.model_fields.items():
             assert f.description, f"{m.__name__}.{name} has no description"
     with pytest.raises(ValidationError):
-        zc.RulesConfig.model_validate({"parking": {"grace_frames": 10}})
+        rc.RulesConfig.model_validate({"parking": {"grace_frames": 10}})

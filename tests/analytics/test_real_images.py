@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from edge.classes import resolve
+from edge.config.rules import RulesConfig
 from edge.config.site import CameraConfig
-from edge.config.zones import RulesConfig
 from edge.rules import CameraAnalytics
 from edge.tracking import ByteTracker
-from edge.types import Detections, Frame, Transition
+from edge.types import Detections, EventDraft, Frame
 from edge.zones.geometry import points_in_polygon
 from tests.fixtures.assets import require_asset
 
@@ -43,11 +43,11 @@ def _hold(
     segments: list[tuple[np.ndarray, float]],
     fps: float = 1.0,
     commands: dict[float, tuple[str, str]] | None = None,
-) -> tuple[list[Transition], CameraAnalytics]:
+) -> tuple[list[EventDraft], CameraAnalytics]:
     """Feed each (image, seconds) segment as a held still; returns all transitions."""
     tracker = ByteTracker(rules.tracker)
     analytics = CameraAnalytics(cam, rules, "Asia/Shanghai")
-    out: list[Transition] = []
+    out: list[EventDraft] = []
     t = 0.0
     seq = 0
     for image, hold_s in segments:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from edge.classes import BICYCLE, CAR, PERSON
+from edge.config.rules import OperatorConfig, RulesConfig
 from edge.config.site import CameraConfig, EvidenceConfig
-from edge.config.zones import OperatorConfig, RulesConfig, ZoneConfig
+from edge.config.zones import ZoneConfig
 from edge.errors import CommandError
 from edge.rules import CameraAnalytics
 from edge.rules.context import fmt_duration

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge.classes import BUS, CAR, PERSON
-from edge.config.zones import TrackerConfig
+from edge.config.rules import TrackerConfig
 from edge.tracking import ByteTracker, greedy_match, iou_matrix
 from edge.types import Detections, Tracks
 from edge.zones.calibration import Homography

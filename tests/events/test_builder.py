@@ -10,13 +10,13 @@ import pytest
 from edge.events.builder import EventBuilder, MemoryIncidentStore, utc_ms
 from edge.events.schema import EventValidationError, validate_event
 from edge.events.uuid7 import Uuid7Factory, uuid7_time_ms
-from edge.types import Transition
+from edge.types import EventDraft
 
 TS = 1_795_335_303.120
 
 
-def tr(phase: str, key: str = "viol:cam0:17", ts: float = TS, **kw) -> Transition:
-    return Transition(
+def tr(phase: str, key: str = "viol:cam0:17", ts: float = TS, **kw) -> EventDraft:
+    return EventDraft(
         kind="agent_status", phase=phase, key=key, t=ts - TS, ts=ts, payload={"state": "started"}, **kw
     )
 
@@ -104,7 +104,7 @@ def test_context_fields() -> None:
 
 def test_bad_payload_is_refused_with_the_reason() -> None:
     b = EventBuilder("pole-1", "site")
-    bad = Transition(kind="agent_status", phase="instant", key="k", t=0, ts=TS, payload={"state": "exploded"})
+    bad = EventDraft(kind="agent_status", phase="instant", key="k", t=0, ts=TS, payload={"state": "exploded"})
     with pytest.raises(EventValidationError, match="state"):
         b.build(bad)
 

@@ -16,7 +16,7 @@ from edge.events.schema import (
     validate_event,
     validate_payload,
 )
-from edge.types import Transition
+from edge.types import EventDraft
 
 KINDS = sorted(kind_schemas())
 
@@ -29,7 +29,7 @@ def _event_for(kind: str, payload: dict, phase: str = "instant") -> dict:
         clock_quality=lambda: "gps",
         geo=lambda: (30.5, 104.0),
     )
-    tr = Transition(
+    tr = EventDraft(
         kind=kind,
         phase=phase,
         key=f"{kind}:k",

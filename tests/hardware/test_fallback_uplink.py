@@ -13,7 +13,7 @@ from edge.config.hardware import HardwareConfig
 from edge.config.uplink import UplinkConfig
 from edge.events.builder import EventBuilder
 from edge.hardware.manager import HardwareManager
-from edge.types import Transition
+from edge.types import EventDraft
 from edge.uplink.outbox import Outbox
 from edge.uplink.service import Uplink
 from tests.fixtures.broker import Broker
@@ -66,7 +66,7 @@ def test_critical_event_goes_through_modem_while_broker_is_down(
         mosquitto.stop()
         wait_for(lambda: not up.connected, 10, "primary down")
         ev = builder.build(
-            Transition(
+            EventDraft(
                 kind="tamper",
                 phase="start",
                 key="enclosure:tamper_switch",
@@ -91,7 +91,7 @@ def test_critical_event_goes_through_modem_while_broker_is_down(
         sim2 = modem_sim({"timeline": [{"at_s": 0, "registration": 1, "csq": 19}]}, port=port)
         wait_for(hw.fallback_link().available, 10, "modem back")
         ev2 = builder.build(
-            Transition(
+            EventDraft(
                 kind="tamper",
                 phase="end",
                 key="enclosure:tamper_switch",

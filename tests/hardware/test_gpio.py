@@ -13,7 +13,7 @@ from edge.config.hardware import HardwareConfig
 from edge.hardware import gpio
 from edge.hardware.manager import HardwareManager
 from edge.hardware.pins import MockFactory, make_pin_factory
-from edge.types import Transition
+from edge.types import EventDraft
 from tests.hardware.conftest import FakeClock
 
 LED, BEACON, TAMPER, PIR, IR, HB = 5, 6, 27, 17, 22, 24
@@ -60,8 +60,8 @@ def rig() -> Any:
 
 def alarm(
     sev: str, t: float, ts: float, phase: str = "start", key: str = "k1", kind: str = "parking_violation"
-) -> Transition:
-    return Transition(kind=kind, phase=phase, key=key, t=t, ts=ts, severity=sev)  # type: ignore[arg-type]
+) -> EventDraft:
+    return EventDraft(kind=kind, phase=phase, key=key, t=t, ts=ts, severity=sev)  # type: ignore[arg-type]
 
 
 def test_global_pin_factory_is_never_assigned(rig: Any) -> None:

@@ -9,19 +9,19 @@ import pytest
 
 from edge.config.health import GatingConfig
 from edge.events.schema import validate_payload
-from edge.health.gating import MotionGate
 from edge.health.report import (
     CameraHealth,
     CameraStatusMonitor,
     HealthInputs,
     build_health_payload,
-    camera_status_transition,
-    health_transition,
+    camera_status_draft,
+    health_draft,
     log_health,
 )
 from edge.health.stats import CameraStats
 from edge.health.system import SystemSampler
 from edge.types import SourceState, SourceStatus
+from edge.vision.gating import MotionGate
 
 
 def _inputs(online: bool = True, active: list[str] | None = None) -> HealthInputs:
@@ -64,7 +64,7 @@ def test_health_payload_validates_and_carries_real_values(caplog: pytest.LogCapt
     assert 20.0 <= cam["inference_p50_ms"] <= cam["inference_p95_ms"] <= 26.0
     assert 0.5 < cam["skipped_fraction"] < 0.9
     assert payload["outbox"] == {"depth": 4, "oldest_age_s": 2.5, "dropped": 0}
-    tr = health_transition(payload, t=10.0, ts=1.79e9, device_id="pole-17")
+    tr = health_draft(payload, t=10.0, ts=1.79e9, device_id="pole-17")
     assert tr.kind == "device_health" and tr.phase == "instant" and tr.severity == "info"
     with caplog.at_level("INFO", logger="edge.health.report"):
         log_health(payload)
@@ -74,7 +74,7 @@ def test_health_payload_validates_and_carries_real_values(caplog: pytest.LogCapt
 def test_problems_raise_severity() -> None:
     payload = build_health_payload(_inputs(online=False, active=["covered"]))
     validate_payload("device_health", payload)
-    tr = health_transition(payload, t=0.0, ts=1.79e9, device_id="pole-17")
+    tr = health_draft(payload, t=0.0, ts=1.79e9, device_id="pole-17")
     assert tr.severity == "minor"
     assert "cam0 offline" in tr.severity_reason and "covered" in tr.severity_reason
 
@@ -107,7 +107,7 @@ def test_camera_offline_online_episode() -> None:
 
 
 def test_stateless_transition() -> None:
-    tr = camera_status_transition(
+    tr = camera_status_draft(
         SourceStatus("cam1", SourceState.OFFLINE, t=1.0, ts=2.0, reason="unplugged")
     )
     assert tr is not None
@@ -117,7 +117,7 @@ def test_stateless_transition() -> None:
 
 @pytest.mark.parametrize("state", [SourceState.STARTING, SourceState.ENDED])
 def test_other_states_are_not_events(state: SourceState) -> None:
-    assert camera_status_transition(SourceStatus("cam1", state, t=1.0, ts=2.0)) is None
+    assert camera_status_draft(SourceStatus("cam1", state, t=1.0, ts=2.0)) is None
 
 
 def test_episode_incidents_through_the_real_builder() -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from edge.config.health import TamperConfig
 from edge.health.tamper import TamperMonitor, coarse, measure, similarity
-from edge.types import Frame, Transition
+from edge.types import EventDraft, Frame
 
 pytestmark = pytest.mark.assets
 
@@ -33,9 +33,9 @@ Fx = Callable[[np.ndarray, float], np.ndarray]
 
 def run(
     frames: list[np.ndarray], fx: Fx, duration_s: float, cfg: TamperConfig = CFG
-) -> tuple[TamperMonitor, list[Transition]]:
+) -> tuple[TamperMonitor, list[EventDraft]]:
     mon = TamperMonitor("cam0", cfg)
-    out: list[Transition] = []
+    out: list[EventDraft] = []
     for i in range(int(duration_s * FPS)):
         t = i * DT
         img = fx(frames[i % len(frames)], t)

@@ -19,14 +19,14 @@ import numpy as np
 from edge.agent.runner import Agent
 from edge.config import parse_config
 from edge.errors import HardwareError
-from edge.types import FeatureValue, Transition
+from edge.types import EventDraft, FeatureValue
 
 
 class RecordingHardware:
     def __init__(self, *, offset_s: float | None = None, fail_start: bool = False) -> None:
         self.offset_s = offset_s
         self.fail_start = fail_start
-        self.alarms: list[Transition] = []
+        self.alarms: list[EventDraft] = []
         self.statuses: list[str] = []
         self.motion = True
 
@@ -39,14 +39,14 @@ class RecordingHardware:
     def clock_quality(self) -> str: return "gps"
     def geo(self) -> dict[str, float]: return {"lat": 30.61, "lon": 104.07}
     def time_offset_s(self) -> float | None: return self.offset_s
-    def poll(self, t: float, ts: float) -> list[Transition]: return []
+    def poll(self, t: float, ts: float) -> list[EventDraft]: return []
     def heartbeat(self) -> None: ...
     def enclosure_open(self) -> bool: return False
     def set_status(self, state: str) -> None: self.statuses.append(state)
     def set_scene_brightness(self, luma: float) -> None: ...
     def motion_active(self) -> bool: return self.motion
     def radar_presence(self) -> bool | None: return True
-    def alarm(self, tr: Transition) -> None: self.alarms.append(tr)
+    def alarm(self, tr: EventDraft) -> None: self.alarms.append(tr)
     def health(self) -> dict[str, Any]: return {"radar": "online"}
 
     def features(self, t: float) -> list[FeatureValue]:
@@ -123,7 +123,7 @@ def test_beacon_gets_the_box_clock_not_video_time(tmp_path: Path) -> None:
     hw = RecordingHardware()
     agent = Agent(config(tmp_path), hardware=hw)
     video_t = 5.0  # a recording replayed in video time starts near zero
-    tr = Transition(kind="tamper", phase="start", key="k", t=video_t, ts=1.0, severity="major",
+    tr = EventDraft(kind="tamper", phase="start", key="k", t=video_t, ts=1.0, severity="major",
                     severity_reason="door open", payload={"source": "enclosure_door", "line": "tamper_switch", "pin": 27, "state": "open"})
     before = time.monotonic()
     agent.emit([tr])

@@ -116,7 +116,7 @@ class ScriptedAgent:
                         frame=item,
                         detections=Detections.empty(),
                         tracks=tracks,
-                        transitions=[],
+                        drafts=[],
                         inferred=True,
                         motion_energy={},
                         analytics=None,

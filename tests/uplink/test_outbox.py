@@ -10,7 +10,7 @@ import pytest
 from edge.events.builder import EventBuilder
 from edge.events.priority import Priority, priority_of
 from edge.events.schema import Event
-from edge.types import Transition
+from edge.types import EventDraft
 from edge.uplink.outbox import ROW_OVERHEAD_BYTES, Outbox
 
 TS = 1_795_335_303.0
@@ -28,7 +28,7 @@ def ev(n: int, *, severity: str = "info", kind: str = "uplink_test", pad: int = 
     b = EventBuilder("pole-1", "lab")
     payload = {"n": n, "note": "x" * pad} if pad else {"n": n}
     e = b.build(
-        Transition(
+        EventDraft(
             kind="uplink_test",
             phase="instant",
             key=str(n),
@@ -144,7 +144,7 @@ def test_incident_map_is_persisted(tmp_path: Path) -> None:
     p = tmp_path / "o.sqlite"
     ob = Outbox(p)
     b = EventBuilder("pole-1", "lab", incidents=ob)
-    t0 = Transition(
+    t0 = EventDraft(
         kind="agent_status", phase="start", key="viol:7", t=0, ts=TS, payload={"state": "started"}
     )
     start = ob.put_many([b.build(t0)])[0]
@@ -152,12 +152,12 @@ def test_incident_map_is_persisted(tmp_path: Path) -> None:
     ob = Outbox(p)
     b = EventBuilder("pole-1", "lab", incidents=ob)
     upd = b.build(
-        Transition(
+        EventDraft(
             kind="agent_status", phase="update", key="viol:7", t=5, ts=TS + 5, payload={"state": "started"}
         )
     )
     end = b.build(
-        Transition(
+        EventDraft(
             kind="agent_status", phase="end", key="viol:7", t=9, ts=TS + 9, payload={"state": "started"}
         )
     )

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from edge.config.uplink import UplinkConfig
 from edge.events.builder import EventBuilder
-from edge.types import Transition
+from edge.types import EventDraft
 from edge.uplink.outbox import Outbox
 from edge.uplink.service import Uplink, backoff_delay
 from tests.fixtures.broker import free_port
@@ -26,7 +26,7 @@ def events(n: int, severity: str = "info") -> list:
     b = EventBuilder("pole-1", "lab")
     return [
         b.build(
-            Transition(
+            EventDraft(
                 kind="uplink_test",
                 phase="instant",
                 key=str(i),

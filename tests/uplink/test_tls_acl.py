@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from edge.config.uplink import UplinkConfig
 from edge.errors import UplinkError
 from edge.events.builder import EventBuilder
-from edge.types import Transition
+from edge.types import EventDraft
 from edge.uplink.mqtt import probe_broker
 from edge.uplink.outbox import Outbox
 from edge.uplink.service import Uplink
@@ -74,7 +74,7 @@ def put_events(ob: Outbox, n: int) -> None:
     ob.put_many(
         [
             b.build(
-                Transition(
+                EventDraft(
                     kind="uplink_test", phase="instant", key=str(i), t=0, ts=1.8e9 + i, payload={"n": i}
                 )
             )

@@ -1,32 +1,43 @@
-"""Output decoders, one file per family. ``get_decoder(family)`` imports ``adapters/<family>.py``.
+"""Output decoders, one file per family, listed in ``DECODERS`` below.
 
-A new model family is a new file here defining ``DECODER = <Decoder subclass>``; the runtime has
-no per-family ``if``.
+A new model family is a new file here with a ``Decoder`` subclass and one line in ``DECODERS``;
+the runtime has no per-family ``if``. The table is explicit so a reader sees every family in one place.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any
 
 from edge.errors import ModelError
 from edge.vision.adapters.base import DecodeContext, Decoder, RawDetections
+from edge.vision.adapters.detr import DetrDecoder
+from edge.vision.adapters.nanodet import NanodetDecoder
+from edge.vision.adapters.nms_rows import NmsRowsDecoder
+from edge.vision.adapters.ssd import SsdDecoder
+from edge.vision.adapters.yolov8 import Yolov8Decoder
+from edge.vision.adapters.yolox import YoloxDecoder
 
-__all__ = ["DecodeContext", "Decoder", "RawDetections", "families", "get_decoder"]
+__all__ = ["DECODERS", "DecodeContext", "Decoder", "RawDetections", "families", "get_decoder"]
+
+#: Manifest ``decoder.family`` -> the class that turns that family's raw outputs into detections.
+DECODERS: dict[str, type[Decoder]] = {
+    "detr": DetrDecoder,
+    "nanodet": NanodetDecoder,
+    "nms_rows": NmsRowsDecoder,
+    "ssd": SsdDecoder,
+    "yolov8": Yolov8Decoder,
+    "yolox": YoloxDecoder,
+}
 
 
 def families() -> list[str]:
-    """Every decoder family available (the adapter files)."""
-    return sorted(
-        m.name for m in pkgutil.iter_modules(__path__) if m.name != "base" and not m.name.startswith("_")
-    )
+    """Every decoder family available."""
+    return sorted(DECODERS)
 
 
 def get_decoder(family: str, params: dict[str, Any], input_size: tuple[int, int]) -> Decoder:
     """Instantiate the decoder of ``family``; raises ModelError naming the known families."""
-    if family not in families():
+    cls = DECODERS.get(family)
+    if cls is None:
         raise ModelError(f"decoder family {family!r} is unknown; available: {', '.join(families())}")
-    mod = importlib.import_module(f"{__name__}.{family}")
-    cls: type[Decoder] = mod.DECODER
     return cls(params, input_size)

@@ -99,6 +99,3 @@ class DetrDecoder(Decoder):
             b = b * np.array([ctx.input_w, ctx.input_h, ctx.input_w, ctx.input_h], np.float32)
             space = "input"
         return RawDetections(b, score[keep].astype(np.float32), label[keep].astype(np.int32), space)
-
-
-DECODER = DetrDecoder

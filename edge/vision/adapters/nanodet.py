@@ -149,6 +149,3 @@ class NanodetDecoder(Decoder):
             np.concatenate(labels).astype(np.int32),
             "input",
         )
-
-
-DECODER = NanodetDecoder

@@ -55,6 +55,3 @@ class NmsRowsDecoder(Decoder):
             b = b * np.array([ctx.input_w, ctx.input_h, ctx.input_w, ctx.input_h], np.float32)
             space = "input"
         return RawDetections(b, rows[:, 1].astype(np.float32), rows[:, 0].astype(np.int32), space)
-
-
-DECODER = NmsRowsDecoder

@@ -66,6 +66,3 @@ class SsdDecoder(Decoder):
             b = b[:, [1, 0, 3, 2]]
         b = b * np.array([ctx.input_w, ctx.input_h, ctx.input_w, ctx.input_h], np.float32)
         return RawDetections(b, score[keep].astype(np.float32), label[keep].astype(np.int32), "input")
-
-
-DECODER = SsdDecoder

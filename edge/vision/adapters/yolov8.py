@@ -49,6 +49,3 @@ class Yolov8Decoder(Decoder):
         half = b[:, 2:] * 0.5
         xyxy = np.concatenate([b[:, :2] - half, b[:, :2] + half], 1).astype(np.float32)
         return RawDetections(xyxy, score[keep].astype(np.float32), label[keep].astype(np.int32), "input")
-
-
-DECODER = Yolov8Decoder

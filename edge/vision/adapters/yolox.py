@@ -58,6 +58,3 @@ class YoloxDecoder(Decoder):
         half = np.exp(rows[:, 2:4]) * s * 0.5
         xyxy = np.concatenate([xy - half, xy + half], 1).astype(np.float32)
         return RawDetections(xyxy, scores[a, c].astype(np.float32), c.astype(np.int32), "input")
-
-
-DECODER = YoloxDecoder

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from edge.config.health import GatingConfig
-from edge.health.gating import MotionGate
+from edge.vision.gating import MotionGate
 
 CFG = GatingConfig(enabled=True, energy_threshold=0.01, recheck_s=5.0, max_skip_s=20.0)
 

@@ -17,8 +17,8 @@ import pytest
 from edge.agent.pipeline import CameraPipeline
 from edge.config.health import GatingConfig
 from edge.config.site import SiteConfig
-from edge.health.gating import MotionGate
 from edge.types import Frame
+from edge.vision.gating import MotionGate
 from tests.fixtures.assets import require_asset
 
 pytestmark = [pytest.mark.assets, pytest.mark.slow]
@@ -86,7 +86,7 @@ def test_still_skips_90_percent_and_violation_stays_open() -> None:
     for i in range(int(180 * fps)):  # three minutes of the same frame
         t = i / fps
         res = pipe.step(Frame(image=img, seq=i, t=t, ts=TS0 + t, camera_id="cam0"))
-        transitions.extend(res.transitions)
+        transitions.extend(res.drafts)
     viol = [tr for tr in transitions if tr.kind == "parking_violation"]
     print(
         f"still: skipped {gate.skipped_fraction:.3f} of {gate.frames} frames; "
@@ -137,7 +137,7 @@ def test_moving_footage_same_events_gated_and_ungated() -> None:
             res = pipe.step(Frame(image=img, seq=i, t=t, ts=TS0 + t, camera_id="cam0"))
             evs.extend(
                 (tr.kind, tr.phase, tr.zone_id, round(tr.t, 1))
-                for tr in res.transitions
+                for tr in res.drafts
                 if tr.kind != "features"
             )
         runs[gated] = (evs, pipe.skipped_fraction)

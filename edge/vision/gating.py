@@ -1,5 +1,7 @@
 """Motion gating: skip inference on frames where nothing in the camera's zones changes.
 
+It decides whether the detector runs, so it lives beside the detector and the motion energy it reads.
+
 The motion energy comes from ``edge.vision.motion.MotionEnergy`` (fraction of changed
 pixels inside the zones). Parked vehicles do not move, so while the tracker holds
 stationary tracks an inference is forced every ``recheck_s`` to keep them confirmed
