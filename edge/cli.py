@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
 import time
 from typing import Any
 
-from edge import __version__
+from edge import __version__, plugins
 from edge.errors import ConfigError, EdgeError
+from edge.hardware import cli as hardware_cli
+from edge.tools import cli as tools_cli
+from edge.vision import cli as vision_cli
 
 log = logging.getLogger("edge.cli")
 
-# Areas that add sub-commands through ``register(subparsers)``. A missing module is skipped
-# so a partial install still runs what it has.
-_AREA_CLIS = ("edge.vision.cli", "edge.hardware.cli", "edge.tools.cli", "edge.tools.demo")
+# Areas that add sub-commands through ``register(subparsers)``; plug-ins (``edge.commands`` entry
+# points, e.g. ``demo`` from firmware_sim) add theirs after these.
+_AREA_CLIS = (vision_cli, hardware_cli, tools_cli)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -104,14 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="site config YAML")
     p.set_defaults(func=cmd_check_config)
 
-    for mod_name in _AREA_CLIS:
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError as exc:
-            if exc.name and (exc.name == mod_name or mod_name.startswith(exc.name + ".")):
-                continue
-            print(f"warning: commands from {mod_name} are unavailable: {exc}", file=sys.stderr)
-            continue
+    for area in _AREA_CLIS:
+        area.register(sub)
+    for mod in plugins.command_modules():
         mod.register(sub)
     return parser
 

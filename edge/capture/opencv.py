@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 
 from edge.config.site import CameraConfig
+from edge.errors import CaptureError
+from edge.ports import FrameSource
 from edge.types import Frame, SourceState, SourceStatus
 
 log = logging.getLogger(__name__)
@@ -332,12 +334,11 @@ class OpenCvSource:
         return "lost", pos_offset_s
 
 
-def probe_camera(cam: CameraConfig, timeout_s: float = 10.0) -> tuple[int, int]:
-    """Open the camera, wait for one frame and return its (width, height). For ``doctor``."""
-    from edge.capture import open_source
-    from edge.errors import CaptureError
+def probe_camera(cam: CameraConfig, src: FrameSource, timeout_s: float = 10.0) -> tuple[int, int]:
+    """Wait for one frame from the opened ``src`` of ``cam`` and return its (width, height); closes it.
 
-    src = open_source(cam)
+    For ``doctor``; ``edge.capture.probe_camera`` opens the source.
+    """
     deadline = time.monotonic() + timeout_s
     last_reason = "no frame within the timeout"
     try:

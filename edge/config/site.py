@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 from pydantic import field_validator, model_validator
 
+from edge import plugins
 from edge.config.base import Field, Point, StrictModel, check_polygon
 from edge.config.detector import DetectorConfig
 from edge.config.hardware import HardwareConfig
@@ -19,7 +20,8 @@ from edge.config.zones import CalibrationConfig, LineConfig, ZoneConfig
 
 CONFIG_VERSION = 1
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "sim")
+#: Network URL schemes OpenCV opens itself; other schemes need a source plug-in (``edge.plugins``).
+OPENCV_SCHEMES: tuple[str, ...] = ("rtsp", "rtsps", "rtmp", "http", "https")
 
 
 def check_id(v: str) -> str:
@@ -99,9 +101,13 @@ class CameraConfig(StrictModel):
             raise ValueError("is empty; give a device index, /dev/videoN, a URL or a file path")
         if "://" in v:
             url = urlparse(v)
-            if url.scheme not in _URL_SCHEMES:
-                raise ValueError(f"URL scheme {url.scheme!r} is not supported; use one of {', '.join(_URL_SCHEMES)}")
-            if not url.hostname and url.scheme != "sim":
+            plugged = plugins.names(plugins.SOURCES)
+            if url.scheme not in OPENCV_SCHEMES and url.scheme not in plugged:
+                raise ValueError(
+                    f"URL scheme {url.scheme!r} is not supported; use one of {', '.join(OPENCV_SCHEMES)}"
+                    + (f" or an installed source plug-in ({', '.join(plugged)})" if plugged else "")
+                )
+            if not url.hostname and url.scheme in OPENCV_SCHEMES:
                 raise ValueError(f"URL {v!r} has no host")
         elif re.match(r"^[a-z]+:/?[^/]", v) and not re.match(r"^[A-Za-z]:[\\/]", v):
             raise ValueError(f"{v!r} looks like a malformed URL; write scheme://host/path")

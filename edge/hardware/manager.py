@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from edge import plugins
 from edge.config.hardware import HardwareConfig
 from edge.config.site import GeoConfig
 from edge.errors import HardwareError
@@ -92,9 +93,14 @@ class HardwareManager:
         c = self.cfg
         t = self.clock()
         if c.mock_scenario is not None:
-            from firmware_sim.gpio import GpioScenarioDriver
-
-            self._gpio_driver = GpioScenarioDriver(f, c.mock_scenario)
+            driver = plugins.gpio_driver("scenario")
+            if driver is None:
+                raise HardwareError(
+                    "hardware.mock_scenario needs the GPIO scenario driver that firmware_sim provides, and no "
+                    f"{plugins.GPIO_DRIVERS} plug-in 'scenario' is installed; install the edge repository with "
+                    "firmware_sim, or remove mock_scenario"
+                )
+            self._gpio_driver = driver(f, c.mock_scenario)
         try:
             if c.status_led:
                 self.led = gpio.StatusLed(self._out("status_led", c.status_led, f, pins))

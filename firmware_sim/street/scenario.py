@@ -284,7 +284,7 @@ def _rect_poly(r: tuple[float, float, float, float]) -> list[list[float]]:
 def camera_layout() -> dict[str, object]:
     """The zones, counting line and calibration of the street camera, as config data (normalised).
 
-    ``configs/demo-street.yaml`` carries the same values; a test keeps the two in step.
+    ``firmware_sim/street/demo-street.yaml`` carries the same values; a test keeps the two in step.
     """
     (ax, ay), (bx, by) = COUNT_LINE
     return {

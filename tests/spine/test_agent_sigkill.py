@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def street_config(tmp_path: Path, port: int) -> Path:
-    cfg = yaml.safe_load((REPO / "configs" / "demo-street.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "firmware_sim" / "street" / "demo-street.yaml").read_text())
     # 8x real time, the first 150 s of the street: events flow steadily, a run ends in ~20 s.
     cfg["cameras"][0]["source"] = "sim://street?seed=3&speed=8&duration=150"
     cfg["uplink"] = {

@@ -1,4 +1,4 @@
-"""configs/demo-street.yaml must match the street it watches, and load."""
+"""firmware_sim/street/demo-street.yaml (the demo's config) must match the street it watches, and load."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from edge.config import load_config
 from firmware_sim.street import open_street_source
 from firmware_sim.street.scenario import camera_layout
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo-street.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "firmware_sim" / "street" / "demo-street.yaml"
 
 
 def test_demo_config_loads_and_uses_the_street_and_the_motion_backend() -> None:

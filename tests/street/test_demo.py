@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from edge.errors import ConfigError
-from edge.tools.demo import build_demo_config, format_event, run_demo
+from firmware_sim.demo import build_demo_config, format_event, run_demo
 from firmware_sim.street import default_scenario
 from firmware_sim.street.source import DEFAULT_START_TS
 from tests.fixtures.broker import Broker, mosquitto  # noqa: F401  (fixture)
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _args(tmp_path: Path, **kw: Any) -> argparse.Namespace:
     base: dict[str, Any] = {
-        "config": str(REPO / "configs" / "demo-street.yaml"),
+        "config": str(REPO / "firmware_sim" / "street" / "demo-street.yaml"),
         "broker": None,
         "real": False,
         "out": str(tmp_path / "out"),
@@ -174,7 +174,7 @@ def test_event_lines_are_readable() -> None:
 @pytest.mark.slow
 def test_a_demo_that_misses_the_truth_fails(tmp_path: Path) -> None:
     """With a 200 s grace time no car overstays: the expected violations are missing -> exit 1."""
-    data = yaml.safe_load((REPO / "configs" / "demo-street.yaml").read_text())
+    data = yaml.safe_load((REPO / "firmware_sim" / "street" / "demo-street.yaml").read_text())
     data["rules"]["parking"]["grace_s"] = 200
     cfg_path = tmp_path / "strict.yaml"
     cfg_path.write_text(yaml.safe_dump(data))

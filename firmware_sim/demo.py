@@ -1,6 +1,7 @@
 """``edge-agent demo``: the whole agent on the synthetic street, with nothing to download.
 
-The street of ``firmware_sim/street`` (cars parking in a no-parking zone, a bike bay that
+It lives with the street it shows and reaches ``edge-agent`` through the ``edge.commands`` entry
+point (``edge`` never imports the simulator). The street of ``firmware_sim/street`` (cars parking in a no-parking zone, a bike bay that
 overflows and is cleared, bikes dumped outside it, a crowd that gathers and surges) is rendered
 frame by frame and analysed by the model-free motion backend through the real agent
 (``edge.agent.runner.Agent``: detector, tracker, rules, event builder, outbox, uplink). Events
@@ -26,13 +27,22 @@ from typing import Any, TextIO
 
 import yaml
 
-from edge.config import SiteConfig, parse_config
+from edge.agent.pipeline import StepResult
+from edge.agent.runner import Agent
+from edge.capture import open_source
+from edge.config import CameraConfig, SiteConfig, parse_config
+from edge.config.uplink import is_local_host
 from edge.errors import CommandError, ConfigError
+from edge.ports import FrameSource
+from edge.tools.assets import assets_dir
+from edge.types import Frame, SourceState, SourceStatus
+from firmware_sim.street import ScriptedCommand, default_scenario, open_street_source
+from firmware_sim.street.source import StreetOptions
+from firmware_sim.street.truth import compare, event_time
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO / "configs" / "demo-street.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "street" / "demo-street.yaml"
 REAL_CLIP = "media/intel_one-by-one-person-detection.mp4"
 REAL_MODEL = "yolox_nano_416"
 QUIET_KINDS = (
@@ -53,7 +63,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--config", default=str(DEFAULT_CONFIG), help="site config to run (default configs/demo-street.yaml)"
+        "--config", default=str(DEFAULT_CONFIG), help="site config to run (default: the street's own, firmware_sim/street/demo-street.yaml)"
     )
     p.add_argument("--broker", metavar="HOST:PORT", help="also publish the events to this MQTT broker")
     p.add_argument(
@@ -103,17 +113,12 @@ def _parse_broker(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def assets_dir() -> Path:
-    env = os.environ.get("EDGE_ASSETS")
-    return Path(env) if env else REPO.parent / "shared" / "assets"
-
-
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: no such file; run the demo from the repository or pass --config"
+            f"{path}: no such file; pass --config with a site config, or leave --config out to run the street"
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
@@ -151,8 +156,6 @@ def build_demo_config(args: argparse.Namespace) -> SiteConfig:
     if args.broker:
         host, port = _parse_broker(args.broker)
         mqtt: dict[str, Any] = {"host": host, "port": port}
-        from edge.config.uplink import is_local_host
-
         if not is_local_host(host):
             mqtt["allow_insecure"] = True  # a lab broker for the demo; production configs use TLS
         up["mqtt"] = mqtt
@@ -189,8 +192,6 @@ def build_demo_config(args: argparse.Namespace) -> SiteConfig:
 
 
 def _video_t(event: dict[str, Any], start_ts: float) -> float | None:
-    from firmware_sim.street.truth import event_time
-
     if not event.get("camera_id"):
         return None  # box-level records carry wall-clock time
     try:
@@ -222,16 +223,14 @@ def format_event(event: dict[str, Any], start_ts: float | None) -> str:
 class _Limited:
     """Ends a frame source after ``duration_s`` of video time (``--duration`` for real clips)."""
 
-    def __init__(self, source: Any, duration_s: float) -> None:
+    def __init__(self, source: FrameSource, duration_s: float) -> None:
         self.source = source
         self.camera_id = source.camera_id
         self.duration_s = duration_s
         self._t0: float | None = None
         self._ended = False
 
-    def read(self, timeout_s: float = 1.0) -> Any:
-        from edge.types import Frame, SourceState, SourceStatus
-
+    def read(self, timeout_s: float = 1.0) -> Frame | SourceStatus | None:
         if self._ended:
             return None
         item = self.source.read(timeout_s)
@@ -250,17 +249,17 @@ class _Limited:
 class _Commander:
     """Sends the scenario's scripted commands at their video time, from the pipeline thread."""
 
-    def __init__(self, agent: Any, commands: list[Any], out: TextIO) -> None:
+    def __init__(self, agent: Agent, commands: list[ScriptedCommand], out: TextIO) -> None:
         self.agent = agent
         self.pending = sorted(commands, key=lambda c: c.t)
         self.out = out
 
-    def on_step(self, result: Any) -> None:
+    def on_step(self, result: StepResult) -> None:
         while self.pending and result.frame.t >= self.pending[0].t:
             cmd = self.pending.pop(0)
             self._send(cmd, result)
 
-    def _send(self, cmd: Any, result: Any) -> None:
+    def _send(self, cmd: ScriptedCommand, result: StepResult) -> None:
         analytics = result.analytics
         frame = result.frame
         tasks = [
@@ -294,11 +293,6 @@ def run_demo(
     handle_signals: bool = False,
 ) -> DemoResult:
     """Run the agent on ``cfg`` (street or real clip), print events, compare with ground truth."""
-    from edge.agent.runner import Agent
-    from firmware_sim.street import default_scenario, open_street_source
-    from firmware_sim.street.source import StreetOptions
-    from firmware_sim.street.truth import compare
-
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("outbox.sqlite", "events.jsonl", "summary.json"):
         (out_dir / name).unlink(missing_ok=True)
@@ -316,11 +310,9 @@ def run_demo(
         if verbose or event.get("kind") not in quiet:
             print(format_event(event, start_ts), file=stream, flush=True)
 
-    def factory(cam: Any) -> Any:
+    def factory(cam: CameraConfig) -> FrameSource:
         if isinstance(cam.source, str) and cam.source.startswith("sim://street"):
             return open_street_source(cam, scenario)  # the demo's own scenario, for its commands
-        from edge.capture import open_source
-
         source = open_source(cam)
         return _Limited(source, duration_s) if duration_s is not None else source
 
