@@ -14,6 +14,7 @@ from edge.config.site import OPENCV_SCHEMES, CameraConfig
 from edge.errors import CaptureError
 from edge.ports import FrameSource
 
+
 def _scheme(source: str | int) -> str | None:
     if isinstance(source, str) and "://" in source:
         return source.split("://", 1)[0].lower()
