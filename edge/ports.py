@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from edge.events.schema import ModelRef
 from edge.types import Detections, EventDraft, Frame, SourceStatus, Tracks
 
 
@@ -32,7 +33,10 @@ class Detector(Protocol):
 
 
 class Tracker(Protocol):
-    def update(self, detections: Detections, t: float) -> Tracks: ...
+    """Detections of one frame in, confirmed tracks out. ``frame_size`` (width, height) lets a
+    calibrated tracker report ground speed."""
+
+    def update(self, detections: Detections, t: float, frame_size: tuple[int, int] | None = None) -> Tracks: ...
 
 
 class FallbackLink(Protocol):
@@ -48,6 +52,7 @@ class FallbackLink(Protocol):
 
 
 class EventSink(Protocol):
-    """Where the pipeline hands finished transitions and feature records (the outbox side)."""
+    """Where finished drafts (rule changes, feature, health and status records) go to become
+    events; ``model`` is the detector behind a camera's drafts (``edge.agent.emitter``)."""
 
-    def submit(self, transitions: Sequence[EventDraft]) -> None: ...
+    def submit(self, drafts: Sequence[EventDraft], model: ModelRef | None = None) -> None: ...

@@ -94,7 +94,7 @@ class DemoResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     frames: int = 0
     wall_s: float = 0.0
-    rejected: int = 0  # transitions the event builder refused (a payload broke its schema)
+    rejected: int = 0  # drafts the event builder refused (a payload broke its schema)
     truth_ok: bool | None = None
     truth_lines: list[str] = field(default_factory=list)
 
@@ -270,7 +270,7 @@ class _Commander:
             return
         task_id = str(tasks[0]["task_id"])
         try:
-            reply, transitions = analytics.command(
+            reply, drafts = analytics.command(
                 cmd.name, {"task_id": task_id, "by": "demo-operator"}, frame.t, frame.ts
             )
         except CommandError as exc:
@@ -280,7 +280,7 @@ class _Commander:
             f"{frame.t:7.1f}s  (operator) {cmd.name} {task_id} -> {reply.get('state', reply)}", file=self.out
         )
         cr = self.agent.cameras.get(frame.camera_id)
-        self.agent.emit(transitions, cr.model_ref if cr is not None else None)
+        self.agent.events.submit(drafts, cr.model if cr is not None else None)
 
 
 def run_demo(
@@ -332,7 +332,7 @@ def run_demo(
     code = agent.run()
     wall = time.perf_counter() - t0
     frames = sum(cr.frames for cr in agent.cameras.values())
-    rejected = int(getattr(agent, "event_counts", {}).get("rejected", 0))
+    rejected = agent.events.counts["rejected"]
     result = DemoResult(exit_code=code, events=events, frames=frames, wall_s=wall, rejected=rejected)
     if street and start_ts is not None:
         # Judge only a street that played to its end (not cut by --duration or Ctrl-C).

@@ -7,6 +7,7 @@ Files never leave the box here; uploading is a separate, explicitly enabled comm
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 from edge.config.site import EvidenceConfig
 from edge.errors import EdgeError
+from edge.rules.redact import redacted_crop
 
 log = logging.getLogger(__name__)
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -69,10 +71,6 @@ def save_snapshot(
     Only called when evidence is enabled. The JPEG stays on the box unless ``evidence.upload``
     is on, in which case it also goes back in the reply (base64).
     """
-    import base64
-
-    from edge.rules.redact import redacted_crop
-
     h, w = image.shape[:2]
     redacted = redacted_crop(image, np.array([0, 0, w, h], np.float32), person_boxes, margin=0.0)
     writer = EvidenceWriter(cfg)

@@ -8,9 +8,11 @@ frame (``frame.t`` / ``frame.ts``).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
 
 from edge.ports import Detector, Tracker
 from edge.types import Detections, EventDraft, Frame, Tracks
@@ -25,9 +27,26 @@ class Analytics(Protocol):
 
     def feature_record(self, t: float, ts: float) -> EventDraft | None: ...
 
+    def flush(self, t: float, ts: float) -> list[EventDraft]: ...
+
     def command(
         self, name: str, args: Mapping[str, Any], t: float, ts: float
     ) -> tuple[dict[str, Any], list[EventDraft]]: ...
+
+    # Read-only views for drawing, replay and the demo's operator.
+    def zone_states(self) -> dict[str, dict[str, Any]]: ...
+
+    @property
+    def occupancy_total(self) -> np.ndarray: ...
+
+    def open_tasks(self) -> list[dict[str, Any]]: ...
+
+
+class StationaryAwareTracker(Tracker, Protocol):
+    """A tracker that says whether it holds stationary objects (seen or remembered): the motion
+    gate re-checks them by inference even when nothing moves."""
+
+    def has_stationary(self) -> bool: ...
 
 
 class MotionMeter(Protocol):
@@ -66,7 +85,7 @@ class StepResult:
     drafts: list[EventDraft]
     inferred: bool
     motion_energy: dict[str, float]
-    analytics: Any
+    analytics: Analytics
     timing_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -77,14 +96,14 @@ class CameraPipeline:
         self,
         camera_id: str,
         detector: Detector,
-        tracker: Tracker,
+        tracker: StationaryAwareTracker,
         analytics: Analytics,
         *,
         motion: MotionMeter | None = None,
         gate: Gate | None = None,
         checks: list[FrameCheck] | None = None,
         check_interval_s: float = 0.0,
-        clock: Any = time.perf_counter,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.camera_id = camera_id
         self.detector = detector
@@ -152,7 +171,7 @@ class CameraPipeline:
                 self._energy = self.motion.update(frame)
                 p.motion_energy = self._energy
         t2 = perf()
-        tracks = self.tracker.update(p.detections, frame.t)
+        tracks = self.tracker.update(p.detections, frame.t, (frame.width, frame.height))
         drafts.extend(self.analytics.update(frame, tracks, p.motion_energy or None))
         record = self.analytics.feature_record(frame.t, frame.ts)
         if record is not None:
@@ -163,8 +182,7 @@ class CameraPipeline:
         self._last_tracks = tracks
         # Read by the next perceive() (maybe on another thread): a plain bool, set after the update.
         # Stationary objects hidden right now (a parked car behind a bus) count too.
-        probe = getattr(self.tracker, "has_stationary", None)
-        self._has_stationary = bool(probe()) if callable(probe) else bool(tracks.stationary.any())
+        self._has_stationary = self.tracker.has_stationary()
         return StepResult(
             frame=frame,
             detections=p.detections,

@@ -70,7 +70,8 @@ def utc_ms(ts: float) -> str:
     return d.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
 
-def _model_ref(model: Any) -> ModelRef | None:
+def model_ref(model: Any) -> ModelRef | None:
+    """A detector (or mapping, or ModelRef) as the envelope's ``model``: name and sha256 prefix."""
     if model is None:
         return None
     if isinstance(model, ModelRef):
@@ -191,7 +192,7 @@ class EventBuilder:
                 ts=ts,
                 started_ts=started,
                 clock=clock,
-                model=_model_ref(model),
+                model=model_ref(model),
                 config_hash=self.config_hash,
                 geo=geo,
                 payload=dict(tr.payload),

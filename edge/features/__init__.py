@@ -1,5 +1,11 @@
 """Feature values: the compact per-camera record of per-zone numbers a city platform stores."""
 
-from edge.features.aggregator import FeatureAggregator, OccupancyGrid
+from edge.features.aggregator import (
+    FeatureAggregator,
+    FeatureRecord,
+    OccupancyGrid,
+    ZoneFeatures,
+    ZoneObservation,
+)
 
-__all__ = ["FeatureAggregator", "OccupancyGrid"]
+__all__ = ["FeatureAggregator", "FeatureRecord", "OccupancyGrid", "ZoneFeatures", "ZoneObservation"]

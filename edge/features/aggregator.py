@@ -1,40 +1,123 @@
-"""Windowed, time-weighted per-zone features and a coarse occupancy grid (person-seconds per cell).
+"""The feature stage: windowed, time-weighted per-zone numbers and a coarse occupancy grid.
 
-Everything accumulates with the time between frames (``dt``, capped so a stalled camera does not
-inflate the numbers), never per frame, so the values do not depend on the frame rate.
+``FeatureAggregator(zones, lines, cfg)`` is built from a camera's zone and line configs; each frame the
+rules hand it one ``ZoneObservation`` (who is in which zone, densities, motion, line crossings);
+every ``feature_interval_s`` it returns a typed ``FeatureRecord`` whose ``payload()`` is the
+``features`` event. Everything accumulates with the time between frames (``dt``, capped so a
+stalled camera does not inflate the numbers), never per frame, so values do not depend on the
+frame rate.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge.classes import CLASSES
-from edge.types import FeatureValue
+from edge.config.rules import FeaturesConfig
+from edge.config.zones import LineConfig, ZoneConfig
+from edge.zones.membership import MembershipView
 
 _NAMES = ("other", *CLASSES)
 MAX_DT_S = 2.0
 
 
 class OccupancyGrid:
-    """cols x rows cells of object-seconds over the frame (a heat-map feature)."""
+    """cols x rows cells of object-seconds over the frame: the current window and the total since start."""
 
     def __init__(self, cols: int, rows: int) -> None:
         self.cols, self.rows = cols, rows
-        self.cells = np.zeros((rows, cols), np.float64)
+        self.cells = np.zeros((rows, cols), np.float64)  # this feature window
+        self.total = np.zeros((rows, cols), np.float64)  # since start (replay's heat map)
 
     def add(self, anchors: np.ndarray, width: int, height: int, dt: float) -> None:
+        """Add ``dt`` seconds to the cell under each (N,2) pixel anchor of a ``width`` x ``height`` frame."""
         if anchors.shape[0] == 0 or dt <= 0:
             return
         c = np.clip((anchors[:, 0] / max(width, 1) * self.cols).astype(np.intp), 0, self.cols - 1)
         r = np.clip((anchors[:, 1] / max(height, 1) * self.rows).astype(np.intp), 0, self.rows - 1)
         np.add.at(self.cells, (r, c), dt)
+        np.add.at(self.total, (r, c), dt)
 
     def take(self) -> list[list[int]]:
+        """The window's cells in whole seconds; starts the next window."""
         out = np.rint(self.cells).astype(np.int64).tolist()
         self.cells[:] = 0.0
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneObservation:
+    """What the feature stage takes from one frame of the rules stage."""
+
+    t: float
+    member: MembershipView  # every held object's zones, entry times, this step's entries/exits
+    class_id: np.ndarray  # (K,) last known class of each id in member.all_ids
+    density: Mapping[int, float]  # zone index -> persons/m2 (crowd zones with an area)
+    motion: Mapping[int, float]  # zone index -> motion energy (0..1)
+    line_in: np.ndarray  # (L,) crossings this step
+    line_out: np.ndarray  # (L,)
+    grid_anchors: np.ndarray  # (M,2) px anchors of the objects the grid accumulates
+    frame_size: tuple[int, int]  # (width, height) px
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneFeatures:
+    """One zone's numbers over one feature window."""
+
+    kind: str
+    count: dict[str, int]  # by class, now
+    count_mean: dict[str, float]  # by class, time-weighted over the window
+    count_max: dict[str, int]
+    occupancy: float  # count/capacity (zones with a capacity), else the fraction of time occupied
+    dwell_mean_s: float | None
+    dwell_max_s: float | None
+    density: float | None  # persons/m2, time-weighted
+    density_max: float | None
+    los: str | None
+    entries: int
+    exits: int
+    motion_energy: float | None
+
+    def payload(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "count": self.count,
+            "count_mean": self.count_mean,
+            "count_max": self.count_max,
+            "occupancy": self.occupancy,
+            "dwell_mean_s": self.dwell_mean_s,
+            "dwell_max_s": self.dwell_max_s,
+            "density": self.density,
+            "density_max": self.density_max,
+            "los": self.los,
+            "in": self.entries,
+            "out": self.exits,
+            "motion_energy": self.motion_energy,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRecord:
+    """One camera's feature window: per zone, per line, and the occupancy grid."""
+
+    interval_s: float
+    zones: dict[str, ZoneFeatures]
+    lines: dict[str, tuple[int, int]]  # line id -> (in, out)
+    grid_cols: int
+    grid_rows: int
+    grid_cells: list[list[int]]  # object-seconds per cell, rows x cols
+
+    def payload(self) -> dict[str, object]:
+        """The ``features`` event payload (``edge/events/schemas/kinds/features.json``)."""
+        return {
+            "interval_s": round(self.interval_s, 3),
+            "zones": {zid: z.payload() for zid, z in self.zones.items()},
+            "lines": {lid: {"in": i, "out": o} for lid, (i, o) in self.lines.items()},
+            "grid": {"cols": self.grid_cols, "rows": self.grid_rows, "cells": self.grid_cells},
+        }
 
 
 @dataclass(slots=True)
@@ -64,144 +147,103 @@ class _ZoneAcc:
         for name in self.__slots__:  # type: ignore[attr-defined]
             setattr(self, name, getattr(fresh, name))
 
+    def add(self, counts: np.ndarray, dwell: np.ndarray, dt: float) -> None:
+        self.count_now = counts
+        self.count_max = np.maximum(self.count_max, counts)
+        n = int(counts.sum())
+        if n:
+            self.dwell_max = max(self.dwell_max, float(dwell.max()))
+            if dt > 0:
+                self.dwell_sum += float(dwell.mean()) * dt
+                self.dwell_w += dt
+        if dt > 0:
+            self.weight_s += dt
+            self.count_s += counts * dt
+            self.total_s += n * dt
+            self.occupied_s += dt if n else 0.0
+
+    def features(self, los: str | None) -> ZoneFeatures:
+        w = self.weight_s
+        mean_count = self.total_s / w if w else 0.0
+        occupancy = mean_count / self.capacity if self.capacity else (self.occupied_s / w if w else 0.0)
+        return ZoneFeatures(
+            kind=self.kind,
+            count={_NAMES[i]: int(c) for i, c in enumerate(self.count_now) if c},
+            count_mean={_NAMES[i]: round(float(c) / w, 2) for i, c in enumerate(self.count_s) if c and w},
+            count_max={_NAMES[i]: int(c) for i, c in enumerate(self.count_max) if c},
+            occupancy=round(occupancy, 3),
+            dwell_mean_s=round(self.dwell_sum / self.dwell_w, 1) if self.dwell_w else None,
+            dwell_max_s=round(self.dwell_max, 1) if self.dwell_max else None,
+            density=round(self.density_s / self.density_w, 3) if self.density_w else None,
+            density_max=round(self.density_max, 3) if self.density_max is not None else None,
+            los=los,
+            entries=self.entries,
+            exits=self.exits,
+            motion_energy=round(self.motion_s / self.motion_w, 4) if self.motion_w else None,
+        )
+
 
 class FeatureAggregator:
-    def __init__(
-        self, zones: list[tuple[str, str, int | None]], line_ids: list[str], grid: tuple[int, int]
-    ) -> None:
-        self.zone_ids = [z for z, _, _ in zones]
-        self.acc = [_ZoneAcc(kind=k, capacity=c) for _, k, c in zones]
-        self.line_ids = list(line_ids)
-        self.line_in = np.zeros(len(line_ids), np.int64)
-        self.line_out = np.zeros(len(line_ids), np.int64)
-        self.grid = OccupancyGrid(*grid)
+    """Accumulates ``ZoneObservation``s; ``record()`` closes a window into a ``FeatureRecord``."""
+
+    def __init__(self, zones: Sequence[ZoneConfig], lines: Sequence[LineConfig], cfg: FeaturesConfig) -> None:
+        self.zone_ids = [z.id for z in zones]
+        self.acc = [_ZoneAcc(kind=z.kind, capacity=z.capacity) for z in zones]
+        self.line_ids = [ln.id for ln in lines]
+        self.line_in = np.zeros(len(self.line_ids), np.int64)
+        self.line_out = np.zeros(len(self.line_ids), np.int64)
+        self.grid = OccupancyGrid(*cfg.grid)
         self.window_start_t: float | None = None
         self._last_t: float | None = None
 
-    def step_dt(self, t: float) -> float:
+    def add(self, obs: ZoneObservation) -> None:
+        """One frame: per-zone counts by class, dwell, density, motion, crossings and the grid."""
+        t = obs.t
         dt = 0.0 if self._last_t is None else min(max(t - self._last_t, 0.0), MAX_DT_S)
         self._last_t = t
         if self.window_start_t is None:
             self.window_start_t = t
-        return dt
-
-    def add_zones(
-        self,
-        dt: float,
-        t: float,
-        all_inside: np.ndarray,
-        all_class: np.ndarray,
-        all_entered: np.ndarray,
-        entries: np.ndarray,
-        exits: np.ndarray,
-        densities: dict[int, float],
-        motion: dict[int, float],
-    ) -> None:
-        """One step of per-zone accumulation; (K,Z) membership of every held object."""
-        cls = np.clip(all_class, -1, len(CLASSES) - 1) + 1
+        m = obs.member
+        cls = np.clip(obs.class_id, -1, len(CLASSES) - 1) + 1
         for zi, acc in enumerate(self.acc):
-            inside = all_inside[:, zi]
-            counts = np.bincount(cls[inside], minlength=len(_NAMES))
-            acc.count_now = counts
-            acc.count_max = np.maximum(acc.count_max, counts)
-            acc.entries += int(entries[zi])
-            acc.exits += int(exits[zi])
-            n = int(counts.sum())
-            if n:
-                dwell = t - all_entered[inside, zi]
-                acc.dwell_max = max(acc.dwell_max, float(dwell.max()))
-                if dt > 0:
-                    acc.dwell_sum += float(dwell.mean()) * dt
-                    acc.dwell_w += dt
-            if zi in densities:
-                d = densities[zi]
+            inside = m.all_inside[:, zi]
+            acc.add(np.bincount(cls[inside], minlength=len(_NAMES)), t - m.all_entered_t[inside, zi], dt)
+            acc.entries += int(m.entries[zi])
+            acc.exits += int(m.exits[zi])
+            if zi in obs.density:
+                d = obs.density[zi]
                 acc.density_max = d if acc.density_max is None else max(acc.density_max, d)
                 acc.density_s += d * dt
                 acc.density_w += dt
-            if zi in motion and dt > 0:
-                acc.motion_s += motion[zi] * dt
+            if zi in obs.motion and dt > 0:
+                acc.motion_s += obs.motion[zi] * dt
                 acc.motion_w += dt
-            if dt > 0:
-                acc.weight_s += dt
-                acc.count_s += counts * dt
-                acc.total_s += n * dt
-                acc.occupied_s += dt if n else 0.0
-
-    def add_lines(self, step_in: np.ndarray, step_out: np.ndarray) -> None:
-        self.line_in += step_in
-        self.line_out += step_out
+        self.line_in += obs.line_in
+        self.line_out += obs.line_out
+        self.grid.add(obs.grid_anchors, *obs.frame_size, dt)
 
     def due(self, t: float, interval_s: float) -> bool:
         return self.window_start_t is not None and t - self.window_start_t >= interval_s - 1e-9
 
-    def record(self, t: float, los: dict[int, str | None]) -> dict[str, object]:
-        """The payload of one ``features`` record; resets the window."""
+    def record(self, t: float, los: Mapping[int, str | None]) -> FeatureRecord:
+        """Close the window at ``t`` (``los``: zone index -> level of service) and start the next."""
         interval = t - (self.window_start_t if self.window_start_t is not None else t)
-        zones: dict[str, object] = {}
+        zones = {}
         for zi, (zid, acc) in enumerate(zip(self.zone_ids, self.acc, strict=True)):
-            w = acc.weight_s
-            mean_count = acc.total_s / w if w else 0.0
-            if acc.capacity:
-                occupancy = mean_count / acc.capacity
-            else:
-                occupancy = acc.occupied_s / w if w else 0.0
-            zones[zid] = {
-                "kind": acc.kind,
-                "count": {_NAMES[i]: int(c) for i, c in enumerate(acc.count_now) if c},
-                "count_mean": {
-                    _NAMES[i]: round(float(c) / w, 2) for i, c in enumerate(acc.count_s) if c and w
-                },
-                "count_max": {_NAMES[i]: int(c) for i, c in enumerate(acc.count_max) if c},
-                "occupancy": round(occupancy, 3),
-                "dwell_mean_s": round(acc.dwell_sum / acc.dwell_w, 1) if acc.dwell_w else None,
-                "dwell_max_s": round(acc.dwell_max, 1) if acc.dwell_max else None,
-                "density": round(acc.density_s / acc.density_w, 3) if acc.density_w else None,
-                "density_max": round(acc.density_max, 3) if acc.density_max is not None else None,
-                "los": los.get(zi),
-                "in": acc.entries,
-                "out": acc.exits,
-                "motion_energy": round(acc.motion_s / acc.motion_w, 4) if acc.motion_w else None,
-            }
+            zones[zid] = acc.features(los.get(zi))
             acc.reset()
         lines = {
-            lid: {"in": int(self.line_in[i]), "out": int(self.line_out[i])}
-            for i, lid in enumerate(self.line_ids)
+            lid: (int(self.line_in[i]), int(self.line_out[i])) for i, lid in enumerate(self.line_ids)
         }
         self.line_in[:] = 0
         self.line_out[:] = 0
-        payload: dict[str, object] = {
-            "interval_s": round(interval, 3),
-            "zones": zones,
-            "lines": lines,
-            "grid": {"cols": self.grid.cols, "rows": self.grid.rows, "cells": self.grid.take()},
-        }
+        record = FeatureRecord(
+            interval_s=interval,
+            zones=zones,
+            lines=lines,
+            grid_cols=self.grid.cols,
+            grid_rows=self.grid.rows,
+            grid_cells=self.grid.take(),
+        )
         self.window_start_t = t
-        return payload
-
-    @staticmethod
-    def values(payload: dict[str, object], t: float) -> list[FeatureValue]:
-        """The record as flat ``FeatureValue`` rows (for local storage or metrics)."""
-        out: list[FeatureValue] = []
-        window = float(payload["interval_s"])  # type: ignore[arg-type]
-        zones = payload["zones"]
-        assert isinstance(zones, dict)
-        for zid, z in zones.items():
-            for cls, c in z["count_mean"].items():
-                out.append(FeatureValue(f"count.{cls}", zid, float(c), "1", window, t))
-            out.append(FeatureValue("occupancy", zid, float(z["occupancy"]), "ratio", window, t))
-            for key, unit in (
-                ("dwell_mean_s", "s"),
-                ("dwell_max_s", "s"),
-                ("density", "persons/m2"),
-                ("motion_energy", "1"),
-            ):
-                if z[key] is not None:
-                    out.append(FeatureValue(key, zid, float(z[key]), unit, window, t))
-            out.append(FeatureValue("in", zid, float(z["in"]), "1", window, t))
-            out.append(FeatureValue("out", zid, float(z["out"]), "1", window, t))
-        lines = payload["lines"]
-        assert isinstance(lines, dict)
-        for lid, v in lines.items():
-            out.append(FeatureValue("in", lid, float(v["in"]), "1", window, t))
-            out.append(FeatureValue("out", lid, float(v["out"]), "1", window, t))
-        return out
+        return record

@@ -24,26 +24,27 @@ class CameraHealth:
 
 
 @dataclass(frozen=True, slots=True)
-class HealthInputs:
-    """Everything one health record is built from (the runner gathers it every health_interval_s)."""
+class OutboxHealth:
+    """The outbox as the health record reports it."""
 
-    system: Mapping[str, Any]  # sample_system()
+    depth: int | None = None  # rows waiting for the broker
+    oldest_age_s: float | None = None
+    dropped: int | None = None  # rows evicted since start (all priorities)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthInputs:
+    """Everything one health record is built from, gathered by its owner (the agent runner) every
+    ``health_interval_s``; this module only formats it."""
+
+    system: Mapping[str, Any]  # SystemSampler.sample()
     cameras: Sequence[CameraHealth]
-    uplink: Mapping[str, Any] = field(default_factory=dict)  # Uplink.stats()
+    outbox: OutboxHealth = field(default_factory=OutboxHealth)
     broker_connected: bool | None = None
     clock: str = "unknown"  # HardwareManager.clock_quality(): "ntp" | "gps" | "rtc" | "unsynced" | "unknown"
     agent_version: str = ""
     config_hash: str = ""
     hardware: Mapping[str, Any] | None = None  # HardwareManager.health()
-
-
-def _count(v: Any) -> int | None:
-    """A counter, or the total of a per-priority breakdown ({"alarm": 0, "info": 2, ...})."""
-    if v is None:
-        return None
-    if isinstance(v, Mapping):
-        return int(sum(int(x) for x in v.values()))
-    return int(v)
 
 
 def _round(v: Any) -> float | None:
@@ -75,13 +76,8 @@ def build_health_payload(inp: HealthInputs) -> dict[str, Any]:
                 "brightness": c.tamper.get("brightness"),
             }
         cams.append(cam)
-    up = inp.uplink
-    outbox_src = up.get("outbox", up) if isinstance(up.get("outbox", up), Mapping) else up
-    outbox = {
-        "depth": _count(outbox_src.get("depth")),
-        "oldest_age_s": _round(outbox_src.get("oldest_age_s")),
-        "dropped": _count(outbox_src.get("dropped")),
-    }
+    ob = inp.outbox
+    outbox = {"depth": ob.depth, "oldest_age_s": _round(ob.oldest_age_s), "dropped": ob.dropped}
     sysd = inp.system
     payload: dict[str, Any] = {
         "cpu_percent": sysd.get("cpu_percent"),
@@ -101,6 +97,13 @@ def build_health_payload(inp: HealthInputs) -> dict[str, Any]:
     if inp.hardware is not None:
         payload["hardware"] = dict(inp.hardware)
     return payload
+
+
+def health_record(inp: HealthInputs, *, t: float, ts: float, device_id: str) -> EventDraft:
+    """The ``device_health`` draft of ``inp``, with its one-line ``summary``."""
+    payload = build_health_payload(inp)
+    payload["summary"] = summary_line(payload)
+    return health_draft(payload, t=t, ts=ts, device_id=device_id)
 
 
 def health_draft(payload: Mapping[str, Any], *, t: float, ts: float, device_id: str) -> EventDraft:
@@ -227,77 +230,3 @@ def summary_line(payload: Mapping[str, Any]) -> str:
         f"temp={payload.get('temperature_c')}C outbox={ob.get('depth')}/{ob.get('oldest_age_s')}s "
         f"broker={payload.get('broker_connected')} clock={payload.get('clock')} [{cams}]"
     )
-
-
-def build_health_transition(agent: Any) -> EventDraft:
-    """The health record of a running ``edge.agent.runner.Agent`` (duck-typed: ``cfg``,
-    ``cameras`` of runtimes with ``cam``/``stats``/``tamper``/``state``/``pipeline.gate``,
-    ``uplink``, ``_clock_quality()``, ``_hardware``). Keeps its ``SystemSampler`` on the agent."""
-    import time
-
-    from edge import __version__
-    from edge.config import config_hash
-    from edge.health.system import SystemSampler
-
-    cfg = agent.cfg
-    sampler = getattr(agent, "_health_sampler", None)
-    if sampler is None:
-        import os
-
-        disk = cfg.health.disk_path or os.path.dirname(os.path.abspath(str(cfg.uplink.outbox_path)))
-        sampler = SystemSampler(disk_path=_existing_dir(disk), thermal_root=cfg.health.thermal_root)
-        agent._health_sampler = sampler
-    now_t, now_ts = time.monotonic(), time.time()
-    cams: list[CameraHealth] = []
-    for cr in list(getattr(agent, "cameras", {}).values()):
-        stats = cr.stats.snapshot()
-        gate = getattr(getattr(cr, "pipeline", None), "gate", None)
-        tamper = cr.tamper.state() if cr.tamper is not None else None
-        cams.append(
-            CameraHealth(
-                stats=stats,
-                online=getattr(cr, "state", SourceState.ONLINE) is not SourceState.OFFLINE,
-                tamper=tamper,
-                skipped_fraction=None if gate is None else round(gate.skipped_fraction, 4),
-            )
-        )
-    up = agent.uplink.stats() if getattr(agent, "uplink", None) is not None else {}
-    ob_raw = up.get("outbox")
-    ob: Mapping[str, Any] = ob_raw if isinstance(ob_raw, Mapping) else {}
-    outbox = {
-        "depth": up.get("outbox_pending", ob.get("pending")),
-        "oldest_age_s": up.get("outbox_oldest_age_s", ob.get("oldest_age_s")),
-        "dropped": up.get("outbox_dropped", ob.get("dropped")),
-    }
-    hw = getattr(agent, "_hardware", None)
-    hardware = None
-    if hw is not None:
-        try:
-            hardware = dict(hw.health())
-        except Exception:  # a hardware fault must not cost the health record
-            log.exception("hardware health failed")
-    inp = HealthInputs(
-        system=sampler.sample(),
-        cameras=cams,
-        uplink={"outbox": outbox},
-        broker_connected=bool(up["connected"]) if up.get("mode") == "mqtt" else None,
-        clock=str(agent._clock_quality()) if hasattr(agent, "_clock_quality") else "unknown",
-        agent_version=__version__,
-        config_hash=config_hash(cfg),
-        hardware=hardware,
-    )
-    payload = build_health_payload(inp)
-    payload["summary"] = summary_line(payload)
-    return health_draft(payload, t=now_t, ts=now_ts, device_id=cfg.device_id)
-
-
-def _existing_dir(path: str) -> str:
-    import os
-
-    p = path
-    while p and not os.path.isdir(p):
-        parent = os.path.dirname(p.rstrip("/"))
-        if parent == p:
-            break
-        p = parent
-    return p or "/"

@@ -203,3 +203,14 @@ def clock_quality(root: str | Path = "/") -> str:
     except (OSError, AttributeError):
         return "unsynced"
     return "unsynced" if state in (-1, _TIME_ERROR) else "ntp"
+
+
+def existing_dir(path: str) -> str:
+    """``path`` or its nearest existing parent (the disk to report before the outbox folder exists)."""
+    p = path
+    while p and not os.path.isdir(p):
+        parent = os.path.dirname(p.rstrip("/"))
+        if parent == p:
+            break
+        p = parent
+    return p or "/"

@@ -13,18 +13,20 @@ import numpy as np
 from edge.classes import CLASSES, PERSON, resolve
 from edge.config.rules import RulesConfig
 from edge.config.site import CameraConfig
+from edge.config.zones import ZoneConfig
 from edge.errors import CommandError
-from edge.features.aggregator import FeatureAggregator
+from edge.features.aggregator import FeatureAggregator, ZoneObservation
+from edge.geometry import points_in_polygon, to_pixels
 from edge.rules.bikes import BikeRule
-from edge.rules.context import StepContext
+from edge.rules.context import Rule, StepContext
 from edge.rules.crowd import CrowdRule
 from edge.rules.lines import LineCounter
 from edge.rules.livery import LiveryClassifier
 from edge.rules.parking import ParkingRule
 from edge.rules.redact import redacted_crop
 from edge.types import EventDraft, Frame, Tracks
-from edge.zones.calibration import Homography
-from edge.zones.geometry import CompiledZone, class_lut, compile_zones, points_in_polygon, to_pixels
+from edge.zones.calibration import GroundPlane, ground_plane
+from edge.zones.geometry import CompiledZone, class_lut, compile_zones
 from edge.zones.membership import ZoneMembership
 from edge.zones.schedule import Schedule
 
@@ -46,13 +48,17 @@ class CameraAnalytics:
         rules: RulesConfig,
         timezone: str,
         *,
+        ground: GroundPlane | None = None,
         evidence: EvidenceSink | None = None,
         livery: LiveryClassifier | None = None,
     ) -> None:
+        """``ground`` is the camera's ground plane (built from ``camera.calibration`` when not given):
+        the camera's construction hands the same one to the tracker."""
         self.camera = camera
         self.rules = rules
         self.timezone = timezone
         self.evidence = evidence
+        self.ground = ground if ground is not None else ground_plane(camera.calibration, f"cameras[{camera.id}].calibration")
         zones = camera.zones
         self.schedules = [Schedule(z.schedule, timezone) for z in zones]
         m = rules.membership
@@ -70,36 +76,43 @@ class CameraAnalytics:
             livery,
             {z.id: z.operator for z in zones if z.kind == "bike_bay" and z.operator},
         )
-        self.crowd: CrowdRule | None = None
+        self.crowd = CrowdRule(
+            [(i, z, self._area_m2(z)) for i, z in enumerate(zones) if z.kind == "crowd"], rules.crowd
+        )
+        self.zone_rules: list[Rule] = [*self.parking, self.bikes, self.crowd]
         self.lines = LineCounter(
             list(camera.lines), rules.line_events, rules.line_band, hold_s=rules.line_hold_s
         )
-        self.features = FeatureAggregator(
-            [(z.id, z.kind, z.capacity) for z in zones], [ln.id for ln in camera.lines], rules.features.grid
-        )
+        self.features = FeatureAggregator(zones, camera.lines, rules.features)
         self.grid_lut = class_lut(resolve(rules.features.grid_classes))
         self.size: tuple[int, int] | None = None
         self.zones: list[CompiledZone] = []
-        self.homography: Homography | None = None
         self.masks_px: list[np.ndarray] = []
         self._active = np.ones(len(zones), bool)
         self._active_sec: int | None = None
         self._cls_ids = np.zeros(0, np.int64)
         self._cls_val = np.zeros(0, np.int32)
         self._last_ctx: StepContext | None = None
-        self._trackers: list[Any] = []
         # update() runs on the pipeline thread, command() on the uplink/command thread.
         self._lock = threading.RLock()
 
-    def bind_tracker(self, tracker: Any) -> None:
-        """Give ``tracker`` (``ByteTracker``) this camera's ground-plane homography as soon as the frame
-        size is known (and again if it changes), so ``Tracks.speed_mps`` is filled where calibrated."""
-        self._trackers.append(tracker)
-        if self.homography is not None:
-            tracker.set_homography(self.homography)
+    def _area_m2(self, zone: ZoneConfig) -> float | None:
+        """A crowd zone's ground area: configured, else from the ground plane (the zone's normalised
+        polygon through the calibration's normalised homography: the same for every frame size)."""
+        if zone.area_m2 is not None:
+            return zone.area_m2
+        if self.ground is not None:
+            return self.ground.unit.area_m2(np.asarray(zone.polygon, np.float64))
+        log.warning(
+            "camera=%s zone=%s: no area_m2 and no calibration; density and LOS are not reported",
+            self.camera.id,
+            zone.id,
+        )
+        return None
 
     # -- geometry ---------------------------------------------------------------------------
     def _ensure_geometry(self, width: int, height: int) -> None:
+        """Zones and masks in pixels of this frame size (compiled once per size)."""
         if self.size == (width, height):
             return
         self.size = (width, height)
@@ -114,28 +127,6 @@ class CameraAnalytics:
                 for z in self.zones
             ]
         self.masks_px = [to_pixels(p, width, height) for p in cam.masks]
-        self.homography = Homography.from_config(cam.calibration, width, height) if cam.calibration else None
-        for tracker in self._trackers:
-            tracker.set_homography(self.homography)
-        crowd = []
-        for i, z in enumerate(self.zones):
-            if z.kind != "crowd":
-                continue
-            area = z.config.area_m2
-            if area is None and self.homography is not None:
-                area = self.homography.area_m2(z.polygon_px)
-            if area is None:
-                log.warning(
-                    "camera=%s zone=%s: no area_m2 and no calibration; density and LOS are not reported",
-                    cam.id,
-                    z.id,
-                )
-            crowd.append((i, z.config, area))
-        if self.crowd is None:
-            self.crowd = CrowdRule(crowd, self.rules.crowd)
-        else:  # frame size changed: only the areas may change
-            for cz, (_, _, area) in zip(self.crowd.zones, crowd, strict=True):
-                cz.area_m2 = area
         log.info("camera=%s analytics compiled %d zones for %dx%d", cam.id, len(self.zones), width, height)
 
     def _schedule_active(self, ts: float) -> np.ndarray:
@@ -240,38 +231,24 @@ class CameraAnalytics:
         )
         self._last_ctx = ctx
         out: list[EventDraft] = []
-        for rule in self.parking:
+        for rule in self.zone_rules:
             out.extend(rule.update(ctx))
-        out.extend(self.bikes.update(ctx))
-        assert self.crowd is not None
-        out.extend(self.crowd.update(ctx))
-        line_tr, step_in, step_out = self.lines.update(ctx)
-        out.extend(line_tr)
-        # Features.
-        dt = self.features.step_dt(t)
-        densities: dict[int, float] = {}
-        for cz in self.crowd.zones:
-            if cz.area_m2 and cz.count_s is not None:
-                densities[cz.zi] = cz.count_s / cz.area_m2
-        motion: dict[int, float] = {}
-        if motion_energy:
-            for zi, z in enumerate(self.zones):
-                if z.id in motion_energy:
-                    motion[zi] = float(motion_energy[z.id])
-        self.features.add_zones(
-            dt,
-            t,
-            member.all_inside,
-            all_class,
-            member.all_entered_t,
-            member.entries,
-            member.exits,
-            densities,
-            motion,
+        line_drafts, step_in, step_out = self.lines.update(ctx)
+        out.extend(line_drafts)
+        energy = motion_energy or {}
+        self.features.add(
+            ZoneObservation(
+                t=t,
+                member=member,
+                class_id=all_class,
+                density=self.crowd.densities(),
+                motion={zi: float(energy[z.id]) for zi, z in enumerate(self.zones) if z.id in energy},
+                line_in=step_in,
+                line_out=step_out,
+                grid_anchors=anchors[self.grid_lut[tracks.class_id + 1]],
+                frame_size=(width, height),
+            )
         )
-        self.features.add_lines(step_in, step_out)
-        g = self.grid_lut[tracks.class_id + 1]
-        self.features.grid.add(anchors[g], width, height, dt)
         return out
 
     def feature_record(self, t: float, ts: float) -> EventDraft | None:
@@ -293,11 +270,8 @@ class CameraAnalytics:
             return None
         if not force and not self.features.due(t, self.rules.feature_interval_s):
             return None
-        los: dict[int, str | None] = {}
-        if self.crowd is not None:
-            for cz in self.crowd.zones:
-                los[cz.zi] = self.crowd.state(cz)["los"]  # type: ignore[assignment]
-        payload = self.features.record(t, los)
+        los = {cz.zi: self.crowd.level_of_service(cz) for cz in self.crowd.zones}
+        record = self.features.record(t, los)
         return EventDraft(
             kind="features",
             phase="instant",
@@ -305,7 +279,7 @@ class CameraAnalytics:
             t=t,
             ts=ts,
             camera_id=self.camera.id,
-            payload=payload,
+            payload=record.payload(),
         )
 
     # -- commands ----------------------------------------------------------------------------
@@ -340,7 +314,7 @@ class CameraAnalytics:
         out: dict[str, dict[str, Any]] = {}
         ctx = self._last_ctx
         bays = self.bikes.bay_views()
-        crowd = self.crowd.views() if self.crowd is not None else {}
+        crowd = self.crowd.views()
         parking = {r.zone.id: r.state() for r in self.parking}
         for zi, z in enumerate(self.camera.zones):
             st: dict[str, Any] = {
@@ -361,8 +335,15 @@ class CameraAnalytics:
 
     @property
     def occupancy_grid(self) -> np.ndarray:
-        """The current window's grid (rows x cols) of person-seconds (a copy)."""
-        return self.features.grid.cells.copy()
+        """The current feature window's grid (rows x cols) of object-seconds (a copy)."""
+        with self._lock:
+            return self.features.grid.cells.copy()
+
+    @property
+    def occupancy_total(self) -> np.ndarray:
+        """Object-seconds per grid cell since start (a copy): what the replay's heat map shows."""
+        with self._lock:
+            return self.features.grid.total.copy()
 
     def open_tasks(self) -> list[dict[str, Any]]:
         return [task.payload() for task in self.bikes.dispatch.live()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -48,3 +49,9 @@ def fmt_duration(s: float) -> str:
 
 def draft(ctx: StepContext, **kw: object) -> EventDraft:
     return EventDraft(t=ctx.t, ts=ctx.ts, camera_id=ctx.camera_id, **kw)  # type: ignore[arg-type]
+
+
+class Rule(Protocol):
+    """A street rule of one camera: one step of its zones' state, the drafts of what changed."""
+
+    def update(self, ctx: StepContext) -> list[EventDraft]: ...

@@ -56,6 +56,13 @@ class CrowdRule:
             self.zones.append(_CrowdZone(zi=zi, zone=z, area_m2=area, bounds=bounds, table=table))
         self.surge_level = LEVELS.index(cfg.surge_los)
 
+    @staticmethod
+    def level_of_service(cz: _CrowdZone) -> str | None:
+        """The zone's level of service now (smoothed count over its area), None without an area."""
+        if not cz.area_m2:
+            return None
+        return level_of_service((cz.count_s or 0.0) / cz.area_m2, cz.bounds)
+
     def state(self, cz: _CrowdZone) -> dict[str, object]:
         count = cz.count_s or 0.0
         density = count / cz.area_m2 if cz.area_m2 else None
@@ -64,7 +71,7 @@ class CrowdRule:
             "count_smoothed": round(float(count), 2),
             "area_m2": round(float(cz.area_m2), 2) if cz.area_m2 else None,
             "density": round(float(density), 3) if density is not None else None,
-            "los": level_of_service(density, cz.bounds) if density is not None else None,
+            "los": self.level_of_service(cz),
             "los_table": cz.table,
         }
 
@@ -198,6 +205,10 @@ class CrowdRule:
                 "peak_density": round(float(cz.surge_peak), 3),
             },
         )
+
+    def densities(self) -> dict[int, float]:
+        """Zone index -> smoothed persons/m2 of every crowd zone with an area."""
+        return {cz.zi: cz.count_s / cz.area_m2 for cz in self.zones if cz.area_m2 and cz.count_s is not None}
 
     def views(self) -> dict[str, dict[str, object]]:
         return {cz.zone.id: self.state(cz) for cz in self.zones}

@@ -40,6 +40,7 @@ from edge.config import parse_config
 from edge.config.site import CameraConfig, SiteConfig
 from edge.config.zones import ZoneConfig
 from edge.errors import CaptureError, ConfigError, EdgeError
+from edge.geometry import Homography
 from edge.types import Frame, SourceState, SourceStatus
 
 log = logging.getLogger(__name__)
@@ -143,13 +144,12 @@ def reprojection(
         raise ValueError(f"need at least 4 ground points, got {len(image_points)}")
     src = np.asarray(image_points, np.float64).reshape(-1, 2) * np.array([width, height], np.float64)
     dst = np.asarray(ground_m, np.float64).reshape(-1, 2)
-    hmat, _ = cv2.findHomography(src, dst, 0)
-    if hmat is None:
+    try:
+        err = Homography.fit(src, dst).residuals_m(src, dst)
+    except ValueError:
         raise ValueError(
             "the points do not define a homography (are 3 of them on one line?); pick spread-out points"
-        )
-    proj = cv2.perspectiveTransform(src.reshape(-1, 1, 2), hmat).reshape(-1, 2)
-    err = np.linalg.norm(proj - dst, axis=1)
+        ) from None
     return {"errors_m": [round(float(e), 3) for e in err], "max_error_m": round(float(err.max()), 3)}
 
 

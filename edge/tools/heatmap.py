@@ -1,8 +1,7 @@
 """Occupancy heat map: a coarse grid of "how long was something here" drawn over a frame.
 
-``OccupancyAccumulator`` builds the grid from track anchors (seconds of presence per
-cell, weighted by frame interval) when the analytics object does not expose its own
-``occupancy_grid``; ``render_heatmap`` colours any non-negative 2-D grid (JET: blue =
+The grid is the feature stage's own (``edge.features.OccupancyGrid``: object-seconds per cell,
+the numbers the box reports); ``render_heatmap`` colours any non-negative 2-D grid (JET: blue =
 rarely, red = most) and blends it over the frame with a labelled colour bar.
 """
 
@@ -12,38 +11,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from edge.types import Tracks
-
-
-class OccupancyAccumulator:
-    """Seconds of presence of track anchors per grid cell (rows x cols over the image)."""
-
-    def __init__(
-        self, width: int, height: int, *, cols: int = 48, rows: int = 27, max_gap_s: float = 2.0
-    ) -> None:
-        if width <= 0 or height <= 0:
-            raise ValueError(f"width and height must be > 0, got {width}x{height}")
-        if cols <= 0 or rows <= 0:
-            raise ValueError(f"cols and rows must be > 0, got {cols}x{rows}")
-        if max_gap_s <= 0:
-            raise ValueError(f"max_gap_s must be > 0, got {max_gap_s}")
-        self.width, self.height = width, height
-        self.grid = np.zeros((rows, cols), dtype=np.float64)
-        self.max_gap_s = max_gap_s
-        self._last_t: float | None = None
-
-    def update(self, tracks: Tracks, t: float) -> None:
-        """Add the time since the previous update (capped at ``max_gap_s``) to each anchor's cell."""
-        dt = 0.0 if self._last_t is None else min(max(t - self._last_t, 0.0), self.max_gap_s)
-        self._last_t = t
-        if dt <= 0.0 or not len(tracks):
-            return
-        rows, cols = self.grid.shape
-        anchor = tracks.anchor
-        cx = np.clip((anchor[:, 0] / self.width * cols).astype(np.int64), 0, cols - 1)
-        cy = np.clip((anchor[:, 1] / self.height * rows).astype(np.int64), 0, rows - 1)
-        np.add.at(self.grid, (cy, cx), dt)
 
 
 def colourise(

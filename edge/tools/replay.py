@@ -31,15 +31,14 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from edge.classes import CLASS_ID
+from edge.agent.pipeline import Analytics, StepResult
+from edge.agent.runner import Agent
 from edge.config.hardware import HardwareConfig
 from edge.config.site import CameraConfig, SiteConfig
 from edge.errors import CaptureError, ConfigError
 from edge.tools.draw import annotate, class_counts, draw_zones
-from edge.tools.heatmap import OccupancyAccumulator, render_heatmap, save_png
+from edge.tools.heatmap import render_heatmap, save_png
 from edge.tools.plots import ZoneSeries, render_timeseries
-from edge.zones.calibration import Homography
-from edge.zones.geometry import CompiledZone, compile_zones
 
 log = logging.getLogger(__name__)
 
@@ -216,17 +215,6 @@ class _VideoOut:
         return self.frames_dir if self.count else None
 
 
-def _numeric_state(state: Any) -> dict[str, float]:
-    from edge.tools.draw import _state_fields
-
-    out: dict[str, float] = {}
-    for k, v in _state_fields(state).items():
-        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-            continue
-        out[k] = float(v)
-    return out
-
-
 class ReplayRecorder:
     """Consumes the agent's ``on_event`` / ``on_step`` callbacks and writes the replay outputs."""
 
@@ -254,11 +242,7 @@ class ReplayRecorder:
         self.t0: float | None = None
         self.last_t = 0.0
         self.last_image: np.ndarray | None = None
-        self._zones: list[CompiledZone] | None = None
-        self._area_m2: dict[str, float] = {}
-        self._size: tuple[int, int] | None = None
-        self._acc: OccupancyAccumulator | None = None
-        self._analytics: Any = None
+        self._analytics: Analytics | None = None
         self._recent: deque[tuple[float, str]] = deque(maxlen=4)
         self._hot: set[int] = set()
         self._next_still = 0.0
@@ -286,7 +270,7 @@ class ReplayRecorder:
                 zone = f" {event['zone_id']}" if event.get("zone_id") else ""
                 self._recent.append((self.last_t, f"{kind} {phase}{zone}"))
 
-    def on_step(self, result: Any) -> None:
+    def on_step(self, result: StepResult) -> None:
         try:
             self._step(result)
         except Exception as exc:  # a drawing bug must not stop the agent's camera thread
@@ -294,23 +278,18 @@ class ReplayRecorder:
                 log.exception("replay drawing failed at frame %d", self.frames)
             self.errors.append(repr(exc))
 
-    def _step(self, result: Any) -> None:
+    def _step(self, result: StepResult) -> None:
         frame = result.frame
         tracks = result.tracks
-        h, w = frame.image.shape[:2]
         with self._lock:
             if self.t0 is None:
                 self.t0 = frame.t
             vt = frame.t - self.t0
             self.last_t = vt
             self.frames += 1
-            if self._size != (w, h):
-                self._compile(w, h)
-            assert self._acc is not None and self._zones is not None
             self._analytics = result.analytics
-            self._acc.update(tracks, vt)
-            states = self._zone_states(result.analytics)
-            self._sample(vt, tracks, states)
+            states = result.analytics.zone_states()
+            self._sample(vt, states)
             counts = class_counts(tracks)
             hud = [
                 f"{self.cam.id}  t={vt:7.1f}s  frame {self.frames}"
@@ -339,48 +318,14 @@ class ReplayRecorder:
             self.progress.update(vt)
 
     # -------------------------------------------------------------- helpers
-    def _compile(self, w: int, h: int) -> None:
-        self._size = (w, h)
-        self._zones = compile_zones(self.cam.zones, w, h)
-        self._acc = OccupancyAccumulator(w, h)
-        homog = Homography.from_config(self.cam.calibration, w, h) if self.cam.calibration else None
-        self._area_m2 = {}
-        for z in self._zones:
-            if z.config.area_m2:
-                self._area_m2[z.id] = float(z.config.area_m2)
-            elif homog is not None:
-                self._area_m2[z.id] = float(homog.area_m2(z.polygon_px))
-
-    @staticmethod
-    def _zone_states(analytics: Any) -> dict[str, Any] | None:
-        fn = getattr(analytics, "zone_states", None)
-        if not callable(fn):
-            return None
-        try:
-            states = fn()
-        except Exception:
-            return None
-        return dict(states) if states else None
-
-    def _sample(self, vt: float, tracks: Any, states: dict[str, Any] | None) -> None:
-        """Per-zone count (tracks of the zone's classes anchored inside), density and occupancy."""
-        assert self._zones is not None
-        anchors = tracks.anchor if len(tracks) else np.zeros((0, 2))
-        for z in self._zones:
-            n = int(z.contains(anchors, tracks.class_id).sum()) if len(tracks) else 0
-            self.series.add(vt, z.id, "count", n)
-            numeric = _numeric_state(states.get(z.id)) if states else {}
-            if "density" in numeric:
-                self.series.add(vt, z.id, "density", numeric["density"])
-            elif z.kind == "crowd" and z.id in self._area_m2:
-                persons = int(z.contains(anchors, tracks.class_id).sum()) if len(tracks) else 0
-                self.series.add(vt, z.id, "density", persons / self._area_m2[z.id])
-            if "occupancy" in numeric:
-                self.series.add(vt, z.id, "occupancy", numeric["occupancy"])
-            elif z.kind == "bike_bay" and z.config.capacity:
-                bikes = tracks.class_id == CLASS_ID["bicycle"]
-                inside = z.contains(anchors[bikes]) if len(tracks) else np.zeros(0, bool)
-                self.series.add(vt, z.id, "occupancy", float(inside.sum()) / z.config.capacity)
+    def _sample(self, vt: float, states: dict[str, dict[str, Any]]) -> None:
+        """Per-zone count, density and occupancy as the rules hold them (the numbers the box reports)."""
+        for zid, st in states.items():
+            self.series.add(vt, zid, "count", float(st.get("count") or 0))
+            for metric in ("density", "occupancy"):
+                value = st.get(metric)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    self.series.add(vt, zid, metric, float(value))
 
     def zone_max(self) -> dict[str, dict[str, float]]:
         """The peak of each metric per zone over the replay (for the summary)."""
@@ -392,20 +337,9 @@ class ReplayRecorder:
                     out.setdefault(metric, {})[zone] = round(float(vs.max()), 4)
         return out
 
-    def occupancy_grid(self) -> np.ndarray:
-        """The analytics' own occupancy grid when it has one with data, else the recorder's."""
-        grid = getattr(self._analytics, "occupancy_grid", None)
-        if callable(grid):
-            try:
-                grid = grid()
-            except Exception:
-                grid = None
-        if grid is not None:
-            arr = np.asarray(getattr(grid, "grid", grid), dtype=np.float64)
-            if arr.ndim == 2 and arr.size and float(np.nanmax(arr)) > 0:
-                return arr
-        assert self._acc is not None
-        return self._acc.grid
+    def occupancy_grid(self) -> np.ndarray | None:
+        """Object-seconds per cell since the start, as the rules' feature stage accumulated them."""
+        return self._analytics.occupancy_total if self._analytics is not None else None
 
     def close(self) -> list[Path]:
         """Flush the JSONL files, finish the video, write the heat map and the plot."""
@@ -416,9 +350,10 @@ class ReplayRecorder:
         vid = self.video.close()
         if vid is not None:
             files.append(vid)
-        if self.last_image is not None and self._acc is not None:
+        grid = self.occupancy_grid()
+        if self.last_image is not None and grid is not None:
             background = draw_zones(self.last_image, self.cam.zones, lines=self.cam.lines)
-            heat = render_heatmap(self.occupancy_grid(), background, title=f"{self.cam.id} occupancy")
+            heat = render_heatmap(grid, background, title=f"{self.cam.id} occupancy")
             files.append(save_png(self.out_dir / "heatmap.png", heat))
         if self._best_image is not None:
             files.append(save_png(self.out_dir / "snapshot.png", self._best_image))
@@ -437,11 +372,7 @@ def replay(
     cam = rcfg.cameras[0]
     bar = ProgressBar(probe_duration(opts.source, cam.hold_s)) if opts.progress else None
     rec = ReplayRecorder(cam, out_dir, video=opts.video, frames_every_s=opts.frames_every_s, progress=bar)
-    if agent_factory is None:
-        from edge.agent.runner import Agent
-
-        agent_factory = Agent
-    agent = agent_factory(rcfg, on_event=rec.on_event, on_step=rec.on_step)
+    agent = (agent_factory or Agent)(rcfg, on_event=rec.on_event, on_step=rec.on_step)
     started = time.monotonic()
     try:
         code = int(agent.run())

@@ -24,8 +24,9 @@ import numpy as np
 
 from edge.classes import BUS, CAR, CLASSES, TRUCK
 from edge.config.rules import TrackerConfig
+from edge.geometry import iou_matrix
 from edge.types import Detections, Tracks
-from edge.zones.calibration import Homography
+from edge.zones.calibration import GroundPlane
 
 log = logging.getLogger(__name__)
 
@@ -34,28 +35,6 @@ _NCLS = len(CLASSES) + 1  # votes: column 0 is OTHER, column c+1 is class c
 _FAMILY = np.arange(-1, len(CLASSES))
 _FAMILY[[BUS + 1, TRUCK + 1]] = CAR
 _MAX_AREA_RATIO = 2.5
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N,M) IoU of xyxy boxes ``a`` (N,4) and ``b`` (M,4) (float32, in-place temporaries)."""
-    a = np.asarray(a, np.float32).reshape(-1, 4)
-    b = np.asarray(b, np.float32).reshape(-1, 4)
-    if a.shape[0] == 0 or b.shape[0] == 0:
-        return np.zeros((a.shape[0], b.shape[0]), np.float32)
-    iw = np.minimum(a[:, 2:3], b[None, :, 2])
-    iw -= np.maximum(a[:, 0:1], b[None, :, 0])
-    np.maximum(iw, 0, out=iw)
-    ih = np.minimum(a[:, 3:4], b[None, :, 3])
-    ih -= np.maximum(a[:, 1:2], b[None, :, 1])
-    np.maximum(ih, 0, out=ih)
-    iw *= ih  # intersection
-    area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
-    area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
-    union = area_a[:, None] + area_b[None, :]
-    union -= iw
-    np.maximum(union, 1e-6, out=union)
-    iw /= union
-    return iw
 
 
 def greedy_pairs(rows: np.ndarray, cols: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -87,11 +66,15 @@ def greedy_match(score: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nd
 
 
 class ByteTracker:
-    """``update(detections, t) -> Tracks`` (confirmed tracks seen in this frame, sorted by id)."""
+    """``update(detections, t, frame_size) -> Tracks`` (confirmed tracks seen in this frame, sorted by id).
 
-    def __init__(self, cfg: TrackerConfig | None = None, homography: Homography | None = None) -> None:
+    Built with the camera's ``GroundPlane`` when it is calibrated: then ``Tracks.speed_mps`` is the
+    ground speed for the frame size given to ``update`` (NaN without a ground plane or a size).
+    """
+
+    def __init__(self, cfg: TrackerConfig | None = None, ground: GroundPlane | None = None) -> None:
         self.cfg = cfg or TrackerConfig()
-        self.homography = homography
+        self.ground = ground
         self._next_id = 1
         self._last_t: float | None = None
         n = 0
@@ -109,9 +92,6 @@ class ByteTracker:
         self.still_since = np.zeros(n)
 
     # -- public views --------------------------------------------------------------------
-    def set_homography(self, homography: Homography | None) -> None:
-        self.homography = homography
-
     @property
     def stationary_mask(self) -> np.ndarray:
         if self._last_t is None:
@@ -130,7 +110,7 @@ class ByteTracker:
         return int(self.ids.shape[0])
 
     # -- the step --------------------------------------------------------------------------
-    def update(self, detections: Detections, t: float) -> Tracks:
+    def update(self, detections: Detections, t: float, frame_size: tuple[int, int] | None = None) -> Tracks:
         cfg = self.cfg
         if self._last_t is not None and t < self._last_t:
             log.warning(
@@ -198,7 +178,7 @@ class ByteTracker:
         self._spawn(dets[new_mask], t)
         seen_now = np.concatenate([seen_now, np.zeros(int(new_mask.sum()), bool)])
         self._confirm(t, seen_now)
-        return self._output(t, seen_now & (self.ids >= 0))
+        return self._output(t, seen_now & (self.ids >= 0), frame_size)
 
     # -- internals -------------------------------------------------------------------------
     def _predict(self, t: float) -> np.ndarray:
@@ -288,7 +268,7 @@ class ByteTracker:
             self._next_id += n
             self.first_t[ready] = t
 
-    def _output(self, t: float, mask: np.ndarray) -> Tracks:
+    def _output(self, t: float, mask: np.ndarray, frame_size: tuple[int, int] | None) -> Tracks:
         idx = np.flatnonzero(mask)
         idx = idx[np.argsort(self.ids[idx], kind="stable")]
         if idx.size == 0:
@@ -298,8 +278,8 @@ class ByteTracker:
         still_for = t - self.still_since[idx]
         stationary = still_for >= self.cfg.stationary_after_s
         velocity = np.where(stationary[:, None], 0.0, velocity)
-        if self.homography is not None:
-            speed = self.homography.speed_mps(self.anchor[idx], velocity).astype(np.float32)
+        if self.ground is not None and frame_size is not None:
+            speed = self.ground.at(*frame_size).speed_mps(self.anchor[idx], velocity).astype(np.float32)
         else:
             speed = np.full(idx.size, np.nan, np.float32)
         cls = np.argmax(self.votes[idx], axis=1) - 1

@@ -19,11 +19,12 @@ import numpy as np
 from edge.config.detector import DetectorConfig
 from edge.config.site import CameraConfig
 from edge.errors import ModelError
+from edge.geometry import points_in_polygon
 from edge.ports import Detector
 from edge.types import Detections, Frame
 from edge.vision.adapters import DecodeContext, Decoder, RawDetections, get_decoder
 from edge.vision.manifest import Manifest, file_sha256, load_manifest, resolve_model_file
-from edge.vision.nms import nms, points_in_polygon
+from edge.vision.nms import nms
 from edge.vision.preprocess import Preprocessor
 from edge.vision.runtime import OnnxSession
 

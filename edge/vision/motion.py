@@ -35,7 +35,9 @@ import numpy as np
 from edge.classes import BICYCLE, BUS, CAR, OTHER, PERSON, TRUCK
 from edge.config.site import CameraConfig
 from edge.errors import ConfigError
+from edge.geometry import Homography
 from edge.types import Detections, Frame
+from edge.zones.calibration import GroundPlane
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,6 @@ __all__ = [
     "MotionDetector",
     "MotionEnergy",
     "MotionParams",
-    "homography_from_calibration",
 ]
 
 
@@ -103,34 +104,6 @@ class MotionParams:
     keep_unclassified: bool = False  # also return blobs that fit no class, as OTHER (-1)
     max_foreground_frac: float = 0.5  # more of the view than this changed at once: light switched, re-learn
     footprints: FootprintClasses = FootprintClasses()
-
-
-def homography_from_calibration(cam: CameraConfig, width: int, height: int) -> np.ndarray | None:
-    """3x3 image-pixel -> ground-metre homography from ``cam.calibration``, or None without one."""
-    cal = cam.calibration
-    if cal is None:
-        return None
-    img = np.asarray(cal.image_points, np.float64) * np.array([width, height], np.float64)
-    gnd = np.asarray(cal.ground_points_m, np.float64)
-    if img.shape != gnd.shape or img.shape[0] < 4:
-        raise ConfigError(
-            f"cameras[{cam.id}].calibration: needs the same number (>= 4) of image_points and "
-            f"ground_points_m, got {img.shape[0]} and {gnd.shape[0]}"
-        )
-    h, _ = cv2.findHomography(img, gnd, 0)
-    if h is None or not np.all(np.isfinite(h)):
-        raise ConfigError(
-            f"cameras[{cam.id}].calibration: the points give no homography (three of them on one line?); "
-            "pick points spread over the ground plane"
-        )
-    return np.asarray(h, np.float64)
-
-
-def _project(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """(..., 2) pixel points -> (..., 2) ground metres."""
-    ones = np.ones((*pts.shape[:-1], 1), np.float64)
-    p = np.concatenate([pts.astype(np.float64), ones], axis=-1) @ h.T
-    return p[..., :2] / p[..., 2:3]
 
 
 def _zone_masks(cam: CameraConfig, width: int, height: int) -> dict[str, np.ndarray]:
@@ -199,7 +172,9 @@ class MotionDetector:
     name = "motion"
     sha256 = ""
 
-    def __init__(self, cam: CameraConfig, params: MotionParams | None = None) -> None:
+    def __init__(
+        self, cam: CameraConfig, params: MotionParams | None = None, ground: GroundPlane | None = None
+    ) -> None:
         if cam.calibration is None:
             raise ConfigError(
                 f"cameras[{cam.id}]: model 'motion' needs a ground-plane calibration to tell persons, "
@@ -208,10 +183,11 @@ class MotionDetector:
             )
         self.cam = cam
         self.params = params or MotionParams()
+        self.ground = ground or GroundPlane(cam.calibration, where=f"cameras[{cam.id}].calibration")
         self.last_timing_ms: dict[str, float] = {"pre": 0.0, "infer": 0.0, "post": 0.0}
         self._bg: np.ndarray | None = None
         self._last_t: float | None = None
-        self._h: np.ndarray | None = None
+        self._h: Homography | None = None
         self._size: tuple[int, int] | None = None
         k = self.params.open_px
         self._kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)) if k > 0 else None
@@ -230,7 +206,7 @@ class MotionDetector:
         img = frame.image
         if (frame.width, frame.height) != self._size:
             self._size = (frame.width, frame.height)
-            self._h = homography_from_calibration(self.cam, frame.width, frame.height)
+            self._h = self.ground.at(frame.width, frame.height)
             self._bg = None
         if self._bg is None or self._last_t is None:
             self._bg = img.astype(np.float32)
@@ -296,7 +272,7 @@ class MotionDetector:
             ],
             axis=1,
         )  # (N, 4, 2)
-        g = _project(self._h, corners)
+        g = self._h.to_ground(corners)
         side_a = np.linalg.norm(g[:, 1] - g[:, 0], axis=1)
         side_b = np.linalg.norm(g[:, 2] - g[:, 1], axis=1)
         gx, gy = g[..., 0], g[..., 1]

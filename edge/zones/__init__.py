@@ -1,16 +1,8 @@
-"""Zones: normalised polygons compiled to pixels, ground-plane calibration, schedules, membership."""
+"""Zones: normalised polygons compiled to pixels, the ground plane, schedules, membership."""
 
-from edge.zones.calibration import Homography
-from edge.zones.geometry import CompiledZone, compile_zones, points_in_polygon, polygon_area
+from edge.zones.calibration import GroundPlane, ground_plane
+from edge.zones.geometry import CompiledZone, compile_zones
 from edge.zones.membership import ZoneMembership
 from edge.zones.schedule import Schedule
 
-__all__ = [
-    "CompiledZone",
-    "Homography",
-    "Schedule",
-    "ZoneMembership",
-    "compile_zones",
-    "points_in_polygon",
-    "polygon_area",
-]
+__all__ = ["CompiledZone", "GroundPlane", "Schedule", "ZoneMembership", "compile_zones", "ground_plane"]

@@ -1,4 +1,4 @@
-"""Pure, vectorised plane geometry: point-in-polygon, areas, segment crossings, zone compilation."""
+"""Zones compiled to pixels for one frame size (the plane geometry itself is ``edge.geometry``)."""
 
 from __future__ import annotations
 
@@ -9,79 +9,7 @@ import numpy as np
 
 from edge.classes import CLASSES, resolve
 from edge.config.zones import ZoneConfig
-
-
-def polygon_edges(polygon: np.ndarray) -> np.ndarray:
-    """(5,V) rows x1, y1, x2, y2, (x2-x1)/(y2-y1) of a polygon's edges (precompute once per zone)."""
-    poly = np.asarray(polygon, np.float64).reshape(-1, 2)
-    x1, y1 = poly[:, 0], poly[:, 1]
-    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-    dy = np.where(y2 == y1, 1e-12, y2 - y1)
-    return np.stack([x1, y1, x2, y2, (x2 - x1) / dy])
-
-
-def points_in_polygon(points: np.ndarray, polygon: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
-    """Even-odd rule for (N,2) points against one (V,2) polygon; (N,) bool. Vectorised over N×V."""
-    pts = np.asarray(points, np.float64).reshape(-1, 2)
-    if pts.shape[0] == 0:
-        return np.zeros(0, bool)
-    e = polygon_edges(polygon) if edges is None else edges
-    x = pts[:, 0:1]
-    y = pts[:, 1:2]
-    straddle = (e[1] > y) != (e[3] > y)
-    xcross = e[0] + (y - e[1]) * e[4]
-    hits = straddle & (x < xcross)
-    return (np.count_nonzero(hits, axis=1) % 2) == 1
-
-
-def distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """(N,) distance from each point to the nearest edge of a (V,2) polygon (vectorised over N×V)."""
-    pts = np.asarray(points, np.float64).reshape(-1, 2)
-    a = np.asarray(polygon, np.float64).reshape(-1, 2)
-    if pts.shape[0] == 0:
-        return np.zeros(0)
-    b = np.roll(a, -1, axis=0)
-    ab = b - a  # (V,2)
-    ap = pts[:, None, :] - a[None, :, :]  # (N,V,2)
-    denom = np.maximum((ab * ab).sum(axis=1), 1e-12)
-    u = np.clip((ap * ab[None]).sum(axis=2) / denom[None], 0.0, 1.0)
-    closest = a[None] + u[..., None] * ab[None]
-    return np.sqrt(((pts[:, None, :] - closest) ** 2).sum(axis=2)).min(axis=1)
-
-
-def polygon_area(polygon: np.ndarray) -> float:
-    """Shoelace area of a (V,2) polygon (absolute value)."""
-    p = np.asarray(polygon, np.float64).reshape(-1, 2)
-    x, y = p[:, 0], p[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) * 0.5)
-
-
-def segments_cross(p0: np.ndarray, p1: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Signed crossings of N moves p0->p1 over segment a-b.
-
-    Returns (N,) int8: +1 when the move goes from the left of a->b to its right, as seen by someone
-    standing at a looking towards b on the screen (image y points down), -1 the other way, 0 for none.
-    """
-    p0 = np.asarray(p0, np.float64).reshape(-1, 2)
-    p1 = np.asarray(p1, np.float64).reshape(-1, 2)
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    d = b - a
-
-    def side(p: np.ndarray) -> np.ndarray:
-        return np.sign(d[0] * (p[:, 1] - a[1]) - d[1] * (p[:, 0] - a[0]))
-
-    s0, s1 = side(p0), side(p1)
-    m = p1 - p0
-    # Where the other segment's ends lie relative to the move.
-    ca = np.sign(m[:, 0] * (a[1] - p0[:, 1]) - m[:, 1] * (a[0] - p0[:, 0]))
-    cb = np.sign(m[:, 0] * (b[1] - p0[:, 1]) - m[:, 1] * (b[0] - p0[:, 0]))
-    crosses = (s0 != 0) & (s1 != 0) & (s0 != s1) & (ca != cb)
-    # With y down, side() < 0 is the left of a->b.
-    out = np.zeros(p0.shape[0], np.int8)
-    out[crosses & (s0 < 0)] = 1
-    out[crosses & (s0 > 0)] = -1
-    return out
+from edge.geometry import distance_to_polygon, points_in_polygon, polygon_area, polygon_edges, to_pixels
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +85,6 @@ def _lut_cache(ids: frozenset[int]) -> np.ndarray:
     if lut is None:
         lut = _LUTS[ids] = class_lut(ids)
     return lut
-
-
-def to_pixels(points: Sequence[tuple[float, float]] | np.ndarray, width: int, height: int) -> np.ndarray:
-    return np.asarray(points, np.float64).reshape(-1, 2) * np.array([width, height], np.float64)
 
 
 def compile_zones(zones: Sequence[ZoneConfig], width: int, height: int) -> list[CompiledZone]:

@@ -266,29 +266,32 @@ def test_evidence_writer(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert img.shape == (40, 60, 3) and abs(int(img.mean()) - 77) <= 2
 
 
-def test_bind_tracker_passes_the_homography_once_the_frame_size_is_known() -> None:
+def test_tracker_and_rules_share_the_camera_ground_plane_from_the_start() -> None:
     from edge.tracking import ByteTracker
     from edge.types import Detections, Frame
+    from edge.zones import ground_plane
 
     cam = CameraConfig.model_validate(
         {
             "id": "cam0",
             "source": "x.mp4",
+            "zones": [{"id": "plaza", "kind": "crowd", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
             "calibration": {
                 "image_points": [[0, 0], [1, 0], [1, 1], [0, 1]],
                 "ground_points_m": [[0, 0], [10, 0], [10, 10], [0, 10]],
             },
         }
     )
-    an = CameraAnalytics(cam, RulesConfig(), "UTC")
-    tracker = ByteTracker(RulesConfig().tracker)
-    an.bind_tracker(tracker)
+    ground = ground_plane(cam.calibration)
+    an = CameraAnalytics(cam, RulesConfig(), "UTC", ground=ground)
+    tracker = ByteTracker(RulesConfig().tracker, ground=ground)
+    assert an.crowd.zones[0].area_m2 == pytest.approx(100.0)  # known before any frame
     img = np.zeros((100, 100, 3), np.uint8)  # 0.1 m per pixel
     for i in range(20):
         t = i * 0.1
         x = 10 + 20 * t  # 20 px/s = 2 m/s
         frame = Frame(image=img, seq=i, t=t, ts=1e9 + t, camera_id="cam0")
-        trk = tracker.update(Detections.from_arrays([[x, 10, x + 10, 30]], [0.9], [PERSON]), t)
+        trk = tracker.update(Detections.from_arrays([[x, 10, x + 10, 30]], [0.9], [PERSON]), t, (100, 100))
         an.update(frame, trk)
     assert trk.speed_mps[0] == pytest.approx(2.0, rel=0.1)
 
@@ -298,3 +301,18 @@ def test_non_canonical_class_ids_never_crash_the_step() -> None:
     trk = tracks([(1, 99, [10, 10, 30, 40], 5.0), (2, CAR, [40, 40, 60, 70], 5.0)])
     assert an.update_at(0.0, 1e9, trk, (100, 100)) == []
     assert an.zone_states()["np"]["count"] == 1  # the car; the unknown class is ignored
+
+
+def test_occupancy_grid_window_resets_total_keeps_and_gaps_are_capped() -> None:
+    """One grid implementation: the window goes into each features record, the total feeds replay."""
+    cam = CameraConfig.model_validate({"id": "cam0", "source": "x.mp4"})
+    rules = RulesConfig.model_validate({"feature_interval_s": 2, "features": {"grid": [4, 2]}})
+    an = CameraAnalytics(cam, rules, "UTC")
+    person = tracks([(3, PERSON, [70, 60, 80, 80], 0)])  # anchor (75, 80) -> col 3, row 1
+    for t in (0.0, 0.5, 1.0, 1.5, 2.0):
+        an.update_at(t, 1e9 + t, person, (100, 100))
+    rec = an.feature_record(2.0, 1e9 + 2.0)
+    assert rec is not None and rec.payload["grid"]["cells"] == [[0, 0, 0, 0], [0, 0, 0, 2]]
+    an.update_at(100.0, 1e9 + 100.0, person, (100, 100))  # a stalled camera: the gap counts at most 2 s
+    assert an.occupancy_grid.sum() == pytest.approx(2.0)
+    assert an.occupancy_total[1, 3] == pytest.approx(4.0) and an.occupancy_total.sum() == pytest.approx(4.0)

@@ -9,9 +9,11 @@ import pytest
 
 from edge.classes import BUS, CAR, PERSON
 from edge.config.rules import TrackerConfig
-from edge.tracking import ByteTracker, greedy_match, iou_matrix
+from edge.config.zones import CalibrationConfig
+from edge.geometry import iou_matrix
+from edge.tracking import ByteTracker, greedy_match
 from edge.types import Detections, Tracks
-from edge.zones.calibration import Homography
+from edge.zones.calibration import GroundPlane
 
 
 def dets(*rows: tuple[list[float], float, int]) -> Detections:
@@ -158,12 +160,12 @@ def test_stationarity_is_robust_to_detector_jitter() -> None:
 
 def test_velocity_px_per_s_and_m_per_s_with_calibration() -> None:
     # 0.1 m per pixel everywhere.
-    img = np.array([[0, 0], [1000, 0], [1000, 1000], [0, 1000]], float)
-    h = Homography(img, img * 0.1)
-    tr = ByteTracker(TrackerConfig(), homography=h)
+    unit = [[0, 0], [1, 0], [1, 1], [0, 1]]
+    ground = GroundPlane(CalibrationConfig(image_points=unit, ground_points_m=[[0, 0], [100, 0], [100, 100], [0, 100]]))
+    tr = ByteTracker(TrackerConfig(), ground=ground)
     for i in range(50):
         t = i * 0.1
-        o = tr.update(dets((moving(t, v=50.0), 0.9, PERSON)), t)
+        o = tr.update(dets((moving(t, v=50.0), 0.9, PERSON)), t, (1000, 1000))
     assert o.velocity[0, 0] == pytest.approx(50.0, rel=0.05)
     assert abs(o.velocity[0, 1]) < 1.0
     assert o.speed_mps[0] == pytest.approx(5.0, rel=0.05)

@@ -10,8 +10,15 @@ import pytest
 
 from edge.config.zones import CalibrationConfig, ScheduleConfig
 from edge.errors import ConfigError
-from edge.zones.calibration import Homography, fit_homography
-from edge.zones.geometry import distance_to_polygon, points_in_polygon, polygon_area, segments_cross
+from edge.geometry import (
+    Homography,
+    distance_to_polygon,
+    fit_homography,
+    points_in_polygon,
+    polygon_area,
+    segments_cross,
+)
+from edge.zones.calibration import GroundPlane
 from edge.zones.membership import ZoneMembership
 from edge.zones.schedule import Schedule
 
@@ -57,11 +64,16 @@ def test_segment_crossing_direction(p0: tuple, p1: tuple, sign: int) -> None:
 def test_homography_round_trip_area_and_degenerate() -> None:
     img = np.array([[100, 400], [540, 400], [620, 470], [20, 470]], float)  # a trapezoid seen in perspective
     ground = np.array([[0, 10], [4, 10], [4, 0], [0, 0]], float)  # a 4 m x 10 m rectangle
-    h = Homography(img, ground)
+    h = Homography.fit(img, ground)
     np.testing.assert_allclose(h.to_ground(img), ground, atol=1e-6)
     np.testing.assert_allclose(h.to_image(ground), img, atol=1e-6)
     assert h.area_m2(img) == pytest.approx(40.0)
-    assert h.rms_error_m < 1e-6
+    assert h.residuals_m(img, ground).max() < 1e-6
+    # The config's ground plane (normalised image points) gives the same homography at any frame size.
+    plane = GroundPlane(CalibrationConfig(image_points=(img / [640, 480]).tolist(), ground_points_m=ground.tolist()))
+    assert plane.rms_error_m < 1e-6
+    np.testing.assert_allclose(plane.at(640, 480).to_ground(img), ground, atol=1e-6)
+    np.testing.assert_allclose(plane.at(1280, 960).to_ground(img * 2), ground, atol=1e-6)
     with pytest.raises(ValueError, match="degenerate"):
         fit_homography(np.array([[0, 0], [1, 1], [2, 2], [3, 3]]), ground)
     bad = CalibrationConfig(
@@ -69,7 +81,7 @@ def test_homography_round_trip_area_and_degenerate() -> None:
         ground_points_m=[(0, 0), (1, 0), (1, 1), (0, 1)],
     )
     with pytest.raises(ConfigError, match="calibrate"):
-        Homography.from_config(bad, 640, 480)
+        GroundPlane(bad)
 
 
 TZ = "Asia/Shanghai"

@@ -13,6 +13,7 @@ from edge.health.report import (
     CameraHealth,
     CameraStatusMonitor,
     HealthInputs,
+    OutboxHealth,
     build_health_payload,
     camera_status_draft,
     health_draft,
@@ -47,7 +48,7 @@ def _inputs(online: bool = True, active: list[str] | None = None) -> HealthInput
                 skipped_fraction=gate.skipped_fraction,
             )
         ],
-        uplink={"outbox": {"depth": 4, "oldest_age_s": 2.5, "dropped": 0}, "connected": True},
+        outbox=OutboxHealth(depth=4, oldest_age_s=2.5, dropped=0),
         broker_connected=True,
         clock="ntp",
         agent_version="0.1.0",
@@ -139,27 +140,20 @@ def test_episode_incidents_through_the_real_builder() -> None:
     assert evs[0]["incident_id"] == evs[1]["incident_id"] != evs[2]["incident_id"] == evs[3]["incident_id"]
 
 
-def test_build_health_transition_from_a_running_agent_shape() -> None:
-    """The runner hands its Agent over; the record is built from its real parts and validates."""
+def test_health_record_from_a_camera_runtime_and_typed_inputs() -> None:
+    """The runner gathers typed inputs (each camera's ``CameraRuntime.health()``, the outbox); the
+    report only formats them, and the record validates."""
     from types import SimpleNamespace
 
     import numpy as np
 
-    from edge.config.health import HealthConfig, TamperConfig
-    from edge.config.site import SiteConfig
-    from edge.health.report import build_health_transition
+    from edge.agent.camera import CameraRuntime
+    from edge.config.health import TamperConfig
+    from edge.config.site import CameraConfig
+    from edge.health.report import OutboxHealth, health_record
     from edge.health.tamper import TamperMonitor
     from edge.types import Frame
 
-    cfg = SiteConfig.model_validate(
-        {
-            "config_version": 1,
-            "device_id": "pole-17",
-            "site_id": "site-a",
-            "cameras": [{"id": "cam0", "source": "street.mp4"}],
-            "health": HealthConfig(disk_path=os.getcwd()).model_dump(),
-        }
-    )
     stats = CameraStats("cam0")
     tamper = TamperMonitor("cam0", TamperConfig(baseline_s=1.0))
     rng = np.random.default_rng(0)
@@ -171,32 +165,26 @@ def test_build_health_transition_from_a_running_agent_shape() -> None:
     gate = MotionGate(GatingConfig(enabled=True))
     gate.should_infer(0.0, 0.0, False)
     gate.should_infer(0.2, 0.0, False)
-    cr = SimpleNamespace(
-        cam=cfg.cameras[0],
+    unused = SimpleNamespace()
+    cr = CameraRuntime(
+        cam=CameraConfig.model_validate({"id": "cam0", "source": "street.mp4"}),
+        source=unused,  # type: ignore[arg-type]
+        pipeline=unused,  # type: ignore[arg-type]
+        analytics=unused,  # type: ignore[arg-type]
         stats=stats,
         tamper=tamper,
+        gate=gate,
+        model=None,
         state=SourceState.ONLINE,
-        pipeline=SimpleNamespace(gate=gate),
     )
-    uplink = SimpleNamespace(
-        stats=lambda: {
-            "mode": "mqtt",
-            "connected": False,
-            "outbox_pending": 7,
-            "outbox_oldest_age_s": 12.5,
-            "outbox_dropped": {"feature": 1, "info": 0, "alarm": 0},  # the uplink's per-priority breakdown
-            "outbox": {
-                "pending": 7,
-                "bytes": 1000,
-                "oldest_age_s": 12.5,
-                "dropped": {"feature": 1, "info": 0, "alarm": 0},
-            },
-        }
+    inputs = HealthInputs(
+        system=SystemSampler(disk_path=os.getcwd()).sample(),
+        cameras=[cr.health()],
+        outbox=OutboxHealth(depth=7, oldest_age_s=12.5, dropped=1),
+        broker_connected=False,
+        clock="unsynced",
     )
-    agent = SimpleNamespace(
-        cfg=cfg, cameras={"cam0": cr}, uplink=uplink, _hardware=None, _clock_quality=lambda: "unsynced"
-    )
-    tr = build_health_transition(agent)
+    tr = health_record(inputs, t=1.0, ts=1.79e9, device_id="pole-17")
     validate_payload("device_health", tr.payload)
     p = tr.payload
     assert p["outbox"] == {"depth": 7, "oldest_age_s": 12.5, "dropped": 1}
@@ -205,4 +193,3 @@ def test_build_health_transition_from_a_running_agent_shape() -> None:
     assert cam["fps_processed"] == pytest.approx(5.0, rel=0.1)
     assert cam["skipped_fraction"] == 0.5 and cam["tamper"]["learning"] is False
     assert "broker disconnected" in tr.severity_reason and "outbox=7/12.5s" in p["summary"]
-    assert agent._health_sampler is not None  # kept for the next record's CPU delta

@@ -126,7 +126,7 @@ def test_beacon_gets_the_box_clock_not_video_time(tmp_path: Path) -> None:
     tr = EventDraft(kind="tamper", phase="start", key="k", t=video_t, ts=1.0, severity="major",
                     severity_reason="door open", payload={"source": "enclosure_door", "line": "tamper_switch", "pin": 27, "state": "open"})
     before = time.monotonic()
-    agent.emit([tr])
+    agent.events.submit([tr])
     agent.outbox.close()
     assert len(hw.alarms) == 1
     assert before <= hw.alarms[0].t <= time.monotonic()

@@ -19,7 +19,7 @@ from edge.tools.draw import (
     format_state,
     track_label,
 )
-from edge.tools.heatmap import OccupancyAccumulator, colourise, render_heatmap, save_png
+from edge.tools.heatmap import colourise, render_heatmap, save_png
 from edge.tools.plots import PALETTE, ZoneSeries, nice_ticks, render_timeseries
 from edge.types import Tracks
 
@@ -112,16 +112,6 @@ def test_hud_darkens_bottom_left() -> None:
 def test_annotate_rejects_bad_image() -> None:
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         annotate(np.zeros((10, 10), np.uint8), zones=[], tracks=Tracks.empty())
-
-
-def test_occupancy_accumulator_adds_seconds_per_cell() -> None:
-    acc = OccupancyAccumulator(W, H, cols=8, rows=4)
-    tr = _tracks([(0, 0, 40, 80, 0, 1, False, 0)])  # anchor (20, 80) -> cell row 0, col 0
-    for t in (0.0, 0.5, 1.0, 1.5):
-        acc.update(tr, t)
-    acc.update(tr, 100.0)  # a long gap is capped
-    assert acc.grid[0, 0] == pytest.approx(1.5 + acc.max_gap_s)
-    assert acc.grid.sum() == pytest.approx(acc.grid[0, 0])
 
 
 def test_heatmap_hot_cell_is_red_and_has_colour_bar(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from edge.agent.pipeline import StepResult
 from edge.config import parse_config
 from edge.config.site import SiteConfig
 from edge.errors import CaptureError, ConfigError
+from edge.rules import CameraAnalytics
 from edge.tools.replay import ProgressBar, ReplayOptions, replay, replay_config
 from edge.types import Detections, Frame, SourceStatus, Tracks
 
@@ -53,12 +54,15 @@ def _site(tmp_path: Path, source: str, **cam: Any) -> SiteConfig:
             }
         ],
         "uplink": {"outbox_path": str(tmp_path / "should-not-be-used.sqlite")},
+        # Membership without inertia, so the rules' counts follow the box frame by frame.
+        "rules": {"membership": {"enter_s": 0, "exit_s": 0, "hold_unseen_s": 0, "edge_margin": 0}},
     }
     return parse_config(data)
 
 
 class ScriptedAgent:
-    """Stands in for ``edge.agent.runner.Agent``: real frames from ``edge.capture``, tracks from a threshold."""
+    """Stands in for ``edge.agent.runner.Agent``: real frames from ``edge.capture``, tracks from a
+    threshold, the real rules (``CameraAnalytics``) holding the zone states replay reads."""
 
     def __init__(
         self, cfg: SiteConfig, *, on_event: Callable[[dict[str, Any]], None], on_step: Callable[[Any], None]
@@ -72,6 +76,7 @@ class ScriptedAgent:
         assert cam.playback == "video_time" and not cam.loop
         assert self.cfg.uplink.mqtt is None and self.cfg.uplink.outbox_path.endswith("/uplink/outbox.sqlite")
         src = open_source(cam)
+        analytics = CameraAnalytics(cam, self.cfg.rules, self.cfg.timezone)
         try:
             n = 0
             while True:
@@ -97,6 +102,7 @@ class ScriptedAgent:
                     )
                 else:
                     tracks = Tracks.empty()
+                analytics.update(item, tracks)
                 if n == 20:
                     self.on_event(
                         {
@@ -119,7 +125,7 @@ class ScriptedAgent:
                         drafts=[],
                         inferred=True,
                         motion_energy={},
-                        analytics=None,
+                        analytics=analytics,
                     )
                 )
                 n += 1
@@ -312,14 +318,14 @@ def test_cli_replay_prints_summary(
 ) -> None:
     import yaml
 
-    import edge.agent.runner
+    import edge.tools.replay
     from edge.cli import main
 
     clip = tmp_path / "clip.avi"
     _write_clip(clip)
     cfg_path = tmp_path / "site.yaml"
     cfg_path.write_text(yaml.safe_dump(_site(tmp_path, "/dev/video0").model_dump(mode="json")))
-    monkeypatch.setattr(edge.agent.runner, "Agent", ScriptedAgent)
+    monkeypatch.setattr(edge.tools.replay, "Agent", ScriptedAgent)
     out = tmp_path / "cli-out"
     code = main(["replay", "--config", str(cfg_path), "--source", str(clip), "--out", str(out), "--quiet"])
     assert code == 0

@@ -11,10 +11,10 @@ from edge.classes import CAR, CLASS_ID, OTHER
 from edge.config.detector import DetectorConfig
 from edge.config.site import CameraConfig
 from edge.errors import ModelError
+from edge.geometry import iou_matrix, points_in_polygon
 from edge.types import Frame
 from edge.vision.detector import OnnxDetector, build_detector, model_identity
 from edge.vision.manifest import load_manifest
-from edge.vision.nms import iou_matrix, points_in_polygon
 from edge.vision.preprocess import read_image
 from tests.fixtures.assets import require_asset
 

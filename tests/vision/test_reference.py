@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.vision.nms import iou_matrix
+from edge.geometry import iou_matrix
 from tests.fixtures.assets import require_asset
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,10 +11,11 @@ import pytest
 from edge.config import parse_config
 from edge.config.detector import DetectorConfig
 from edge.errors import ModelError
+from edge.geometry import iou_matrix, points_in_polygon
 from edge.vision.adapters import DecodeContext, families, get_decoder
 from edge.vision.checks import check_models
 from edge.vision.manifest import available_models, load_manifest, resolve_model_file
-from edge.vision.nms import iou_matrix, nms, points_in_polygon
+from edge.vision.nms import nms
 from edge.vision.preprocess import Preprocessor
 from edge.vision.runtime import TensorInfo
 from tests.vision.synth import shipped, write_manifest

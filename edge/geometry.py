@@ -1,0 +1,232 @@
+"""The one home of the agent's plane geometry: boxes, polygons, segments and the ground homography.
+
+Pure numpy (no cv2), vectorised over points and boxes. Every stage that needs one of these
+operations calls it here: NMS and tile fusion (``edge.vision``), association (``edge.tracking``),
+zones and lines (``edge.zones``, ``edge.rules``), the motion backend's footprints, replay and
+the calibration page. Coordinates are pixels unless a name says metres (``_m``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+# ------------------------------------------------------------------------------------ boxes
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,M) intersection over union of xyxy boxes ``a`` (N,4) and ``b`` (M,4), float32."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return np.zeros((a.shape[0], b.shape[0]), np.float32)
+    inter = _intersection(a, b)
+    area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
+    area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+    union = area_a[:, None] + area_b[None, :]
+    union -= inter
+    np.maximum(union, 1e-6, out=union)
+    inter /= union
+    return inter
+
+
+def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,M) intersection areas of float32 xyxy boxes (in-place temporaries)."""
+    iw = np.minimum(a[:, 2:3], b[None, :, 2])
+    iw -= np.maximum(a[:, 0:1], b[None, :, 0])
+    np.maximum(iw, 0, out=iw)
+    ih = np.minimum(a[:, 3:4], b[None, :, 3])
+    ih -= np.maximum(a[:, 1:2], b[None, :, 1])
+    np.maximum(ih, 0, out=ih)
+    iw *= ih
+    return iw
+
+
+def anchors(xyxy: np.ndarray) -> np.ndarray:
+    """Bottom-centre of each xyxy box, (N,2): where an object stands on the ground."""
+    b = np.asarray(xyxy).reshape(-1, 4)
+    return np.stack([(b[:, 0] + b[:, 2]) * 0.5, b[:, 3]], axis=1)
+
+
+# --------------------------------------------------------------------------------- polygons
+
+
+def polygon_edges(polygon: np.ndarray) -> np.ndarray:
+    """(5,V) rows x1, y1, x2, y2, (x2-x1)/(y2-y1) of a polygon's edges (precompute once per zone)."""
+    poly = np.asarray(polygon, np.float64).reshape(-1, 2)
+    x1, y1 = poly[:, 0], poly[:, 1]
+    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    dy = np.where(y2 == y1, 1e-12, y2 - y1)
+    return np.stack([x1, y1, x2, y2, (x2 - x1) / dy])
+
+
+def points_in_polygon(
+    points: np.ndarray, polygon: Sequence[Sequence[float]] | np.ndarray, edges: np.ndarray | None = None
+) -> np.ndarray:
+    """Even-odd rule for (N,2) points against one (V,2) polygon; (N,) bool. Vectorised over N×V.
+
+    ``edges`` is ``polygon_edges(polygon)`` when the caller keeps it (zones compile it once).
+    """
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    if pts.shape[0] == 0:
+        return np.zeros(0, bool)
+    e = polygon_edges(np.asarray(polygon, np.float64)) if edges is None else edges
+    x = pts[:, 0:1]
+    y = pts[:, 1:2]
+    straddle = (e[1] > y) != (e[3] > y)
+    xcross = e[0] + (y - e[1]) * e[4]
+    hits = straddle & (x < xcross)
+    return (np.count_nonzero(hits, axis=1) % 2) == 1
+
+
+def distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """(N,) distance from each point to the nearest edge of a (V,2) polygon (vectorised over N×V)."""
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    a = np.asarray(polygon, np.float64).reshape(-1, 2)
+    if pts.shape[0] == 0:
+        return np.zeros(0)
+    b = np.roll(a, -1, axis=0)
+    ab = b - a  # (V,2)
+    ap = pts[:, None, :] - a[None, :, :]  # (N,V,2)
+    denom = np.maximum((ab * ab).sum(axis=1), 1e-12)
+    u = np.clip((ap * ab[None]).sum(axis=2) / denom[None], 0.0, 1.0)
+    closest = a[None] + u[..., None] * ab[None]
+    return np.sqrt(((pts[:, None, :] - closest) ** 2).sum(axis=2)).min(axis=1)
+
+
+def polygon_area(polygon: np.ndarray) -> float:
+    """Shoelace area of a (V,2) polygon (absolute value)."""
+    p = np.asarray(polygon, np.float64).reshape(-1, 2)
+    x, y = p[:, 0], p[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) * 0.5)
+
+
+def segments_cross(p0: np.ndarray, p1: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Signed crossings of N moves p0->p1 over segment a-b.
+
+    Returns (N,) int8: +1 when the move goes from the left of a->b to its right, as seen by someone
+    standing at a looking towards b on the screen (image y points down), -1 the other way, 0 for none.
+    """
+    p0 = np.asarray(p0, np.float64).reshape(-1, 2)
+    p1 = np.asarray(p1, np.float64).reshape(-1, 2)
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    d = b - a
+
+    def side(p: np.ndarray) -> np.ndarray:
+        return np.sign(d[0] * (p[:, 1] - a[1]) - d[1] * (p[:, 0] - a[0]))
+
+    s0, s1 = side(p0), side(p1)
+    m = p1 - p0
+    # Where the other segment's ends lie relative to the move.
+    ca = np.sign(m[:, 0] * (a[1] - p0[:, 1]) - m[:, 1] * (a[0] - p0[:, 0]))
+    cb = np.sign(m[:, 0] * (b[1] - p0[:, 1]) - m[:, 1] * (b[0] - p0[:, 0]))
+    crosses = (s0 != 0) & (s1 != 0) & (s0 != s1) & (ca != cb)
+    # With y down, side() < 0 is the left of a->b.
+    out = np.zeros(p0.shape[0], np.int8)
+    out[crosses & (s0 < 0)] = 1
+    out[crosses & (s0 > 0)] = -1
+    return out
+
+
+def to_pixels(points: Sequence[Sequence[float]] | np.ndarray, width: int, height: int) -> np.ndarray:
+    """Normalised (0..1) points -> (N,2) pixels of a ``width`` x ``height`` frame."""
+    return np.asarray(points, np.float64).reshape(-1, 2) * np.array([width, height], np.float64)
+
+
+# ------------------------------------------------------------------------------- homography
+
+
+def fit_homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """3x3 homography mapping (N,2) ``src`` to (N,2) ``dst`` (N >= 4), least squares by normalised DLT.
+
+    Raises ValueError for too few or degenerate points (three or more on one line).
+    """
+    src = np.asarray(src, np.float64).reshape(-1, 2)
+    dst = np.asarray(dst, np.float64).reshape(-1, 2)
+    if src.shape[0] < 4 or src.shape != dst.shape:
+        raise ValueError(
+            f"need >= 4 matching point pairs, got {src.shape[0]} image and {dst.shape[0]} ground points"
+        )
+
+    def norm(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = p.mean(axis=0)
+        s = np.sqrt(2) / max(float(np.mean(np.linalg.norm(p - c, axis=1))), 1e-12)
+        t = np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1]])
+        ph = np.c_[p, np.ones(len(p))] @ t.T
+        return ph[:, :2], t
+
+    s_n, ts = norm(src)
+    d_n, td = norm(dst)
+    n = src.shape[0]
+    a = np.zeros((2 * n, 9))
+    x, y = s_n[:, 0], s_n[:, 1]
+    u, v = d_n[:, 0], d_n[:, 1]
+    a[0::2, 0:3] = np.c_[-x, -y, -np.ones(n)]
+    a[0::2, 6:9] = np.c_[u * x, u * y, u]
+    a[1::2, 3:6] = np.c_[-x, -y, -np.ones(n)]
+    a[1::2, 6:9] = np.c_[v * x, v * y, v]
+    _, sv, vt = np.linalg.svd(a)
+    hn = vt[-1].reshape(3, 3)
+    h = np.linalg.inv(td) @ hn @ ts
+    if sv[7] < 1e-9 * sv[0] or abs(np.linalg.det(hn)) < 1e-6:
+        raise ValueError("the calibration points are degenerate (three or more on one line?)")
+    return h / h[2, 2] if abs(h[2, 2]) > 1e-12 else h / np.linalg.norm(h)
+
+
+def apply_homography(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Project (..., 2) points through the 3x3 homography ``h``; same leading shape out."""
+    p = np.asarray(pts, np.float64)
+    lead = p.shape[:-1]
+    flat = p.reshape(-1, 2)
+    ph = np.c_[flat, np.ones(len(flat))] @ h.T
+    w = ph[:, 2:3]
+    w = np.where(np.abs(w) < 1e-12, 1e-12, w)
+    return (ph[:, :2] / w).reshape(*lead, 2)
+
+
+class Homography:
+    """Image pixels <-> ground metres for one camera at one frame size (a 3x3 matrix and its inverse)."""
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        self.matrix = np.asarray(matrix, np.float64).reshape(3, 3)
+        self.inverse = np.linalg.inv(self.matrix)
+
+    @classmethod
+    def fit(cls, image_px: np.ndarray, ground_m: np.ndarray) -> Homography:
+        """Least-squares fit from >= 4 point pairs (ValueError when degenerate)."""
+        return cls(fit_homography(image_px, ground_m))
+
+    def residuals_m(self, image_px: np.ndarray, ground_m: np.ndarray) -> np.ndarray:
+        """(N,) distance in metres between each image point projected to the ground and its ground point."""
+        return np.linalg.norm(self.to_ground(image_px) - np.asarray(ground_m, np.float64).reshape(-1, 2), axis=1)
+
+    def to_ground(self, pts_px: np.ndarray) -> np.ndarray:
+        """(..., 2) pixels -> (..., 2) metres."""
+        return apply_homography(self.matrix, pts_px)
+
+    def to_image(self, pts_m: np.ndarray) -> np.ndarray:
+        return apply_homography(self.inverse, pts_m)
+
+    def area_m2(self, polygon_px: np.ndarray) -> float:
+        """Ground area of an image polygon (its vertices projected; edges stay straight under a homography)."""
+        return polygon_area(self.to_ground(np.asarray(polygon_px, np.float64).reshape(-1, 2)))
+
+    def speed_mps(self, anchors_px: np.ndarray, velocity_pxps: np.ndarray) -> np.ndarray:
+        """Ground speed of anchors moving at ``velocity_pxps`` (finite difference over 1 s)."""
+        a = np.asarray(anchors_px, np.float64).reshape(-1, 2)
+        g0 = self.to_ground(a)
+        g1 = self.to_ground(a + np.asarray(velocity_pxps, np.float64).reshape(-1, 2))
+        return np.linalg.norm(g1 - g0, axis=1)
+
+    def footprint_m(self, xyxy: np.ndarray) -> np.ndarray:
+        """Width on the ground of each box's bottom edge, (N,) metres."""
+        b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+        left = self.to_ground(b[:, [0, 3]])
+        right = self.to_ground(b[:, [2, 3]])
+        return np.linalg.norm(right - left, axis=1)
+
+    def scaled_from_unit(self, width: int, height: int) -> Homography:
+        """This homography, fitted on normalised (0..1) image points, for pixels of a ``width`` x ``height`` frame."""
+        return Homography(self.matrix @ np.diag([1.0 / width, 1.0 / height, 1.0]))
