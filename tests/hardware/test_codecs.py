@@ -71,11 +71,11 @@ def test_ld2410_malformed_frame_counted_and_skipped(mutate: object, why: str) ->
 report_st = st.builds(
     ld2410.RadarReport,
     target_state=st.integers(0, 3),
-    moving_distance_cm=st.integers(0, 65535),
+    moving_distance_cm=st.integers(0, ld2410.MAX_DISTANCE_CM),
     moving_energy=st.integers(0, 100),
-    static_distance_cm=st.integers(0, 65535),
+    static_distance_cm=st.integers(0, ld2410.MAX_DISTANCE_CM),
     static_energy=st.integers(0, 100),
-    detection_distance_cm=st.integers(0, 65535),
+    detection_distance_cm=st.integers(0, ld2410.MAX_DISTANCE_CM),
 )
 
 
