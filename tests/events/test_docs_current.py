@@ -10,9 +10,5 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_events_reference_is_current() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "edge.events.docs"], capture_output=True, text=True, check=True, cwd=REPO
-    )
-    assert out.stdout == (REPO / "docs" / "events.md").read_text(), (
-        "run: python -m edge.events.docs > docs/events.md"
-    )
+    out = subprocess.run([sys.executable, "-m", "edge.events.docs"], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout == (REPO / "docs" / "events.md").read_text(), "run: python -m edge.events.docs > docs/events.md"

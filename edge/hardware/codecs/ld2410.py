@@ -18,10 +18,11 @@ returned value. ``FrameDecoder`` is a streaming decoder that counts and skips ma
 
 Range checks (a frame that breaks one is refused, kind ``out_of_range``): target state 0..3,
 every energy (target and per gate) 0..100, gate counts up to 8 (9 gates), distances up to
-``MAX_DISTANCE_CM`` and the OUT pin 0 or 1. Because every valid report carries these small bytes
-between any two bytes of a header, no valid report contains a frame header; so a report whose
-claimed length runs over the next header is refused at once (kind ``overrun``) and the decoder
-resynchronises on that header instead of waiting for bytes that would delay the next frame.
+``MAX_DISTANCE_CM`` and the OUT pin 0 or 1. Every 4-byte window of a valid report then holds a
+state, energy, gate-count or marker byte that no header byte (0xF1..0xF4, 0xFA..0xFD) can equal,
+so no valid report contains a frame header (a property the tests check). A report whose claimed
+length runs over the next header is therefore refused at once (kind ``overrun``) and the decoder
+resynchronises on that header, instead of waiting for bytes that would delay the next frame.
 """
 
 from __future__ import annotations
