@@ -112,7 +112,7 @@ def test_every_payload_the_agent_writes_is_strict_json(
             ],
             "rules": {"feature_interval_s": 0.3},
             "uplink": {"outbox_path": str(tmp_path / "outbox.sqlite")},
-            "health": {"health_interval_s": 3600},
+            "health": {"health_interval_s": 1},
         }
     )
     hw = FlakyHardware()
@@ -124,7 +124,9 @@ def test_every_payload_the_agent_writes_is_strict_json(
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (
-            agent.event_counts.get("rejected", 0) >= 2 and agent.event_counts.get("features", 0) >= 4
+            agent.event_counts.get("rejected", 0) >= 2
+            and agent.event_counts.get("features", 0) >= 4
+            and agent.event_counts.get("device_health", 0) >= 1
         ):
             time.sleep(0.05)
     finally:
@@ -134,10 +136,11 @@ def test_every_payload_the_agent_writes_is_strict_json(
     assert agent.event_counts.get("features", 0) >= 4
     sink = tmp_path / "events.jsonl"
     lines = sink.read_bytes().splitlines()
-    assert len(lines) >= 5  # agent_status started + features
+    assert len(lines) >= 6  # agent_status started, features, device_health
     docs = [strict_loads(ln) for ln in lines]  # a NaN anywhere would raise here
     for d in docs:
         validate_event(d)
+    assert {"agent_status", "features", "device_health"} <= {d["kind"] for d in docs}
     geos = [d["geo"] for d in docs]
     assert None in geos and {"lat": 30.54, "lon": 104.06} in geos  # a NaN fix is left out, not sent
     feats = [d for d in docs if d["kind"] == "features"]
