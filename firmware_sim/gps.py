@@ -1,5 +1,6 @@
 """NMEA GPS simulator: RMC + GGA once a second from a fix timeline (fix lost and regained),
-with on-demand faults (garbage, truncated sentences, bad checksums, disconnects)."""
+with on-demand faults (garbage, truncated sentences, bad checksums, fields out of range or
+``nan`` behind a *valid* checksum, disconnects)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,27 @@ from typing import Any
 from edge.hardware.codecs import nmea
 from firmware_sim.base import DISCONNECT, FaultStats, Out, Timeline, garbage
 
-SENTENCE_FAULTS = ("truncate", "bad_checksum")
-FAULT_KINDS = (*SENTENCE_FAULTS, "garbage", "disconnect")
+FRAMING_FAULTS = ("truncate", "bad_checksum")
+# An RMC field replaced and the checksum recomputed: the line arrives intact, its content is wrong.
+# Each maps to (field index, values to draw from).
+FIELD_FAULTS: dict[str, tuple[int, tuple[str, ...]]] = {
+    "nan_lat": (3, ("nan", "NaN", "-nan", "inf")),
+    "nan_lon": (5, ("nan", "Infinity", "-inf")),
+    "nan_speed": (7, ("nan", "inf")),
+    "lat_range": (3, ("-130.0000", "9507.0000", "9100.0001", "+4807.038", "4807.0e1")),
+    "lat_minutes": (3, ("4860.0000", "4899.9999", "3075.1234")),
+    "lon_range": (5, ("18130.0000", "-01131.000", "19000.0000")),
+    "lon_minutes": (5, ("10460.0000", "01199.000")),
+    "bad_time": (1, ("256101.00", "1299.00", "12a519.00", "126060.00")),
+    "bad_date": (9, ("320126", "001326", "290225", "31O126")),
+    "speed_range": (7, ("-1.0", "99999.0", "1e3")),
+}
+SENTENCE_FAULTS = (*FRAMING_FAULTS, *FIELD_FAULTS)
+FAULT_KINDS = (*SENTENCE_FAULTS, "garbage", "disconnect", "mixed")
 
 
 def corrupt_sentence(s: bytes, kind: str, rng: random.Random) -> bytes:
-    """One sentence made invalid in a way the decoder rejects exactly once."""
+    """One sentence (an RMC for the field faults) made invalid in a way the decoder rejects exactly once."""
     if kind == "truncate":
         return s[: rng.randrange(1, len(s) - 2)]  # keeps the '$', loses the line end
     if kind == "bad_checksum":
@@ -25,6 +41,13 @@ def corrupt_sentence(s: bytes, kind: str, rng: random.Random) -> bytes:
         digit = s[star + 1 : star + 2]
         repl = b"0" if digit != b"0" else b"1"
         return s[: star + 1] + repl + s[star + 2 :]
+    if kind in FIELD_FAULTS:
+        index, values = FIELD_FAULTS[kind]
+        fields = s.decode("ascii").strip()[1 : s.rindex(b"*")].split(",")
+        if not fields[0].endswith("RMC"):
+            raise ValueError(f"fault {kind!r} needs an RMC sentence")
+        fields[index] = rng.choice(values)
+        return nmea.frame(",".join(fields))
     raise ValueError(f"unknown sentence fault {kind!r}; use one of {', '.join(SENTENCE_FAULTS)}")
 
 
@@ -101,7 +124,8 @@ class GpsSim:
             buf = bytearray()
             for _ in range(count):
                 good = self.sentences(now)[0]
-                buf += self._fault(kind, good)
+                k = self.rng.choice((*SENTENCE_FAULTS, "garbage")) if kind == "mixed" else kind
+                buf += self._fault(k, good)
                 buf += good
                 self.stats.valid += 1
             out.append((now, bytes(buf)))
@@ -111,7 +135,7 @@ class GpsSim:
         buf = bytearray()
         for s in self.sentences(now):
             if self.fault_rate and self.rng.random() < self.fault_rate:
-                buf += self._fault(self.rng.choice(SENTENCE_FAULTS), s)
+                buf += self._fault(self.rng.choice(FRAMING_FAULTS), s)
             else:
                 self.stats.valid += 1
                 buf += s

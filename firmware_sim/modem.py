@@ -1,19 +1,41 @@
 """Quectel BG96 simulator: AT command replies byte-for-byte, registration from a timeline
-(registered, searching, denied), slow replies, ERROR replies, and an MQTT client
-(AT+QMTOPEN/QMTCONN/QMTPUB) that records every message it "delivers"."""
+(registered, searching, denied), slow replies, ERROR replies, an MQTT client
+(AT+QMTOPEN/QMTCONN/QMTPUB) that records every message it "delivers", and on-demand faults:
+malformed URCs, non-ASCII and over-long lines, each followed by a well-formed +QMTSTAT."""
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 from pathlib import Path
 from typing import Any
 
 from edge.errors import CodecError
 from edge.hardware.codecs import at
-from firmware_sim.base import DISCONNECT, Out, Timeline
+from firmware_sim.base import DISCONNECT, FaultStats, Out, Timeline
 
 CRLF = "\r\n"
+# Lines the agent must refuse, each exactly once.
+LINE_FAULTS = ("bad_qmtstat", "qmtstat_range", "non_ascii", "too_long")
+FAULT_KINDS = (*LINE_FAULTS, "mixed")
+
+
+def bad_line(kind: str, rng: random.Random) -> bytes:
+    """One modem -> host line (with its CR LF framing) that the agent must refuse once."""
+    if kind == "bad_qmtstat":
+        junk = rng.choice(("x", "", " ", "1x", "0x1", "1.5", "++", "1_0", '"1"', "\t"))
+        return reply(rng.choice((f"+QMTSTAT: 0,{junk}", f"+QMTSTAT: {junk}", f"+QMTSTAT:{junk},1")))
+    if kind == "qmtstat_range":
+        a, b = rng.choice(((0, 0), (0, 8), (0, 99999), (6, 1), (-1, 1), (0, -3)))
+        return reply(f"+QMTSTAT: {a},{b}")
+    if kind == "non_ascii":
+        body = bytes(rng.randrange(0x80, 0x100) for _ in range(rng.randrange(1, 12)))
+        return b"\r\n+QMTSTAT: 0," + body + b"\r\n"
+    if kind == "too_long":
+        n = at.MAX_LINE + 1 + rng.randrange(0, 400)
+        return b"\r\n+" + bytes(rng.choice(b"ABCDEFGHIJ0123456789,: ") for _ in range(n)) + b"\r\n"
+    raise ValueError(f"unknown line fault {kind!r}; use one of {', '.join(LINE_FAULTS)}")
 
 
 def reply(*lines: str) -> bytes:
@@ -36,6 +58,9 @@ class ModemSim:
         self.commands: list[str] = []
         self._lock = threading.Lock()
         self._urcs: list[str] = []
+        self._queued: list[tuple[str, int]] = []
+        self.rng = random.Random(int(sc.get("seed", 0)))
+        self.stats = FaultStats()
         self.reset()
 
     def reset(self) -> None:
@@ -56,13 +81,33 @@ class ModemSim:
         if line.startswith("+QMTSTAT"):
             self.mqtt_open = self.mqtt_conn = False
 
+    def inject(self, kind: str, count: int = 1) -> None:
+        """Queue ``count`` bad lines of ``kind`` ('mixed': any), each followed by a good +QMTSTAT."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; use one of {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            self._queued.append((kind, count))
+
+    def _faults(self, kind: str, count: int) -> bytes:
+        buf = bytearray()
+        for _ in range(count):
+            k = self.rng.choice(LINE_FAULTS) if kind == "mixed" else kind
+            buf += bad_line(k, self.rng)
+            self.stats.corrupted += 1
+            self.stats.count(k)
+            buf += reply(f"+QMTSTAT: 0,{self.rng.randrange(1, 8)}")
+            self.stats.valid += 1
+        self.mqtt_open = self.mqtt_conn = False
+        return bytes(buf)
+
     def tick(self, now: float) -> list[Out]:
         with self._lock:
             urcs, self._urcs = self._urcs, []
+            queued, self._queued = self._queued, []
         st = self.state(now)
         if st.get("disconnect"):
             return [(now, DISCONNECT)]
-        return [(now, reply(u)) for u in urcs]
+        return [(now, reply(u)) for u in urcs] + [(now, self._faults(k, n)) for k, n in queued]
 
     def handle(self, data: bytes, now: float) -> list[Out]:
         out: list[Out] = []

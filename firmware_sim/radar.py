@@ -1,5 +1,6 @@
 """HLK-LD2410 simulator: report frames at ~10 Hz from a presence timeline, ACKs for commands,
-and on-demand faults (garbage, truncated frames, bad tails/markers/lengths, disconnects)."""
+and on-demand faults (garbage, truncated frames, bad tails/markers/lengths, fields out of range,
+corrupted engineering frames, disconnects)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,55 @@ from edge.hardware.codecs import ld2410
 from firmware_sim.base import DISCONNECT, FaultStats, Out, Timeline, garbage
 
 STATES = {"none": 0, "moving": 1, "stationary": 2, "both": 3}
-FRAME_FAULTS = ("truncate", "bad_tail", "bad_marker", "bad_length")
-FAULT_KINDS = (*FRAME_FAULTS, "garbage", "disconnect")
+# framing faults (any report frame)
+FRAMING_FAULTS = ("truncate", "bad_tail", "bad_marker", "bad_length")
+# well-framed reports carrying a field out of range
+FIELD_FAULTS = ("state_range", "energy_range", "distance_range")
+# engineering frames: a gate energy above 100, a length that runs into the next frame, cut short
+ENGINEERING_FAULTS = ("gate_range", "eng_overrun", "eng_truncate")
+FRAME_FAULTS = (*FRAMING_FAULTS, *FIELD_FAULTS, *ENGINEERING_FAULTS)
+FAULT_KINDS = (*FRAME_FAULTS, "garbage", "disconnect", "mixed")
 FIRMWARE = (0x0102, 0x22062416)  # V1.02.22062416
+# byte offsets in a report frame: head 4, length 2, type, 0xAA, then the target data
+_STATE, _MOVING_DIST, _MOVING_ENERGY, _GATE_COUNTS = 8, 9, 11, 17
 
 
 def corrupt_frame(frame: bytes, kind: str, rng: random.Random) -> bytes:
-    """One report frame made invalid in a way the decoder must reject exactly once."""
+    """One report frame made invalid in a way the decoder must reject exactly once.
+
+    The engineering faults need an engineering frame (``frame[6] == 0x01``); the others take either.
+    """
+    b = bytearray(frame)
     if kind == "truncate":
         return frame[: rng.randrange(4, len(frame))]
     if kind == "bad_tail":
         i = len(frame) - rng.randrange(1, 5)
-        return frame[:i] + bytes([frame[i] ^ 0x5A]) + frame[i + 1 :]
-    if kind == "bad_marker":
-        return frame[:7] + b"\x00" + frame[8:]  # the 0xAA head marker
-    if kind == "bad_length":
-        return frame[:4] + b"\xff\x7f" + frame[6:]
-    raise ValueError(f"unknown frame fault {kind!r}; use one of {', '.join(FRAME_FAULTS)}")
+        b[i] ^= 0x5A
+    elif kind == "bad_marker":
+        b[7] = 0x00  # the 0xAA head marker
+    elif kind == "bad_length":
+        b[4:6] = b"\xff\x7f"
+    elif kind == "state_range":
+        b[_STATE] = rng.randrange(4, 256)
+    elif kind == "energy_range":
+        b[_MOVING_ENERGY + rng.choice((0, 3))] = rng.randrange(ld2410.MAX_ENERGY + 1, 256)
+    elif kind == "distance_range":
+        off = _MOVING_DIST + rng.choice((0, 3, 6))
+        b[off : off + 2] = rng.randrange(ld2410.MAX_DISTANCE_CM + 1, 65536).to_bytes(2, "little")
+    elif kind in ENGINEERING_FAULTS:
+        if frame[6] != ld2410.TYPE_ENGINEERING:
+            raise ValueError(f"fault {kind!r} needs an engineering frame")
+        if kind == "gate_range":
+            gates = b[_GATE_COUNTS] + b[_GATE_COUNTS + 1] + 2
+            b[_GATE_COUNTS + 2 + rng.randrange(gates)] = rng.randrange(ld2410.MAX_ENERGY + 1, 256)
+        elif kind == "eng_overrun":
+            length = int.from_bytes(b[4:6], "little")
+            b[4:6] = rng.randrange(length + 1, ld2410.MAX_LEN + 1).to_bytes(2, "little")
+        else:  # eng_truncate: cut inside the gate energies, the length still claims them all
+            return frame[: rng.randrange(_GATE_COUNTS + 2, len(frame) - 4)]
+    else:
+        raise ValueError(f"unknown frame fault {kind!r}; use one of {', '.join(FRAME_FAULTS)}")
+    return bytes(b)
 
 
 class RadarSim:
@@ -48,6 +81,8 @@ class RadarSim:
         for k in self.fault_kinds:
             if k not in (*FRAME_FAULTS, "garbage"):
                 raise ValueError(f"random fault {k!r} is not one of {', '.join((*FRAME_FAULTS, 'garbage'))}")
+        # "mixed" draws from these; the engineering faults are sent as engineering frames
+        self.mixed_kinds = tuple(sc.get("mixed", (*FRAME_FAULTS, "garbage")))
         self.scheduled = sorted((dict(f) for f in sc.get("inject", [])), key=lambda f: float(f["at_s"]))
         self.rng = random.Random(int(sc.get("seed", seed)))
         self.stats = FaultStats()
@@ -70,7 +105,9 @@ class RadarSim:
         with self._lock:
             self._queued.append((kind, count))
 
-    def report(self, now: float) -> ld2410.RadarReport:
+    def report(self, now: float, engineering: bool | None = None) -> ld2410.RadarReport:
+        """The report for ``now``; ``engineering`` forces the frame type (default: the radar's mode)."""
+        eng = self.engineering if engineering is None else engineering
         st = self.timeline.at(now)
         state = STATES[str(st.get("state", "none"))]
         dist = int(st.get("distance_cm", 0))
@@ -83,14 +120,14 @@ class RadarSim:
             if static
             else (0, 0)
         )
-        if self.engineering:
+        if eng:
             gates = tuple(min(100, energy if g * 75 <= dist < (g + 1) * 75 else 5) for g in range(9))
             return ld2410.RadarReport(
                 state, md, me, sd, se, dist if state else 0, True, gates, gates, 80, int(bool(state))
             )
         return ld2410.RadarReport(state, md, me, sd, se, dist if state else 0)
 
-    def _fault_bytes(self, kind: str, frame: bytes) -> bytes | None:
+    def _fault_bytes(self, kind: str, frame: bytes, now: float = 0.0) -> bytes | None:
         if kind == "garbage":
             n = self.rng.randrange(1, 16)
             self.stats.garbage_bytes += n
@@ -98,6 +135,8 @@ class RadarSim:
             return garbage(self.rng, n, b"\xf4\xfd\xf8")
         self.stats.corrupted += 1
         self.stats.count(kind)
+        if kind in ENGINEERING_FAULTS and frame[6] != ld2410.TYPE_ENGINEERING:
+            frame = ld2410.encode_report(self.report(now, engineering=True))
         return corrupt_frame(frame, kind, self.rng)
 
     def handle(self, data: bytes, now: float) -> list[Out]:
@@ -146,7 +185,8 @@ class RadarSim:
             buf = bytearray()
             for _ in range(count):
                 frame = ld2410.encode_report(self.report(now))
-                fb = self._fault_bytes(kind, frame)
+                k = self.rng.choice(self.mixed_kinds) if kind == "mixed" else kind
+                fb = self._fault_bytes(k, frame, now)
                 if fb:
                     buf += fb
                 # a valid frame after each fault keeps the stream realistic and the count exact
@@ -158,7 +198,7 @@ class RadarSim:
         self.next_t = max(self.next_t + 1.0 / self.rate_hz, now)
         frame = ld2410.encode_report(self.report(now))
         if self.fault_rate and self.rng.random() < self.fault_rate:
-            fb = self._fault_bytes(self.rng.choice(self.fault_kinds), frame)
+            fb = self._fault_bytes(self.rng.choice(self.fault_kinds), frame, now)
             out.append((now, fb or b""))
         else:
             self.stats.valid += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -109,7 +110,8 @@ class EventEmitter:
         hw = self.hardware
         assert hw is not None
         try:
-            values = {f.key: float(f.value) for f in hw.features(draft.t)}
+            # A reading that is not a finite number is left out: it would cost the whole record.
+            values = {f.key: float(f.value) for f in hw.features(draft.t) if math.isfinite(float(f.value))}
             presence = hw.radar_presence()
         except Exception:
             log.exception("reading sensors for the feature record failed")

@@ -10,7 +10,17 @@ frames (cv2 releases the GIL, so decoding overlaps inference) and hands them ove
 
 ``detect_fps`` sub-samples (counted in ``skipped``). Losing the camera is not an error:
 the source emits ``SourceStatus(OFFLINE)``, reconnects with jittered exponential backoff
-and emits ``SourceStatus(ONLINE)`` when frames flow again.
+(logging which camera and source it waits for and when it retries) and emits
+``SourceStatus(ONLINE)`` once frames have kept flowing for ``online_stable_s``: a flapping
+source (a half-corrupt file, a stream that drops every few seconds) is one offline episode, not
+one per flap. The debounce lives here rather than in ``CameraStatusMonitor`` because only the
+reader thread sees every frame (it can end the episode without a timer), and the health
+record's ``online`` flag, which follows these states, then agrees with the events.
+
+FFmpeg's and OpenCV's own messages are silenced once, here, before any capture is opened
+(``OPENCV_FFMPEG_LOGLEVEL``, OpenCV's log level): the source reports the same problems as
+states with a reason, once per change instead of once per retry. Set ``OPENCV_FFMPEG_LOGLEVEL``
+(e.g. 24) in the environment to see them again while debugging.
 """
 
 from __future__ import annotations
@@ -25,8 +35,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-import cv2
+# Read by OpenCV's FFmpeg backend when it first opens something, so it must be set before any
+# VideoCapture: -8 is AV_LOG_QUIET ("moov atom not found", "[mjpeg @ ...] error count" on every
+# retry otherwise go straight to stderr). setdefault: an operator can still ask for them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # after the environment above
 import numpy as np
 
 from edge.config.site import CameraConfig
@@ -41,8 +57,62 @@ log = logging.getLogger(__name__)
 with contextlib.suppress(AttributeError):
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
+WAITING_LOG_EVERY_S = 600.0  # "still waiting for the camera" at INFO at most this often
+
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _QUEUE_DEPTH = 4
+
+
+def display_source(source: str | int) -> str:
+    """The source as it may appear in logs and events: a URL's password replaced by ***."""
+    text = str(source)
+    if "://" not in text:
+        return text
+    parts = urlsplit(text)
+    if parts.password is None and parts.username is None:
+        return text
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    netloc = f"{user}:***@{host}" if parts.password is not None else f"{user}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def check_decodable(source: str, open_timeout_s: float = 5.0) -> None:
+    """Raise CaptureError (one line: what and what to do) unless one frame can be decoded from a
+    video file, image or stream. For tools that must fail rather than wait (``replay``)."""
+    shown = display_source(source)
+    kind = source_kind(source)
+    if kind == "image":
+        if not os.path.exists(source):
+            raise CaptureError(f"{shown}: no such file; give a video or image recorded at the pole")
+        if cv2.imread(source, cv2.IMREAD_COLOR) is None:
+            raise CaptureError(f"{shown}: cannot be decoded as an image; is it a complete JPEG/PNG file?")
+        return
+    if kind == "file" and not os.path.exists(source):
+        raise CaptureError(f"{shown}: no such file; give a video or image recorded at the pole")
+    if kind == "url":
+        ms = int(open_timeout_s * 1000)
+        cap = cv2.VideoCapture(
+            source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        )
+    else:
+        cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+    try:
+        if not cap.isOpened():
+            raise CaptureError(
+                f"{shown}: cannot be opened as video (unsupported or damaged file, unreachable stream); "
+                "check it plays with ffplay/vlc"
+            )
+        ok, image = cap.read()
+        if not ok or image is None:
+            raise CaptureError(
+                f"{shown}: opens but no frame can be decoded (damaged file or unsupported codec); "
+                "check it plays with ffplay/vlc"
+            )
+    finally:
+        cap.release()
 
 
 def source_kind(source: str | int) -> str:
@@ -67,6 +137,7 @@ class CaptureCounters:
     skipped: int = 0  # frames left out on purpose by detect_fps sub-sampling
     dropped: int = 0  # frames overwritten in the latest-frame slot before the pipeline took them
     reconnects: int = 0
+    flaps: int = 0  # failures while frames were flowing again but not yet for online_stable_s
 
 
 class _Handoff:
@@ -145,6 +216,14 @@ class OpenCvSource:
         self._seq = 0
         self._t0 = clock()
         self._ts0 = wallclock()
+        self.shown_source = display_source(cam.source)
+        self._offline_reason = ""
+        self._recovering_since: float | None = None  # source time frames resumed after OFFLINE
+        self._online_reason = ""
+        self._last_wait_log = -float("inf")
+        self._waiting_logged = False  # the current offline episode's first "waiting" line is out
+        self._episode_flaps = 0
+        self._skip_to = 0  # file frame to resume at after a read failure (never the same frame twice)
         self._thread = threading.Thread(target=self._run, name=f"capture-{cam.id}", daemon=True)
         self._thread.start()
 
@@ -164,14 +243,65 @@ class OpenCvSource:
 
     # -- reader thread -----------------------------------------------------------------
     def _emit_state(self, state: SourceState, reason: str = "") -> None:
+        if state is SourceState.OFFLINE:
+            self._offline_reason = reason
+            if self._recovering_since is not None:
+                # frames had come back but not for long enough: the same episode goes on
+                self._recovering_since = None
+                self.counters.flaps += 1
+                self._episode_flaps += 1
+                log.log(
+                    logging.INFO if self._episode_flaps == 1 else logging.DEBUG,
+                    "camera=%s failed again before it was stable for %.1fs (%s); same offline episode, "
+                    "later flaps are counted (flaps=%d)",
+                    self.camera_id,
+                    self.cam.online_stable_s,
+                    reason,
+                    self.counters.flaps,
+                )
         if state is self.state:
             return
         self.state = state
         if state is SourceState.OFFLINE:
-            log.warning("camera offline camera=%s reason=%s", self.camera_id, reason)
+            log.warning("camera offline camera=%s source=%s reason=%s", self.camera_id, self.shown_source, reason)
         else:
             log.info("camera %s camera=%s %s", state.value, self.camera_id, reason)
+            self._episode_flaps = 0
+            self._waiting_logged = False
         self._handoff.put_state(SourceStatus(self.camera_id, state, self._clock(), self._wall(), reason))
+
+    def _frames_flowing(self, source_t: float, reason: str) -> None:
+        """A frame was decoded; ``source_t`` is seconds in the source's own time (video time for
+        files, the monotonic clock for live sources). Ends an offline episode once frames have
+        flowed for ``online_stable_s``."""
+        if self.state is not SourceState.OFFLINE or self.cam.online_stable_s <= 0:
+            if self.state is not SourceState.ONLINE:
+                self._emit_state(SourceState.ONLINE, reason)
+            return
+        if self._recovering_since is None:
+            self._recovering_since = source_t
+            self._online_reason = reason
+            log.log(
+                logging.INFO if self._episode_flaps == 0 else logging.DEBUG,
+                "camera=%s frames flowing again (%s); the offline episode ends after %.1fs without a failure",
+                self.camera_id,
+                reason,
+                self.cam.online_stable_s,
+            )
+            return
+        stable = source_t - self._recovering_since
+        if stable >= self.cam.online_stable_s:
+            self._recovering_since = None
+            self._emit_state(SourceState.ONLINE, f"{self._online_reason}; stable for {stable:.1f}s{self._flaps_text()}")
+
+    def _flaps_text(self) -> str:
+        return f" after {self._episode_flaps} flap(s)" if self._episode_flaps else ""
+
+    def _end_recovery(self) -> None:
+        """The source ended while frames were flowing again: the camera was back."""
+        if self._recovering_since is not None:
+            self._recovering_since = None
+            self._emit_state(SourceState.ONLINE, f"{self._online_reason}; until the end of the file{self._flaps_text()}")
 
     def _deliver(self, image: np.ndarray, pos_s: float | None) -> None:
         """Hand a frame over; ``pos_s`` is the file position in video time, None for live."""
@@ -191,7 +321,26 @@ class OpenCvSource:
     def _backoff(self, attempt: int) -> None:
         delay = min(self.cam.reconnect_max_s, self.cam.reconnect_min_s * (2 ** min(attempt, 16)))
         delay *= random.uniform(0.8, 1.2)
+        self._log_waiting(attempt, delay)
         self._stop.wait(delay)
+
+    def _log_waiting(self, attempt: int, delay: float) -> None:
+        """Say plainly what the camera waits for: at INFO on the first retry of an offline episode
+        and then every WAITING_LOG_EVERY_S; every other retry at DEBUG."""
+        now = self._clock()
+        info = not self._waiting_logged or now - self._last_wait_log >= WAITING_LOG_EVERY_S
+        if info:
+            self._waiting_logged = True
+            self._last_wait_log = now
+        log.log(
+            logging.INFO if info else logging.DEBUG,
+            "camera=%s waiting for source %s (%s); next retry in %.2fs (attempt %d)",
+            self.camera_id,
+            self.shown_source,
+            self._offline_reason or "no frames",
+            delay,
+            attempt + 1,
+        )
 
     def _run(self) -> None:
         attempt = 0
@@ -206,6 +355,7 @@ class OpenCvSource:
                 log.exception("capture failed camera=%s", self.camera_id)
                 outcome = f"capture error: {exc}"
             if outcome == "ended":
+                self._end_recovery()
                 self._emit_state(SourceState.ENDED, "end of file")
                 return
             if outcome == "stopped":
@@ -226,7 +376,7 @@ class OpenCvSource:
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
             return f"image {path} cannot be decoded; is it a JPEG/PNG?"
-        self._emit_state(SourceState.ONLINE, f"image {image.shape[1]}x{image.shape[0]}")
+        self._frames_flowing(self._clock(), f"image {image.shape[1]}x{image.shape[0]}")
         n = max(1, round(self.cam.hold_s * self.cam.detect_fps))
         start = self._clock()
         for k in range(n):
@@ -265,7 +415,7 @@ class OpenCvSource:
             cap = cv2.VideoCapture(str(src))
         if not cap.isOpened():
             cap.release()
-            return None, f"cannot open {src!r} (no such camera, unreachable stream or unsupported codec)"
+            return None, f"cannot open {self.shown_source!r} (no such camera, unreachable stream or unsupported codec)"
         return cap, ""
 
     def _play_capture(self, pos_offset_s: float) -> tuple[str, float]:
@@ -279,28 +429,30 @@ class OpenCvSource:
             fps = 25.0
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if is_file else 0
         resume_frame = 0
-        if is_file and pos_offset_s > 0 and not self.cam.loop:
-            # Reconnecting to a file mid-way: continue where we were.
+        seek_to = 0
+        if is_file and (pos_offset_s > 0 or self._skip_to > 0) and not self.cam.loop:
+            # Reconnecting to a file mid-way: continue where we were, past a frame that failed.
             resume_frame = round(pos_offset_s * fps)
-            cap.set(cv2.CAP_PROP_POS_FRAMES, resume_frame)
+            seek_to = max(resume_frame, self._skip_to)
+            cap.set(cv2.CAP_PROP_POS_FRAMES, seek_to)
         base_s = pos_offset_s - resume_frame / fps if is_file and resume_frame else pos_offset_s
         next_due = (pos_offset_s + (self._period if resume_frame else 0.0)) if is_file else self._clock()
-        index = resume_frame
-        got_any = False
+        index = seek_to
+        flowing = ""
         realtime_start = self._clock() - (pos_offset_s - base_s)
         try:
             while not self._stop.is_set():
                 ok, image = cap.read()
                 if not ok or image is None:
                     break
-                if not got_any:
-                    got_any = True
+                if not flowing:
                     h, w = image.shape[:2]
-                    self._emit_state(SourceState.ONLINE, f"{w}x{h} @ {fps:.1f} fps")
+                    flowing = f"{w}x{h} @ {fps:.1f} fps"
                 self.counters.captured += 1
                 if is_file:
                     pos = base_s + index / fps
                     index += 1
+                    self._frames_flowing(pos, flowing)
                     if pos + 1e-6 < next_due:
                         self.counters.skipped += 1
                         continue
@@ -313,6 +465,7 @@ class OpenCvSource:
                     self._deliver(image, pos if self.video_time else None)
                 else:
                     now = self._clock()
+                    self._frames_flowing(now, flowing)
                     if now + 1e-6 < next_due:
                         self.counters.skipped += 1
                         continue
@@ -325,9 +478,11 @@ class OpenCvSource:
         if is_file:
             reached_end = total <= 0 or index >= total - 1
             if reached_end:
+                self._skip_to = 0
                 if self.cam.loop:
                     return "ok", pos_offset_s + self._period
                 return "ended", pos_offset_s
+            self._skip_to = index + 1  # the reopen starts past the frame that failed
             self._emit_state(SourceState.OFFLINE, f"read failed at frame {index} of {total}")
             return "lost", pos_offset_s
         self._emit_state(SourceState.OFFLINE, "stream stopped delivering frames")

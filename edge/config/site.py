@@ -84,6 +84,15 @@ class CameraConfig(StrictModel):
     tamper: TamperConfig = Field(default_factory=TamperConfig, description="Camera tamper and blind detection.")
     reconnect_min_s: float = Field(1.0, gt=0, description="First delay before reconnecting a lost camera.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest delay between reconnect attempts (backoff cap).")
+    online_stable_s: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "After a lost camera delivers frames again, how long (seconds of its own time: video time "
+            "for files) they must keep flowing before its offline episode ends; failures within it stay "
+            "in the same episode, so a flapping source is one camera_status episode. 0 ends it at the first frame."
+        ),
+    )
 
     @field_validator("id")
     @classmethod

@@ -22,6 +22,7 @@ from edge.events.schema import (
     EventValidationError,
     GeoPoint,
     ModelRef,
+    check_finite,
     validate_payload,
 )
 from edge.events.uuid7 import Uuid7Factory
@@ -91,10 +92,16 @@ def _geo_point(geo: Any) -> GeoPoint | None:
     if isinstance(geo, GeoPoint):
         return geo
     if isinstance(geo, Mapping):
-        return GeoPoint(lat=float(geo["lat"]), lon=float(geo["lon"]))
-    if isinstance(geo, tuple | list):
-        return GeoPoint(lat=float(geo[0]), lon=float(geo[1]))
-    return GeoPoint(lat=float(geo.lat), lon=float(geo.lon))
+        lat, lon = float(geo["lat"]), float(geo["lon"])
+    elif isinstance(geo, tuple | list):
+        lat, lon = float(geo[0]), float(geo[1])
+    else:
+        lat, lon = float(geo.lat), float(geo.lon)
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        raise ValueError(f"lat={lat} lon={lon} is not a finite position")
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        raise ValueError(f"lat={lat} lon={lon} is off the globe (lat -90..90, lon -180..180)")
+    return GeoPoint(lat=lat, lon=lon)
 
 
 class EventBuilder:
@@ -126,6 +133,7 @@ class EventBuilder:
         self._validate = validate
         self._uuids = Uuid7Factory()
         self._context_failed = False
+        self.geo_refused = 0  # positions refused (NaN, infinite, off the globe): events carried geo=null
 
     def set_config_hash(self, config_hash: str) -> None:
         """After a config reload: later events carry the new hash."""
@@ -151,26 +159,45 @@ class EventBuilder:
         return incident, None
 
     def _context(self) -> tuple[ClockQuality, GeoPoint | None]:
-        """Clock quality and position from the injected callables; a failing source degrades, never raises."""
+        """Clock quality and position from the injected callables; a failing source degrades, never
+        raises. A position that is not finite or off the globe is left out (geo null), counted in
+        ``geo_refused`` and logged once per change, so the event itself is never lost to it."""
         clock: ClockQuality = "unsynced"
         geo: GeoPoint | None = None
         try:
             if self._clock_quality is not None:
                 q = self._clock_quality()
                 clock = q if q in ("ntp", "gps", "unsynced") else "unsynced"
-            if self._geo is not None:
-                geo = _geo_point(self._geo())
+            raw = self._geo() if self._geo is not None else None
         except Exception as exc:
             if not self._context_failed:
                 log.warning("clock/geo source failed (%s); events carry clock=unsynced / geo=null", exc)
             self._context_failed = True
+            return clock, None
+        try:
+            geo = _geo_point(raw)
+        except (ValidationError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            self.geo_refused += 1
+            if not self._context_failed:
+                log.warning(
+                    "position refused: %s; events carry geo=null until the source gives a finite "
+                    "position on the globe",
+                    str(exc).splitlines()[0],
+                )
+            self._context_failed = True
+            return clock, None
+        if self._context_failed:
+            log.info("clock/geo source usable again")
+            self._context_failed = False
         return clock, geo
 
     def build(self, transition: EventDraft, model: Any = None) -> Event:
         """One Event for one EventDraft. Raises EventValidationError if the payload breaks its schema."""
         tr = transition
         if self._validate:
-            validate_payload(tr.kind, tr.payload)
+            validate_payload(tr.kind, tr.payload)  # includes the finite-number check
+        else:
+            check_finite(tr.payload, f"{tr.kind} payload")
         clock, geo = self._context()
         try:
             ts = utc_ms(tr.ts)

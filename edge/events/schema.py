@@ -8,6 +8,7 @@ which the payload of each kind is checked against its own schema; ``validate_eve
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -38,9 +39,11 @@ class ModelRef(BaseModel):
 
 
 class GeoPoint(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    lat: float
-    lon: float
+    """A position on the globe: finite degrees (JSON has no NaN), lat -90..90, lon -180..180."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    lat: float = Field(ge=-90.0, le=90.0)
+    lon: float = Field(ge=-180.0, le=180.0)
 
 
 class Event(BaseModel):
@@ -72,7 +75,49 @@ class Event(BaseModel):
         return self.model_dump(by_alias=True, mode="json")
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        """Strict JSON: a NaN or infinity anywhere raises EventValidationError naming the field,
+        never ``NaN`` in the output (strict parsers refuse it) nor a silent ``null`` (pydantic's
+        JSON mode turns a NaN inside ``payload`` into null)."""
+        where = find_non_finite(self.payload, "payload")
+        if where is None and self.geo is not None:
+            where = find_non_finite({"lat": self.geo.lat, "lon": self.geo.lon}, "geo")
+        if where is not None:
+            raise EventValidationError(
+                f"{self.kind} event: {where} is not a finite number (NaN/Infinity have no JSON form)"
+            )
+        try:
+            text = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError as exc:
+            raise EventValidationError(f"{self.kind} event cannot be written as JSON: {exc}") from None
+        return text.encode("utf-8")
+
+
+def find_non_finite(obj: Any, path: str = "") -> str | None:
+    """The path (``payload/sensors/radar.distance_m``, ``geo/lat``) of the first NaN or infinity in a
+    JSON-like document, or None when every number is finite."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (path or "(value)")
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            found = find_non_finite(v, f"{path}/{k}" if path else str(k))
+            if found is not None:
+                return found
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            found = find_non_finite(v, f"{path}/{i}" if path else str(i))
+            if found is not None:
+                return found
+    return None
+
+
+def check_finite(doc: Any, what: str) -> None:
+    """Raise EventValidationError naming the first non-finite number in ``doc``."""
+    where = find_non_finite(doc)
+    if where is not None:
+        raise EventValidationError(
+            f"{what} {where} is not a finite number (NaN/Infinity have no JSON form); "
+            "the producer of this value must send null or leave it out"
+        )
 
 
 def _schemas_dir() -> Any:
@@ -149,14 +194,16 @@ def known_kinds() -> list[str]:
 
 
 def validate_payload(kind: str, payload: Mapping[str, Any]) -> None:
-    """Check one payload against its kind's schema; raises EventValidationError naming the problem."""
+    """Check one payload against its kind's schema; raises EventValidationError naming the problem.
+    Every number must be finite: JSON Schema's ``number`` does not exclude NaN, this check does."""
     if kind not in kind_schemas():
         raise EventValidationError(
             f"unknown event kind {kind!r}: add edge/events/schemas/kinds/{kind}.json "
             f"(known: {', '.join(known_kinds()) or 'none'})"
         )
-    v = _payload_validator(kind)
     doc = dict(payload)
+    check_finite(doc, f"{kind} payload")
+    v = _payload_validator(kind)
     if v.is_valid(doc):
         return
     err = jsonschema.exceptions.best_match(v.iter_errors(doc))
@@ -172,6 +219,7 @@ def validate_event(doc: Mapping[str, Any]) -> None:
     jsonschema walk every kind's if/then branch.
     """
     d = dict(doc)
+    check_finite({k: v for k, v in d.items() if k != "payload"}, f"event {d.get('kind')!r}")
     v = _envelope_validator()
     if not v.is_valid(d):
         err = jsonschema.exceptions.best_match(v.iter_errors(d))

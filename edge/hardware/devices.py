@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -15,12 +16,36 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.config.hardware import GpsConfig, RadarConfig, SerialDeviceConfig
-from edge.errors import HardwareError
-from edge.hardware.codecs import ld2410, nmea
+from edge.errors import CodecError, HardwareError
+from edge.hardware.codecs import RejectTally, ld2410, nmea
 from edge.hardware.serial_link import SerialLink
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
+
+
+class RejectLog:
+    """Logs the first refusal of each kind once per device; later ones are only counted (health's
+    ``rejected_by_kind``). 10^5 corrupted frames make a handful of log lines, never a traceback."""
+
+    def __init__(self, device: str, unit: str) -> None:
+        self.device = device
+        self.unit = unit
+        self._seen: set[str] = set()
+
+    def check(self, tally: RejectTally) -> None:
+        if len(tally.by_kind) == len(self._seen):
+            return
+        for kind in sorted(tally.by_kind.keys() - self._seen):
+            self._seen.add(kind)
+            log.warning(
+                "device=%s refused a %s kind=%s: %s (later %s refusals are counted in health, not logged)",
+                self.device,
+                self.unit,
+                kind,
+                tally.example.get(kind, ""),
+                kind,
+            )
 
 
 class SerialDevice(abc.ABC):
@@ -172,6 +197,7 @@ class RadarDevice(SerialDevice):
         self.firmware: str | None = None
         self.acks: list[ld2410.Ack] = []
         self._fw_evt = threading.Event()
+        self._rejects_log = RejectLog(self.name, "frame")
 
     def on_connect(self) -> None:
         self.decoder = _keep_counts(self.decoder, ld2410.FrameDecoder())
@@ -195,7 +221,9 @@ class RadarDevice(SerialDevice):
         return self.firmware
 
     def on_bytes(self, data: bytes) -> None:
-        for msg in self.decoder.feed(data):
+        msgs = self.decoder.feed(data)
+        self._rejects_log.check(self.decoder.rejects)
+        for msg in msgs:
             if isinstance(msg, ld2410.RadarReport):
                 self.state = RadarState(msg, self.clock())
             elif isinstance(msg, ld2410.Ack):
@@ -204,8 +232,9 @@ class RadarDevice(SerialDevice):
                     try:
                         self.firmware = ld2410.parse_firmware(msg.value)
                         self._fw_evt.set()
-                    except Exception as exc:
-                        self._note_error(f"bad firmware ACK: {exc}")
+                    except CodecError as exc:
+                        self.decoder.rejects.add("bad_ack", f"bad firmware ACK: {exc}")
+                        self._rejects_log.check(self.decoder.rejects)
 
     def fresh(self) -> RadarState | None:
         s = self.state
@@ -229,6 +258,7 @@ class RadarDevice(SerialDevice):
             firmware=self.firmware,
             frames=self.decoder.decoded,
             rejected_frames=self.decoder.rejected,
+            rejected_by_kind=dict(self.decoder.rejects.by_kind),
             garbage_bytes=self.decoder.garbage_bytes,
         )
         return h
@@ -236,7 +266,7 @@ class RadarDevice(SerialDevice):
 
 def _keep_counts(old: Any, new: Any) -> Any:
     """A fresh decoder (no half frame from the old connection) that keeps the running counters."""
-    for k in ("rejected", "decoded", "garbage_bytes", "ignored"):
+    for k in ("rejects", "decoded", "garbage_bytes", "ignored"):
         if hasattr(old, k):
             setattr(new, k, getattr(old, k))
     return new
@@ -265,27 +295,30 @@ class GpsDevice(SerialDevice):
         self._sats = 0
         self.time_offset_s: float | None = None  # gps UTC - local wall clock
         self.time_t: float | None = None  # monotonic time the offset was measured
+        self._rejects_log = RejectLog(self.name, "sentence")
 
     def on_connect(self) -> None:
         self.decoder = _keep_counts(self.decoder, nmea.SentenceDecoder())
 
     def on_bytes(self, data: bytes) -> None:
         now = self.clock()
-        for s in self.decoder.feed(data):
+        sentences = self.decoder.feed(data)
+        self._rejects_log.check(self.decoder.rejects)
+        for s in sentences:
             if isinstance(s, nmea.Gga):
                 self._alt, self._sats = s.alt_m, s.satellites
                 if s.quality == 0:
                     self.has_fix = False
-                elif s.lat is not None and s.lon is not None:
+                elif (pos := _finite_position(s.lat, s.lon)) is not None:
                     self.has_fix = True
-                    self.fix = GpsFix(s.lat, s.lon, s.alt_m, s.satellites, now)
+                    self.fix = GpsFix(pos[0], pos[1], s.alt_m, s.satellites, now)
             elif isinstance(s, nmea.Rmc):
                 if not s.valid:
                     self.has_fix = False
                     continue
-                if s.lat is not None and s.lon is not None:
+                if (pos := _finite_position(s.lat, s.lon)) is not None:
                     self.has_fix = True
-                    self.fix = GpsFix(s.lat, s.lon, self._alt, self._sats, now)
+                    self.fix = GpsFix(pos[0], pos[1], self._alt, self._sats, now)
                 if s.epoch_s is not None:
                     self.time_offset_s = s.epoch_s - self.wall()
                     self.time_t = now
@@ -309,5 +342,14 @@ class GpsDevice(SerialDevice):
             satellites=self._sats,
             sentences=self.decoder.decoded,
             rejected_sentences=self.decoder.rejected,
+            rejected_by_kind=dict(self.decoder.rejects.by_kind),
         )
         return h
+
+
+def _finite_position(lat: float | None, lon: float | None) -> tuple[float, float] | None:
+    """(lat, lon) when both are finite and on the globe, else None. The codec already refuses
+    nan/inf and out-of-range fields; this is the last gate before a position reaches events."""
+    if lat is None or lon is None or not (math.isfinite(lat) and math.isfinite(lon)):
+        return None
+    return (lat, lon) if -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0 else None

@@ -8,17 +8,20 @@ by a lock and wait on a line queue. A poller thread reads AT+CSQ / AT+CEREG? eve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from edge.config.hardware import ModemConfig, ModemFallbackConfig
 from edge.errors import CodecError, HardwareError, UplinkError
-from edge.hardware.codecs import at
-from edge.hardware.devices import SerialDevice
+from edge.hardware.codecs import at, kind_of
+from edge.hardware.devices import RejectLog, SerialDevice
 
 log = logging.getLogger(__name__)
+MAX_REPLY_LINES = 256  # no AT reply has more; a modem that floods us is cut off here
 
 
 class ModemError(HardwareError):
@@ -32,8 +35,12 @@ class ModemDevice(SerialDevice):
         super().__init__(cfg, **kw)
         self.mcfg = cfg
         self.decoder = at.ReplyDecoder()
-        self._lines: queue.Queue[str] = queue.Queue()
+        self._lines: queue.Queue[str] = queue.Queue(MAX_REPLY_LINES)
         self._cmd_lock = threading.Lock()
+        self._waiting = False  # a command is waiting for its reply lines (set under _cmd_lock)
+        self._rejects_log = RejectLog(self.name, "line")
+        self.urcs = 0  # well-formed unsolicited result codes handled (+QMTSTAT)
+        self.unsolicited = 0  # other lines that arrived while no command was waiting
         self._poller: threading.Thread | None = None
         self._need_init = threading.Event()
         self.rssi: int | None = None
@@ -48,7 +55,9 @@ class ModemDevice(SerialDevice):
 
     # -- reader side --------------------------------------------------------------------------
     def on_connect(self) -> None:
-        self.decoder = at.ReplyDecoder()
+        new = at.ReplyDecoder()
+        new.rejects = self.decoder.rejects  # a fresh line buffer, the same running tally
+        self.decoder = new
         self.mqtt_open = self.mqtt_connected = False
         self.reg_t = None  # a restarted modem must re-register before it counts as available
         self._need_init.set()
@@ -57,18 +66,40 @@ class ModemDevice(SerialDevice):
         self.mqtt_open = self.mqtt_connected = False
         self.reg_t = None
 
+    def _reject(self, kind: str, why: str) -> None:
+        self.decoder.rejects.add(kind, why)
+        self._rejects_log.check(self.decoder.rejects)
+
     def on_bytes(self, data: bytes) -> None:
-        for line in self.decoder.feed(data):
+        lines = self.decoder.feed(data)
+        self._rejects_log.check(self.decoder.rejects)
+        for line in lines:
             if line.startswith("+QMTSTAT:"):
+                self._on_qmtstat(line)
+            elif self._waiting:
                 try:
-                    _, err = at.parse_qmtstat(line)
-                    self.last_qmtstat = err
-                except HardwareError:
-                    pass
-                log.warning("modem MQTT link closed by the network (+QMTSTAT err=%s)", self.last_qmtstat)
-                self.mqtt_open = self.mqtt_connected = False
-                continue
-            self._lines.put(line)
+                    self._lines.put_nowait(line)
+                except queue.Full:
+                    self._reject("flood", f"more than {MAX_REPLY_LINES} reply lines to one command")
+            else:
+                self.unsolicited += 1  # a late reply or a URC we do not use: nothing waits for it
+
+    def _on_qmtstat(self, line: str) -> None:
+        """The MQTT link closed. A malformed +QMTSTAT is refused (counted) but still taken as a
+        close: assuming the session is down costs one AT+QMTOPEN, assuming it is up loses alarms."""
+        err: int | None = None
+        try:
+            _, err = at.parse_qmtstat(line)
+            self.urcs += 1
+            self.last_qmtstat = err
+        except CodecError as exc:
+            self._reject(kind_of(exc), str(exc))
+        if self.mqtt_open or self.mqtt_connected:
+            log.warning(
+                "modem MQTT link closed by the network (+QMTSTAT err=%s); the next alarm reopens it",
+                err if err is not None else "unreadable",
+            )
+        self.mqtt_open = self.mqtt_connected = False
 
     # -- command side -------------------------------------------------------------------------
     def start(self) -> None:
@@ -121,13 +152,24 @@ class ModemDevice(SerialDevice):
                 raise ModemError(f"modem answered {line!r}")
         return lines
 
-    def command(self, line: str, *, want: str | None = None, timeout_s: float | None = None) -> list[str]:
-        """Send one AT command; the reply lines (without echo) up to OK. Raises ModemError."""
-        timeout = self.cfg.timeout_s if timeout_s is None else timeout_s
+    @contextlib.contextmanager
+    def exchange(self) -> Iterator[None]:
+        """Hold the command lock with reply lines flowing to ``_next_line``; stale lines dropped."""
         with self._cmd_lock:
             if not self.connected:
                 raise ModemError(f"modem {self.cfg.url} is not connected")
             self._drain()
+            self._waiting = True
+            try:
+                yield
+            finally:
+                self._waiting = False
+                self._drain()
+
+    def command(self, line: str, *, want: str | None = None, timeout_s: float | None = None) -> list[str]:
+        """Send one AT command; the reply lines (without echo) up to OK. Raises ModemError."""
+        timeout = self.cfg.timeout_s if timeout_s is None else timeout_s
+        with self.exchange():
             self.link.write(at.encode_command(line))
             lines = self._wait_final(self.clock() + timeout, want)
         return [ln for ln in lines if ln != line]
@@ -136,14 +178,19 @@ class ModemDevice(SerialDevice):
         self.command("ATE0")
 
     def refresh(self) -> None:
-        """Read signal and registration now (normally done by the poller)."""
-        for ln in self.command("AT+CSQ", want="+CSQ:"):
-            if ln.startswith("+CSQ:"):
-                self.rssi, self.ber = at.parse_csq(ln)
-        for ln in self.command("AT+CEREG?", want="+CEREG:"):
-            if ln.startswith("+CEREG:"):
-                self.reg_stat = at.parse_cereg(ln)
-                self.reg_t = self.clock()
+        """Read signal and registration now (normally done by the poller). A reply that does not
+        parse is refused (counted, logged once per kind) and raised as ModemError."""
+        try:
+            for ln in self.command("AT+CSQ", want="+CSQ:"):
+                if ln.startswith("+CSQ:"):
+                    self.rssi, self.ber = at.parse_csq(ln)
+            for ln in self.command("AT+CEREG?", want="+CEREG:"):
+                if ln.startswith("+CEREG:"):
+                    self.reg_stat = at.parse_cereg(ln)
+                    self.reg_t = self.clock()
+        except CodecError as exc:
+            self._reject(kind_of(exc), str(exc))
+            raise ModemError(f"modem {self.cfg.url} sent an unreadable reply: {exc}") from None
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
@@ -170,6 +217,9 @@ class ModemDevice(SerialDevice):
     def health(self) -> dict[str, Any]:
         h = super().health()
         h.update(
+            rejected_lines=self.decoder.rejected,
+            rejected_by_kind=dict(self.decoder.rejects.by_kind),
+            urcs=self.urcs,
             csq=self.rssi,
             rssi_dbm=None if self.rssi is None else at.csq_to_dbm(self.rssi),
             registration=None if self.reg_stat is None else at.REG_STATES.get(self.reg_stat, "unknown"),
@@ -242,10 +292,7 @@ class ModemFallbackLink:
     def _publish(self, topic: str, payload: bytes) -> bool:
         m, c = self.modem, self.cfg
         mid = self._next_id() if c.qos else 0
-        with m._cmd_lock:
-            if not m.connected:
-                raise ModemError("modem is not connected")
-            m._drain()
+        with m.exchange():
             m.link.write(at.encode_command(f"AT+QMTPUB={self.CLIENT},{mid},{c.qos},0,{at.quote(topic)}"))
             deadline = m.clock() + m.cfg.timeout_s
             while True:
@@ -287,6 +334,8 @@ class ModemFallbackLink:
                 self._ensure_session()
                 ok = self._publish(topic, payload)
             except (HardwareError, UplinkError, CodecError, StopIteration) as exc:
+                if isinstance(exc, CodecError):
+                    self.modem._reject(kind_of(exc), str(exc))
                 log.warning("fallback publish failed topic=%s: %s", topic, exc)
                 self.modem.mqtt_connected = False
                 self.modem.mqtt_open = False

@@ -366,6 +366,11 @@ def replay(
     cfg: SiteConfig, opts: ReplayOptions, *, agent_factory: Callable[..., Any] | None = None
 ) -> dict[str, Any]:
     """Run the agent over ``opts.source``; returns a summary (also written to ``summary.json``)."""
+    from edge.capture.opencv import check_decodable
+
+    # A recording that is missing or cannot be decoded is an error, not a camera to wait for:
+    # fail here with one line instead of letting the capture retry it forever.
+    check_decodable(opts.source)
     out_dir = Path(opts.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rcfg = replay_config(cfg, opts, out_dir)

@@ -242,9 +242,9 @@ class Outbox:
 
     def _put_locked(self, event: Event, topic: str | None) -> Event:
         prio = priority_of(event.kind, event.phase, event.severity)
+        ev = event.model_copy(update={"seq": self._seq + 1})
+        data = ev.to_json()  # strict JSON; a NaN raises EventValidationError before a seq is used
         self._seq += 1
-        ev = event.model_copy(update={"seq": self._seq})
-        data = ev.to_json()
         tp = topic if topic is not None else self._topic_for(ev)
         size = len(data) + len(tp) + ROW_OVERHEAD_BYTES
         self._begin()

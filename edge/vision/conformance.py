@@ -1,8 +1,10 @@
 """The vendor conformance kit behind ``edge-agent model check``.
 
 Loads the graph, compares its real inputs and outputs with the manifest, runs a warm-up and the
-given images, checks outputs are finite and boxes fall inside the image, and measures latency.
-Every mismatch becomes one readable line; the check passes only with none.
+given images, checks outputs are finite and of sane magnitude, that every decoded candidate (not
+only those above threshold) has a finite box, a score in 0..1 and a box of plausible size, that
+the detections fall inside the image, and measures latency. Every mismatch becomes one readable
+line; the check passes only with none.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.vision.adapters import get_decoder
-from edge.vision.detector import OnnxDetector
+from edge.vision.detector import ABSURD_BOX_FACTOR, OnnxDetector
 from edge.vision.manifest import Manifest, load_manifest, resolve_model_file
 from edge.vision.runtime import OnnxSession, TensorInfo
 
 _NP_NAMES = {"float32": "float32", "uint8": "uint8", "int64": "int64", "int32": "int32"}
+# No detector's raw outputs (logits, probabilities, pixel coordinates) come near this.
+ABSURD_OUTPUT = 1e6
 
 
 @dataclass
@@ -123,16 +127,42 @@ def _check_outputs(m: Manifest, graph_outputs: list[TensorInfo]) -> tuple[list[s
 def _check_pass(det: OnnxDetector, image: np.ndarray, name: str) -> tuple[list[str], int, Counter[str]]:
     problems: list[str] = []
     try:
-        res = det.run_pass(image)
+        # every candidate row is decoded and screened, not only those above the thresholds
+        res = det.run_pass(image, score_floor=-np.inf)
     except ModelError as exc:
         return [f"{name}: {exc}"], 0, Counter()
     for i, out in enumerate(res.outputs):
-        if out.dtype.kind == "f":
-            bad = int(out.size - np.count_nonzero(np.isfinite(out)))
-            if bad:
-                problems.append(
-                    f"{name}: output {i} has {bad} NaN/inf values of {out.size}; the graph is broken"
-                )
+        if out.dtype.kind != "f" or not out.size:
+            continue
+        finite = np.isfinite(out)
+        bad = int(out.size - np.count_nonzero(finite))
+        if bad:
+            problems.append(f"{name}: output {i} has {bad} NaN/inf values of {out.size}; the graph is broken")
+        big = float(np.abs(out[finite]).max()) if bad < out.size else 0.0
+        if big > ABSURD_OUTPUT:
+            problems.append(
+                f"{name}: output {i} has values as large as {big:.3g}; no detector output (logit, "
+                "probability or pixel coordinate) is that large: the graph is broken"
+            )
+    c = res.check
+    if c.nonfinite_rows:
+        problems.append(
+            f"{name}: {c.nonfinite_rows} decoded boxes or scores are NaN/inf (e.g. {c.example}); the raw "
+            "box outputs overflow when decoded"
+        )
+    if c.score_rows:
+        problems.append(
+            f"{name}: {c.score_rows} decoded scores are outside 0..1 (e.g. {c.example}); scores must be "
+            "probabilities: if the graph outputs logits set the decoder's sigmoid (or activation) "
+            "parameter, otherwise the graph is broken"
+        )
+    if c.huge_rows:
+        h0, w0 = image.shape[:2]
+        problems.append(
+            f"{name}: {c.huge_rows} boxes are of astronomic size, more than {ABSURD_BOX_FACTOR:g} image "
+            f"sizes beyond the {w0}x{h0} image (e.g. {c.example}); check input.size, resize mode and "
+            "decoder params"
+        )
     h, w = image.shape[:2]
     b = res.raw.xyxy
     if b.size:

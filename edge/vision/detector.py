@@ -1,9 +1,16 @@
 """``OnnxDetector``: manifest + onnxruntime + decoder adapter -> canonical ``Detections``.
 
 Pipeline per pass: pre-process (letterbox/stretch, normalise) -> ``session.run`` -> the family
-decoder -> boxes back to original pixels -> per-label thresholds -> NMS. Optional region-of-
-interest passes (crops around zones, or tiles) are merged with the full frame by NMS; then boxes
-are clipped, mapped to canonical classes and filtered by area, aspect and exclusion masks.
+decoder -> boxes back to original pixels -> the output guard -> per-label thresholds -> NMS.
+Optional region-of-interest passes (crops around zones, or tiles) are merged with the full frame
+by NMS; then boxes are clipped, mapped to canonical classes and filtered by area, aspect and
+exclusion masks.
+
+The output guard drops decoded rows that no sane model produces (a NaN/inf box or score, a score
+outside 0..1, a box more than ``ABSURD_BOX_FACTOR`` image sizes away) and counts them; a model
+that gives nothing but such rows (or NaN-filled outputs) for ``GARBAGE_AFTER_PASSES`` passes in a
+row is reported once in the log and in ``OnnxDetector.output_health()``, instead of silently
+handing the tracker nothing (or nonsense).
 """
 
 from __future__ import annotations
@@ -32,6 +39,143 @@ log = logging.getLogger(__name__)
 
 Polygon = Sequence[Sequence[float]]
 
+ABSURD_BOX_FACTOR = 4.0  # a box reaching more than 4 image widths/heights outside is not an object
+SCORE_TOLERANCE = 1e-3  # scores are probabilities: 0..1 (a little slack for float rounding)
+GARBAGE_AFTER_PASSES = 3  # consecutive passes with nothing but garbage before the model is reported
+
+
+@dataclass(frozen=True, slots=True)
+class OutputCheck:
+    """What the guard found in one pass: non-finite output values and the decoded rows it dropped."""
+
+    nonfinite_values: int = 0  # NaN/inf values in the float outputs of the graph
+    nonfinite_rows: int = 0  # decoded rows with a NaN/inf box or score
+    score_rows: int = 0  # decoded rows whose score is outside 0..1
+    huge_rows: int = 0  # decoded rows with an astronomic box
+    example: str = ""  # one offending row or value, for the message
+
+    @property
+    def dropped(self) -> int:
+        return self.nonfinite_rows + self.score_rows + self.huge_rows
+
+    @property
+    def bad(self) -> bool:
+        return bool(self.dropped or self.nonfinite_values)
+
+
+def screen_rows(
+    outputs: Sequence[np.ndarray], xyxy: np.ndarray, score: np.ndarray, w: int, h: int
+) -> tuple[np.ndarray, OutputCheck]:
+    """(rows to keep, what was wrong) for decoded rows in the pass image's pixels."""
+    nonfinite_values = 0
+    for out in outputs:
+        if out.dtype.kind == "f" and out.size and not np.isfinite(out).all():
+            nonfinite_values += int(out.size - np.count_nonzero(np.isfinite(out)))
+    n = score.shape[0]
+    if n == 0:
+        return np.ones(0, bool), OutputCheck(nonfinite_values=nonfinite_values)
+    finite = np.isfinite(xyxy).all(1) & np.isfinite(score)
+    in_score = (score >= -SCORE_TOLERANCE) & (score <= 1.0 + SCORE_TOLERANCE)
+    k = ABSURD_BOX_FACTOR
+    with np.errstate(invalid="ignore"):
+        sane_box = (
+            (xyxy[:, 0] >= -k * w)
+            & (xyxy[:, 1] >= -k * h)
+            & (xyxy[:, 2] <= (k + 1) * w)
+            & (xyxy[:, 3] <= (k + 1) * h)
+        )
+    keep = finite & in_score & sane_box
+    if keep.all() and not nonfinite_values:
+        return keep, OutputCheck()
+    bad_score = finite & ~in_score
+    huge = finite & in_score & ~sane_box
+    example = ""
+    if not keep.all():
+        i = int(np.argmax(~keep))
+        box = ", ".join(f"{float(v):.4g}" for v in xyxy[i])
+        example = f"box [{box}] score {float(score[i]):.4g}"
+    return keep, OutputCheck(
+        nonfinite_values=nonfinite_values,
+        nonfinite_rows=int(n - np.count_nonzero(finite)),
+        score_rows=int(np.count_nonzero(bad_score)),
+        huge_rows=int(np.count_nonzero(huge)),
+        example=example,
+    )
+
+
+class OutputGuard:
+    """Counts what the guard dropped for one model and logs once per state change:
+    the first dropped row, entering "garbage" (nothing but garbage for GARBAGE_AFTER_PASSES
+    passes) and leaving it."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.passes = 0
+        self.bad_passes = 0
+        self.dropped_rows = {"non_finite": 0, "score_range": 0, "huge_box": 0}
+        self.nonfinite_values = 0
+        self.state = "ok"  # "ok" | "garbage"
+        self._streak = 0
+        self._warned = False
+
+    def record(self, check: OutputCheck, kept: int) -> None:
+        self.passes += 1
+        if not check.bad:
+            self._streak = 0
+            self._set_state("ok", kept)
+            return
+        self.bad_passes += 1
+        self.nonfinite_values += check.nonfinite_values
+        self.dropped_rows["non_finite"] += check.nonfinite_rows
+        self.dropped_rows["score_range"] += check.score_rows
+        self.dropped_rows["huge_box"] += check.huge_rows
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "model=%s gave non-finite or absurd outputs (%s): %d NaN/inf output values, dropped %d "
+                "rows (%d NaN/inf, %d scores outside 0..1, %d astronomic boxes); later ones are counted, "
+                "not logged; check it with: edge-agent model check %s",
+                self.model,
+                check.example or "no row",
+                check.nonfinite_values,
+                check.dropped,
+                check.nonfinite_rows,
+                check.score_rows,
+                check.huge_rows,
+                self.model,
+            )
+        if kept:
+            self._streak = 0
+            self._set_state("ok", kept)
+            return
+        self._streak += 1
+        if self._streak >= GARBAGE_AFTER_PASSES:
+            self._set_state("garbage", kept)
+
+    def _set_state(self, state: str, kept: int) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        if state == "garbage":
+            log.error(
+                "model=%s produces only non-finite or absurd outputs (%d passes in a row): no detections "
+                "reach the tracker; run edge-agent model check %s and replace the model",
+                self.model,
+                self._streak,
+                self.model,
+            )
+        else:
+            log.info("model=%s gives usable outputs again (%d detections in the last pass)", self.model, kept)
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "passes": self.passes,
+            "bad_passes": self.bad_passes,
+            "nonfinite_values": self.nonfinite_values,
+            "dropped_rows": dict(self.dropped_rows),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class PassResult:
@@ -42,6 +186,7 @@ class PassResult:
     pre_ms: float
     infer_ms: float
     post_ms: float
+    check: OutputCheck = OutputCheck()  # what the output guard dropped in this pass
 
 
 class OnnxDetector:
@@ -81,6 +226,7 @@ class OnnxDetector:
         self.masks = [np.asarray(m, np.float64) for m in masks]
         self.last_timing_ms: dict[str, float] = {"pre": 0.0, "infer": 0.0, "post": 0.0}
         self._roi_cache: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
+        self.guard = OutputGuard(self.name)
         if warmup:
             w, h = manifest.input.size
             self.detect_image(np.zeros((h, w, 3), np.uint8))
@@ -106,9 +252,17 @@ class OnnxDetector:
             )
         return [names.index(n) for n in wanted]
 
+    # ---- health ---------------------------------------------------------------------------
+    def output_health(self) -> dict[str, object]:
+        """The output guard's counters and state ("ok" or "garbage") for health records."""
+        return self.guard.snapshot()
+
     # ---- one pass ----------------------------------------------------------------------
-    def run_pass(self, image: np.ndarray) -> PassResult:
-        """Pre-process, infer, decode, threshold and NMS one image (boxes in its pixels)."""
+    def run_pass(self, image: np.ndarray, *, score_floor: float | None = None) -> PassResult:
+        """Pre-process, infer, decode, guard, threshold and NMS one image (boxes in its pixels).
+
+        ``score_floor`` overrides the decoders' early cut (``model check`` passes -inf so that every
+        candidate row is screened); such passes are not counted by the run-time guard."""
         t0 = time.perf_counter()
         feeds, tf = self.pre(image)
         t1 = time.perf_counter()
@@ -116,27 +270,33 @@ class OnnxDetector:
         t2 = time.perf_counter()
         ordered = [outs[i] for i in self.output_order]
         h, w = image.shape[:2]
-        ctx = DecodeContext(self.pre.in_w, self.pre.in_h, w, h, self.score_floor)
-        raw = self.decoder.decode(ordered, ctx)
-        xyxy = tf.to_original(raw.xyxy) if raw.space == "input" else raw.xyxy.astype(np.float32)
+        floor = self.score_floor if score_floor is None else score_floor
+        ctx = DecodeContext(self.pre.in_w, self.pre.in_h, w, h, floor)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is what the guard catches
+            raw = self.decoder.decode(ordered, ctx)
+            xyxy = tf.to_original(raw.xyxy) if raw.space == "input" else raw.xyxy.astype(np.float32)
         label = raw.label
         if label.size and (label.min() < 0 or label.max() >= self.manifest.num_classes):
             raise ModelError(
                 f"model {self.name}: decoded label id {int(label.max())} but the manifest lists "
                 f"{self.manifest.num_classes} labels; fix the manifest's labels"
             )
-        keep = raw.score >= self.label_thr[label]
+        good, check = screen_rows(outs, xyxy, raw.score, w, h)
+        keep = good & (raw.score >= self.label_thr[label])
         xyxy, score, label = xyxy[keep], raw.score[keep], label[keep]
         if self.nms_mode != "none" and score.size > 1:
             k = nms(xyxy, score, self.nms_iou, label if self.nms_mode == "class_aware" else None)
             xyxy, score, label = xyxy[k], score[k], label[k]
         t3 = time.perf_counter()
+        if score_floor is None:
+            self.guard.record(check, int(score.size))
         return PassResult(
             RawDetections(xyxy, score, label, "original"),
             outs,
             (t1 - t0) * 1e3,
             (t2 - t1) * 1e3,
             (t3 - t2) * 1e3,
+            check,
         )
 
     # ---- regions of interest -------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from types import SimpleNamespace
 
@@ -120,3 +121,99 @@ def test_a_broken_transition_raises_an_edge_error_and_leaves_the_incident_map_al
     ok = b.build(tr("start", severity_reason="r" * 2000))
     assert ok.geo is None and len(ok.severity_reason) == 512  # degraded, never crashes the loop
     validate_event(ok.to_dict())
+
+
+# ---- no NaN anywhere in an event ------------------------------------------------------------
+NAN, INF = float("nan"), float("inf")
+
+
+def strict_loads(data: bytes | str) -> object:
+    """A strict JSON parser: NaN, Infinity and -Infinity are not JSON."""
+
+    def refuse(word: str) -> object:
+        raise ValueError(f"{word} is not JSON")
+
+    return json.loads(data, parse_constant=refuse)
+
+
+def sensor_features(value: float) -> EventDraft:
+    return EventDraft(
+        kind="sensor_status",
+        phase="start",
+        key="sensor_status/gps",
+        t=0,
+        ts=TS,
+        payload={"device": "gps", "status": "offline", "url": "socket://x:1", "reason": "r", "extra": value},
+    )
+
+
+@pytest.mark.parametrize("validate", [True, False])
+@pytest.mark.parametrize("bad", [NAN, INF, -INF])
+def test_non_finite_payload_is_refused_naming_the_field(validate: bool, bad: float) -> None:
+    b = EventBuilder("pole-1", "site", validate=validate)
+    draft = EventDraft(
+        kind="uplink_test",
+        phase="instant",
+        key="k",
+        t=0,
+        ts=TS,
+        payload={"nonce": "n", "probe": {"rtt": [1.0, bad]}},
+    )
+    with pytest.raises(EventValidationError) as exc:
+        b.build(draft)
+    assert "uplink_test payload probe/rtt/1 is not a finite number" in str(exc.value)
+
+
+def test_nan_geo_is_left_out_not_sent_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A GPS that says (nan, nan) must not cost the event: geo is null, counted, logged once per change."""
+    positions = iter(
+        [{"lat": NAN, "lon": NAN}, (INF, 1.0), {"lat": 95.0, "lon": 1.0}, {"lat": 30.5, "lon": 104.0}]
+    )
+    b = EventBuilder("pole-1", "site", geo=lambda: next(positions))
+    with caplog.at_level("INFO", logger="edge.events.builder"):
+        events = [b.build(tr("instant", key=f"k{i}")) for i in range(4)]
+    assert [e.geo for e in events[:3]] == [None, None, None]
+    assert events[3].geo is not None and events[3].geo.lat == 30.5
+    assert b.geo_refused == 3
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len([m for m in msgs if "refused" in m]) == 1 and "lat=nan lon=nan is not a finite" in msgs[0]
+    assert any("usable again" in m for m in msgs)
+    for e in events:
+        doc = strict_loads(e.to_json())
+        validate_event(doc)  # type: ignore[arg-type]
+
+
+def test_to_json_refuses_nan_instead_of_writing_it() -> None:
+    """Even an Event assembled without the builder never serialises to 'NaN'."""
+    from edge.events.schema import Event
+
+    good = EventBuilder("pole-1", "site").build(tr("instant"))
+    bad = Event.model_validate({**good.to_dict(), "payload": {"state": "started", "x": {"y": NAN}}})
+    with pytest.raises(EventValidationError, match="payload/x/y is not a finite number"):
+        bad.to_json()
+    with pytest.raises(Exception, match="finite number"):
+        Event.model_validate({**good.to_dict(), "geo": {"lat": NAN, "lon": 1.0}})
+
+
+def test_validate_event_names_a_non_finite_field() -> None:
+    doc = EventBuilder("pole-1", "site").build(tr("instant")).to_dict()
+    with pytest.raises(EventValidationError, match="geo/lat is not a finite number"):
+        validate_event({**doc, "geo": {"lat": NAN, "lon": 2.0}})
+    with pytest.raises(EventValidationError, match="payload extra is not a finite number"):
+        validate_event({**doc, "kind": "sensor_status", "payload": sensor_features(INF).payload})
+
+
+def test_outbox_refuses_a_non_finite_event_without_using_a_seq(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from edge.events.schema import Event
+    from edge.uplink.outbox import Outbox
+
+    good = EventBuilder("pole-1", "site").build(tr("instant"))
+    bad = Event.model_validate({**good.to_dict(), "payload": {"state": "started", "v": NAN}})
+    with Outbox(tmp_path / "o.sqlite") as ob:
+        with pytest.raises(EventValidationError):
+            ob.put(bad)
+        stored = ob.put(good)
+        ob.flush()
+        assert stored.seq == 1 and ob.pending() == 1  # no gap: the refused event used no seq
+        rows = ob.peek(10)
+        assert [strict_loads(r.payload)["seq"] for r in rows] == [1]  # type: ignore[index]

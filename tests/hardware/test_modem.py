@@ -171,3 +171,44 @@ def test_oversized_payload_left_for_primary(modem_sim: Any, modem_mgr: Any) -> N
     wait_for(link.available, what="registered")
     assert link.send("t", b"x" * 1600) is False
     assert sim.sim.received == []
+
+
+def test_malformed_qmtstat_never_raises_out_of_the_reader(
+    modem_sim: Any, modem_mgr: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The issue's 203 bad '+QMTSTAT: 0,x' lines gave 19 tracebacks and 19 reconnects: now each is
+    refused and counted, the kind is logged once, the port stays up, the session is re-opened."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="edge")
+    sim = modem_sim({"timeline": [{"at_s": 0, "registration": 1, "csq": 20}]})
+    m = modem_mgr(sim.url)
+    link = m.fallback_link()
+    wait_for(link.available, what="registered")
+    assert link.send("a", b"1")
+    for i in range(203):
+        sim.sim.push_urc(f"+QMTSTAT: 0,{'x' * (1 + i % 3)}")
+    wait_for(lambda: m.modem.decoder.rejected >= 203, what="bad URCs refused")
+    time.sleep(0.2)
+    assert m.modem.decoder.rejected == 203 and m.modem.decoder.rejects.by_kind == {"bad_reply": 203}
+    assert m.modem.reconnects == 0 and m.modem.connected
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    refusals = [r.getMessage() for r in caplog.records if "refused a line" in r.getMessage()]
+    assert len(refusals) == 1 and "kind=bad_reply" in refusals[0] and "+QMTSTAT: 0,x" in refusals[0]
+    closes = [r for r in caplog.records if "MQTT link closed" in r.getMessage()]
+    assert len(closes) == 1  # a state change, logged once, not 203 times
+    assert not m.modem.mqtt_connected  # an unreadable +QMTSTAT is still taken as a close
+    assert link.send("b", b"2")
+    assert [r["topic"] for r in sim.sim.received] == ["a", "b"]
+    assert m.health()["modem"]["rejected_by_kind"] == {"bad_reply": 203}
+
+
+def test_unreadable_poll_reply_is_counted_not_fatal(modem_sim: Any, modem_mgr: Any) -> None:
+    """A +CSQ out of range (40) is refused and counted by the poller; the port stays up."""
+    sim = modem_sim({"timeline": [{"at_s": 0, "registration": 1, "csq": 40}]})
+    m = modem_mgr(sim.url)
+    wait_for(lambda: m.modem.decoder.rejected >= 2, what="bad +CSQ refused")
+    assert set(m.modem.decoder.rejects.by_kind) == {"out_of_range"}
+    assert m.modem.reconnects == 0 and m.modem.connected
+    assert "unreadable reply" in m.modem.last_error and "+CSQ values out of range" in m.modem.last_error
+    assert m.health()["modem"]["csq"] is None

@@ -262,3 +262,29 @@ def test_radar_min_energy_filters_weak_targets(radar_sim: Any, managers: Any) ->
     assert m.radar_presence() is False
     feats = {f.key: f.value for f in m.features(time.monotonic())}
     assert feats["radar.presence"] == 0.0 and "radar.distance_m" not in feats
+
+
+def test_gps_nan_sentence_never_becomes_a_fix(managers: Any) -> None:
+    """The issue's GPS sentence carrying 'nan' (valid checksum) became a fix of (nan, nan): now it is
+    refused as non_finite and the box has no position until a real one arrives."""
+    from edge.hardware.codecs import nmea
+
+    m = managers(gps={"url": "loop://"})
+    wait_for(lambda: m.gps.connected, what="gps port")
+    bad = [
+        nmea.frame("GPRMC,081500.00,A,nan,N,nan,E,0.0,,221126,,,A"),
+        nmea.frame("GPGGA,081500.00,nan,N,nan,E,1,08,0.9,498.0,M,-32.0,M,,"),
+        nmea.frame("GPRMC,081501.00,A,-130.0000,N,10403.6660,E,0.0,,221126,,,A"),
+    ]
+    m.gps.link.write(b"".join(bad))
+    wait_for(lambda: m.gps.decoder.rejected == 3, what="refusals")
+    assert m.gps.fix is None and m.geo() is None
+    assert m.health()["gps"]["rejected_by_kind"] == {"non_finite": 2, "bad_field": 1}
+    m.gps.link.write(nmea.encode_rmc(1.79e9, 30.5402, 104.0611, True))
+    wait_for(lambda: m.geo() is not None, what="a real fix")
+    g = m.geo()
+    assert (
+        g is not None
+        and g.lat == pytest.approx(30.5402, abs=1e-6)
+        and g.lon == pytest.approx(104.0611, abs=1e-6)
+    )

@@ -76,11 +76,33 @@ def _nan_model(tmp: Path) -> dict[str, Any]:
     return synthetic_manifest("nan_model", f, "yolox", ["person"], class_map={"person": "person"})
 
 
-def _far_boxes(tmp: Path) -> dict[str, Any]:
-    out = np.zeros((1, 84, 6), np.float32)
-    out[0, 5] = [0.5, 0.5, 8.0, 8.0, 0.9, 0.9]  # exp(8) * 8 px wide: far outside a 64 px image
-    f = constant_model(tmp / "far.onnx", "images", [1, 3, 64, 64], {"output": out})
-    return synthetic_manifest("far_boxes", f, "yolox", ["person"], class_map={"person": "person"})
+def _yolox_rows(
+    name: str, rows: dict[int, list[float]], fill: float = 0.0
+) -> Callable[[Path], dict[str, Any]]:
+    """A 64x64 yolox-family graph with constant outputs: ``rows`` {cell: [dx, dy, log_w, log_h, obj, cls]}."""
+
+    def make(tmp: Path) -> dict[str, Any]:
+        out = np.full((1, 84, 6), fill, np.float32)  # yolox grid for 64x64: 64 + 16 + 4 cells
+        for cell, row in rows.items():
+            out[0, cell] = row
+        f = constant_model(tmp / f"{name}.onnx", "images", [1, 3, 64, 64], {"output": out})
+        return synthetic_manifest(name, f, "yolox", ["person"], class_map={"person": "person"})
+
+    return make
+
+
+# exp(3) * 8 = 160 px wide around cell 5: beyond a 64 px image, but not absurd
+_far_boxes = _yolox_rows("far", {5: [0.5, 0.5, 3.0, 3.0, 0.9, 0.9]})
+# exp(8) * 8 px wide: thousands of image widths
+_astronomic_boxes = _yolox_rows("astro", {5: [0.5, 0.5, 8.0, 8.0, 0.9, 0.9]})
+# obj and cls are logits but the manifest says probabilities: score 6 * 9 = 54
+_logit_scores = _yolox_rows("logits", {5: [0.5, 0.5, 1.0, 1.0, 6.0, 9.0], 9: [0.5, 0.5, 1.0, 1.0, -4.0, 2.0]})
+# finite but absurd raw values: exp() of them overflows to inf
+_huge_outputs = _yolox_rows("huge", {5: [1e30, 1e30, 1e30, 1e30, 0.9, 0.9]})
+# one NaN cell among sane ones: the output check still sees it
+_one_nan_cell = _yolox_rows("one_nan", {5: [0.5, 0.5, 1.0, 1.0, 0.9, 0.9], 7: [float("nan")] * 6})
+# every value the largest float32: boxes become inf/NaN
+_max_float = _yolox_rows("maxf", {}, fill=3e38)
 
 
 def _picodet_labels_10(tmp: Path) -> dict[str, Any]:
@@ -191,6 +213,21 @@ BROKEN: list[tuple[str, Callable[[Path], dict[str, Any]], list[str], int]] = [
     ),
     ("NaN outputs", _nan_model, ["output 0 has 84 NaN/inf values"], 1),
     ("boxes outside the image", _far_boxes, ["boxes fall outside the", "check input.size"], 1),
+    ("astronomic boxes", _astronomic_boxes, ["boxes are of astronomic size", "check input.size"], 1),
+    (
+        "logit scores",
+        _logit_scores,
+        ["decoded scores are outside 0..1", "score 54", "set the decoder's sigmoid"],
+        1,
+    ),
+    (
+        "huge outputs",
+        _huge_outputs,
+        ["output 0 has values as large as 1e+30", "decoded boxes or scores are NaN/inf", "overflow"],
+        1,
+    ),
+    ("one NaN cell", _one_nan_cell, ["output 0 has 6 NaN/inf values of 504"], 1),
+    ("largest floats", _max_float, ["values as large as 3e+38", "NaN/inf (e.g. box [nan"], 1),
 ]
 
 

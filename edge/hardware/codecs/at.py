@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from edge.errors import CodecError
+from edge.hardware.codecs import FieldError, RejectTally
 
 CTRL_Z = b"\x1a"
 ESC = b"\x1b"
@@ -25,6 +26,10 @@ PROMPT = ">"
 FINAL_OK = "OK"
 FINAL_ERRORS = ("ERROR", "+CME ERROR", "+CMS ERROR", "NO CARRIER")
 MAX_LINE = 1024
+
+MAX_MQTT_CLIENT = 5  # the BG96 has MQTT client indexes 0..5
+QMTSTAT_ERRORS = range(1, 8)  # 1 closed by peer ... 7 link not working (Quectel MQTT notes)
+_INT = re.compile(r"-?[0-9]{1,6}", re.ASCII)
 
 REG_STATES = {
     0: "not_registered",
@@ -107,21 +112,20 @@ def is_final(line: str) -> bool:
 
 def _ints(line: str, prefix: str, n: int) -> tuple[int, ...]:
     if not line.startswith(prefix):
-        raise CodecError(f"expected {prefix!r}, got {line[:40]!r}")
+        raise FieldError("bad_reply", f"expected {prefix!r}, got {line[:40]!r}")
     parts = [p.strip() for p in line[len(prefix) :].split(",")]
     if len(parts) < n:
-        raise CodecError(f"{prefix} needs {n} values, got {line!r}")
-    try:
-        return tuple(int(p) for p in parts[:n])
-    except ValueError:
-        raise CodecError(f"non-numeric value in {line!r}") from None
+        raise FieldError("bad_reply", f"{prefix} needs {n} values, got {line[:60]!r}")
+    if not all(_INT.fullmatch(p) for p in parts[:n]):
+        raise FieldError("bad_reply", f"non-numeric value in {line[:60]!r}")
+    return tuple(int(p) for p in parts[:n])
 
 
 def parse_csq(line: str) -> tuple[int, int]:
     """'+CSQ: 20,99' -> (rssi 0..31 or 99, ber 0..7 or 99)."""
     rssi, ber = _ints(line, "+CSQ:", 2)
     if not (0 <= rssi <= 31 or rssi == 99) or not (0 <= ber <= 7 or ber == 99):
-        raise CodecError(f"+CSQ values out of range: {line!r}")
+        raise FieldError("out_of_range", f"+CSQ values out of range: {line[:60]!r}")
     return rssi, ber
 
 
@@ -134,14 +138,14 @@ def parse_cereg(line: str) -> int:
     """'+CEREG: 0,1' (or a URC '+CEREG: 1') -> the registration stat."""
     body = line[len("+CEREG:") :] if line.startswith("+CEREG:") else None
     if body is None:
-        raise CodecError(f"expected '+CEREG:', got {line[:40]!r}")
+        raise FieldError("bad_reply", f"expected '+CEREG:', got {line[:40]!r}")
     parts = split_args(body)
-    try:
-        stat = int(parts[1] if len(parts) >= 2 else parts[0])
-    except ValueError:
-        raise CodecError(f"non-numeric +CEREG stat in {line!r}") from None
+    raw = (parts[1] if len(parts) >= 2 else parts[0]).strip()
+    if not _INT.fullmatch(raw):
+        raise FieldError("bad_reply", f"non-numeric +CEREG stat in {line[:60]!r}")
+    stat = int(raw)
     if stat not in REG_STATES:
-        raise CodecError(f"+CEREG stat {stat} unknown")
+        raise FieldError("out_of_range", f"+CEREG stat {stat} unknown")
     return stat
 
 
@@ -158,8 +162,10 @@ def parse_qmtopen(line: str) -> tuple[int, int]:
 def parse_qmtconn(line: str) -> tuple[int, int, int]:
     """'+QMTCONN: 0,0,0' -> (client idx, result, MQTT return code)."""
     parts = _ints(line, "+QMTCONN:", 2)
-    rest = line[len("+QMTCONN:") :].split(",")
-    code = int(rest[2]) if len(rest) > 2 and rest[2].strip().isdigit() else 0
+    rest = [p.strip() for p in line[len("+QMTCONN:") :].split(",")]
+    if len(rest) > 2 and rest[2] and not _INT.fullmatch(rest[2]):
+        raise FieldError("bad_reply", f"non-numeric MQTT return code in {line[:60]!r}")
+    code = int(rest[2]) if len(rest) > 2 and rest[2] else 0
     return parts[0], parts[1], code
 
 
@@ -170,22 +176,44 @@ def parse_qmtpub(line: str) -> tuple[int, int, int]:
 
 
 def parse_qmtstat(line: str) -> tuple[int, int]:
-    """'+QMTSTAT: 0,1' -> (client idx, error code): the MQTT link closed."""
+    """'+QMTSTAT: 0,1' -> (client idx 0..5, error code 1..7): the MQTT link closed."""
     a, b = _ints(line, "+QMTSTAT:", 2)
+    if not 0 <= a <= MAX_MQTT_CLIENT or b not in QMTSTAT_ERRORS:
+        raise FieldError(
+            "out_of_range", f"+QMTSTAT client {a} / error {b} outside 0..5 / 1..7: {line[:60]!r}"
+        )
     return a, b
 
 
 @dataclass(slots=True)
 class ReplyDecoder:
-    """Modem -> host byte stream into lines. The '>' prompt (not followed by CR LF) is a line of its own."""
+    """Modem -> host byte stream into lines. The '>' prompt (not followed by CR LF) is a line of its own.
 
-    rejected: int = 0
+    Lines that are not ASCII or longer than ``MAX_LINE`` are refused (counted once each in
+    ``rejects``; an over-long line is discarded up to its line end, so its tail never comes out as
+    a line of its own). The device adds the lines it cannot parse to the same tally.
+    """
+
+    rejects: RejectTally = field(default_factory=RejectTally)
     _buf: bytearray = field(default_factory=bytearray)
+    _discard: bool = False  # inside an over-long line: drop bytes up to the next LF
+
+    @property
+    def rejected(self) -> int:
+        return self.rejects.total
 
     def feed(self, data: bytes) -> list[str]:
         self._buf.extend(data)
         out: list[str] = []
         while True:
+            if self._discard:
+                i = self._buf.find(b"\n")
+                if i < 0:
+                    self._buf.clear()
+                    return out
+                del self._buf[: i + 1]
+                self._discard = False
+                continue
             if self._buf[:1] == b">":
                 out.append(PROMPT)
                 del self._buf[:1]
@@ -193,17 +221,22 @@ class ReplyDecoder:
                     del self._buf[:1]
                 continue
             i = self._buf.find(b"\n")
+            if i > MAX_LINE:  # the whole over-long line is here: drop it, keep what follows
+                self.rejects.add("too_long", f"modem line longer than {MAX_LINE} bytes")
+                del self._buf[: i + 1]
+                continue
             if i < 0:
-                if len(self._buf) > MAX_LINE:
-                    self.rejected += 1
+                if len(self._buf) > MAX_LINE:  # drop it now and the rest of it as it arrives
+                    self.rejects.add("too_long", f"modem line longer than {MAX_LINE} bytes")
                     self._buf.clear()
+                    self._discard = True
                 return out
             raw = bytes(self._buf[:i])
             del self._buf[: i + 1]
             try:
                 line = raw.decode("ascii").strip()
             except UnicodeDecodeError:
-                self.rejected += 1
+                self.rejects.add("not_ascii", f"modem line is not ASCII: {raw[:20]!r}")
                 continue
             if line:
                 out.append(line)

@@ -15,6 +15,14 @@ Command frame (host -> radar) and ACK (radar -> host)::
 
 An ACK's command word is the command | 0x0100, followed by a status u16le (0 = success) and the
 returned value. ``FrameDecoder`` is a streaming decoder that counts and skips malformed frames.
+
+Range checks (a frame that breaks one is refused, kind ``out_of_range``): target state 0..3,
+every energy (target and per gate) 0..100, gate counts up to 8 (9 gates), distances up to
+``MAX_DISTANCE_CM`` and the OUT pin 0 or 1. Every 4-byte window of a valid report then holds a
+state, energy, gate-count or marker byte that no header byte (0xF1..0xF4, 0xFA..0xFD) can equal,
+so no valid report contains a frame header (a property the tests check). A report whose claimed
+length runs over the next header is therefore refused at once (kind ``overrun``) and the decoder
+resynchronises on that header, instead of waiting for bytes that would delay the next frame.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import struct
 from dataclasses import dataclass, field
 
 from edge.errors import CodecError
+from edge.hardware.codecs import FieldError, RejectTally, kind_of
 
 REPORT_HEAD = b"\xf4\xf3\xf2\xf1"
 REPORT_TAIL = b"\xf8\xf7\xf6\xf5"
@@ -40,6 +49,10 @@ TYPE_ENGINEERING = 0x01
 TYPE_BASIC = 0x02
 MAX_GATES = 8
 MAX_LEN = 64  # no LD2410 frame carries more than 64 bytes of intra-frame data
+MAX_ENERGY = 100
+# The LD2410 has at most 9 gates of 0.75 m (6.75 m); 10 m leaves room for firmware rounding and
+# still refuses the 655 m a corrupted u16 can say.
+MAX_DISTANCE_CM = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,43 +170,74 @@ def parse_firmware(value: bytes) -> str:
     return f"V{major >> 8}.{major & 0xFF:02x}.{minor:08x}"
 
 
+def _check_report(r: RadarReport) -> None:
+    """Raise FieldError('out_of_range') naming the first field outside its documented range."""
+    if r.target_state > 3:
+        raise FieldError("out_of_range", f"target state {r.target_state} is not 0..3")
+    for name in ("moving_energy", "static_energy"):
+        v = getattr(r, name)
+        if v > MAX_ENERGY:
+            raise FieldError("out_of_range", f"{name.replace('_', ' ')} {v} is above {MAX_ENERGY}")
+    for name in ("moving_distance_cm", "static_distance_cm", "detection_distance_cm"):
+        v = getattr(r, name)
+        if v > MAX_DISTANCE_CM:
+            raise FieldError(
+                "out_of_range", f"{name[:-3].replace('_', ' ')} {v} cm is beyond {MAX_DISTANCE_CM} cm"
+            )
+    for name in ("moving_gate_energy", "static_gate_energy"):
+        gates = getattr(r, name)
+        for g, v in enumerate(gates):
+            if v > MAX_ENERGY:
+                raise FieldError(
+                    "out_of_range", f"{name.replace('_', ' ')} of gate {g} is {v}, above {MAX_ENERGY}"
+                )
+    if r.out_pin > 1:
+        raise FieldError("out_of_range", f"OUT pin level {r.out_pin} is not 0 or 1")
+
+
 def _decode_report(body: bytes) -> RadarReport:
     if len(body) < 13:
-        raise CodecError(f"report body is {len(body)} bytes, expected at least 13")
+        raise FieldError("size", f"report body is {len(body)} bytes, expected at least 13")
     kind, head = body[0], body[1]
     if head != 0xAA or body[-2:] != b"\x55\x00":
-        raise CodecError("report frame lacks its 0xAA head / 0x55 0x00 tail markers")
+        raise FieldError("marker", "report frame lacks its 0xAA head / 0x55 0x00 tail markers")
     if kind not in (TYPE_BASIC, TYPE_ENGINEERING):
-        raise CodecError(f"unknown report type 0x{kind:02x}")
+        raise FieldError("type", f"unknown report type 0x{kind:02x}")
     target = body[2:-2]
     state, md, me, sd, se, dd = struct.unpack_from("<BHBHBH", target)
-    if state > 3:
-        raise CodecError(f"target state {state} is not 0..3")
-    if me > 100 or se > 100:
-        raise CodecError(f"energy {max(me, se)} is above 100")
     if kind == TYPE_BASIC:
         if len(target) != 9:
-            raise CodecError(f"basic target data is {len(target)} bytes, expected 9")
-        return RadarReport(state, md, me, sd, se, dd)
+            raise FieldError("size", f"basic target data is {len(target)} bytes, expected 9")
+        r = RadarReport(state, md, me, sd, se, dd)
+        _check_report(r)
+        return r
     rest = target[9:]
     if len(rest) < 2:
-        raise CodecError("engineering frame lacks gate counts")
+        raise FieldError("size", "engineering frame lacks gate counts")
     n, m = rest[0] + 1, rest[1] + 1
-    if n > MAX_GATES + 1 or m > MAX_GATES + 1 or len(rest) != 2 + n + m + 2:
-        raise CodecError(f"engineering frame gate data is {len(rest)} bytes, does not fit {n}+{m} gates")
+    if n > MAX_GATES + 1 or m > MAX_GATES + 1:
+        raise FieldError(
+            "out_of_range", f"engineering frame says {n} moving and {m} static gates; at most {MAX_GATES + 1}"
+        )
+    if len(rest) != 2 + n + m + 2:
+        raise FieldError(
+            "size", f"engineering frame gate data is {len(rest)} bytes, does not fit {n}+{m} gates"
+        )
     mg = tuple(rest[2 : 2 + n])
     sg = tuple(rest[2 + n : 2 + n + m])
     light, out = rest[2 + n + m], rest[3 + n + m]
-    return RadarReport(state, md, me, sd, se, dd, True, mg, sg, light, out)
+    r = RadarReport(state, md, me, sd, se, dd, True, mg, sg, light, out)
+    _check_report(r)
+    return r
 
 
 def _decode_cmd(body: bytes) -> Command | Ack:
     if len(body) < 2:
-        raise CodecError("command frame is shorter than its command word")
+        raise FieldError("size", "command frame is shorter than its command word")
     (word,) = struct.unpack_from("<H", body)
     if word & ACK_FLAG:
         if len(body) < 4:
-            raise CodecError("ACK frame lacks its status word")
+            raise FieldError("size", "ACK frame lacks its status word")
         (status,) = struct.unpack_from("<H", body, 2)
         return Ack(word & ~ACK_FLAG, status, bytes(body[4:]))
     return Command(word, bytes(body[2:]))
@@ -211,25 +255,32 @@ def decode_frame(data: bytes) -> Message:
 @dataclass(slots=True)
 class FrameDecoder:
     """Streaming decoder. ``feed`` returns the complete messages; malformed frames are counted in
-    ``rejected`` and skipped, bytes outside any frame are counted in ``garbage_bytes``.
+    ``rejects`` (by kind) and skipped, bytes outside any frame are counted in ``garbage_bytes``.
 
     A frame "exists" once its 4-byte header has been seen: every header-started frame ends up as
-    exactly one decoded message or one rejection.
+    exactly one decoded message or one rejection. After a rejection the search for the next
+    header starts 4 bytes on, so a frame that followed a corrupted one is never lost.
     """
 
-    rejected: int = 0
     garbage_bytes: int = 0
     decoded: int = 0
-    last_error: str = ""
+    rejects: RejectTally = field(default_factory=RejectTally)
     _buf: bytearray = field(default_factory=bytearray)
+
+    @property
+    def rejected(self) -> int:
+        return self.rejects.total
+
+    @property
+    def last_error(self) -> str:
+        return self.rejects.last
 
     @property
     def pending(self) -> int:
         return len(self._buf)
 
-    def _reject(self, why: str) -> None:
-        self.rejected += 1
-        self.last_error = why
+    def _reject(self, kind: str, why: str) -> None:
+        self.rejects.add(kind, why)
 
     def feed(self, data: bytes) -> list[Message]:
         self._buf.extend(data)
@@ -259,21 +310,27 @@ class FrameDecoder:
                 break
             (length,) = struct.unpack_from("<H", buf, pos + 4)
             if length > MAX_LEN:
-                self._reject(f"length {length} exceeds {MAX_LEN}")
+                self._reject("length", f"length {length} exceeds {MAX_LEN}")
                 pos += 4  # resync after this header
                 continue
             end = pos + 10 + length
+            if is_report and _header_within(buf, pos + 4, min(end - 4, n)):
+                # A valid report never contains a header: this one was cut short or its length
+                # is corrupted. Refuse it now rather than wait for bytes that belong to the next.
+                self._reject("overrun", f"report of length {length} runs into the next frame header")
+                pos += 4
+                continue
             if n < end:
                 break
             if buf[end - 4 : end] != (REPORT_TAIL if is_report else CMD_TAIL):
-                self._reject("bad frame tail")
+                self._reject("tail", "bad frame tail")
                 pos += 4
                 continue
             body = bytes(buf[pos + 6 : end - 4])
             try:
                 msg: Message = _decode_report(body) if is_report else _decode_cmd(body)
             except CodecError as exc:
-                self._reject(str(exc))
+                self._reject(kind_of(exc), str(exc))
                 pos += 4
                 continue
             pos = end
@@ -281,3 +338,15 @@ class FrameDecoder:
             out.append(msg)
         del buf[:pos]
         return out
+
+
+def _header_within(buf: bytearray, start: int, stop: int) -> bool:
+    """A report or command header starting in buf[start:stop] (the header may end past stop)."""
+    if stop <= start:
+        return False
+    hi = stop + 3
+    a = buf.find(REPORT_HEAD, start, hi)
+    if 0 <= a < stop:
+        return True
+    b = buf.find(CMD_HEAD, start, hi)
+    return 0 <= b < stop
