@@ -1,7 +1,10 @@
 """Upstream commands (``.../cmd/{name}``): schemas in ``schemas/commands/``, parsing and validation.
 
-A command is accepted only if its name is known, it fits the size cap, it is a JSON object and it
-matches its schema. Anything else raises ``CommandError`` with a reason that goes into the reply.
+A command is accepted only if its name is known, it fits the size cap, its JSON nests no deeper than
+``MAX_JSON_DEPTH`` (checked on the bytes before parsing: a deeply nested document would otherwise
+raise RecursionError), it is a JSON object and it matches its schema; a ``reload_config`` YAML must
+also pass the config loader's limits (size, aliases, nesting, duplicate keys) before anything builds it.
+Anything else raises ``CommandError`` with a reason that goes into the reply.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import jsonschema
 
 from edge.errors import CommandError
 from edge.events.topics import COMMANDS
+
+MAX_JSON_DEPTH = 32  # commands are flat objects; nothing legitimate nests this deep
+_OPEN, _CLOSE, _QUOTE, _BACKSLASH = frozenset(b"[{"), frozenset(b"]}"), ord('"'), ord("\\")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,35 +46,86 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(command_schema(name))
 
 
+def json_too_deep(payload: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if the arrays/objects of a JSON text nest deeper than ``limit`` (brackets inside strings
+    do not count). Linear, no recursion; stops as soon as the limit is passed."""
+    if payload.count(b"[") + payload.count(b"{") <= limit:
+        return False  # not enough brackets to be that deep
+    depth = 0
+    in_str = escaped = False
+    for c in payload:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == _BACKSLASH:
+                escaped = True
+            elif c == _QUOTE:
+                in_str = False
+        elif c == _QUOTE:
+            in_str = True
+        elif c in _OPEN:
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in _CLOSE:
+            depth -= 1
+    return False
+
+
+def _load_json(payload: bytes) -> Any:
+    """json.loads with the nesting checked first. Raises CommandError."""
+    if json_too_deep(payload):
+        raise CommandError(
+            f"payload nests deeper than {MAX_JSON_DEPTH} levels; a command is a flat JSON object"
+        )
+    try:
+        return json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise CommandError(f"payload is not valid UTF-8 JSON ({str(exc)[:200]})") from None
+
+
 def request_id(payload: bytes, max_bytes: int) -> str | None:
     """Best effort: the ``id`` of a (possibly invalid) command, to echo in an error reply."""
     if len(payload) > max_bytes:
         return None
     try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        doc = _load_json(payload)
+    except CommandError:
         return None
     rid = doc.get("id") if isinstance(doc, dict) else None
     return rid[:64] if isinstance(rid, str) else None
 
 
 def parse_command(name: str, payload: bytes, *, max_bytes: int, received_ts: float = 0.0) -> Command:
-    """Validate one command. Raises CommandError (unknown, oversized, malformed, schema mismatch)."""
+    """Validate one command. Raises CommandError (unknown, oversized, too deep, malformed, schema
+    mismatch, a reload_config YAML over the loader's limits)."""
     if name not in COMMANDS:
-        raise CommandError(f"unknown command {name!r}; known commands: {', '.join(COMMANDS)}")
+        raise CommandError(f"unknown command {name[:64]!r}; known commands: {', '.join(COMMANDS)}")
     if len(payload) > max_bytes:
         raise CommandError(
             f"command is {len(payload)} bytes, over the {max_bytes}-byte limit (uplink.mqtt.command_max_bytes)"
         )
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CommandError(f"payload is not valid UTF-8 JSON ({exc})") from None
+    doc = _load_json(payload)
     if not isinstance(doc, dict):
         raise CommandError(f"payload must be a JSON object, got {type(doc).__name__}")
     err = jsonschema.exceptions.best_match(_validator(name).iter_errors(doc))
     if err is not None:
         where = "/".join(str(p) for p in err.absolute_path) or "(command)"
-        raise CommandError(f"{name} {where}: {err.message}")
+        raise CommandError(f"{name} {where}: {err.message[:300]}")
+    if name == "reload_config" and "yaml" in doc:
+        _check_config_yaml(str(doc["yaml"]))
     args = {k: v for k, v in doc.items() if k != "id"}
     return Command(name=name, id=str(doc["id"]), args=args, received_ts=received_ts)
+
+
+def _check_config_yaml(text: str) -> None:
+    """Refuse a config YAML the loader would refuse before building it (alias bombs, recursive
+    aliases, duplicate keys, nesting): the command must not stall or balloon the agent."""
+    from edge.config.loader import read_yaml_text
+    from edge.errors import ConfigError
+
+    try:
+        read_yaml_text(text, source="reload_config")
+    except ConfigError as exc:
+        detail = "; ".join(p for p in exc.problems if p != str(exc))
+        raise CommandError(f"{exc}: {detail}" if detail else str(exc)) from None
