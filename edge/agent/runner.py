@@ -28,7 +28,8 @@ from typing import Any
 
 from edge import __version__
 from edge.agent.pipeline import CameraPipeline, StepResult
-from edge.config import SiteConfig, config_hash, load_config, parse_config
+from edge.config import SiteConfig, config_hash, load_config
+from edge.config.loader import parse_config_text
 from edge.config.site import CameraConfig
 from edge.errors import CommandError, ConfigError, EdgeError
 from edge.events.schema import ClockQuality
@@ -428,6 +429,7 @@ class Agent:
         except EdgeError as exc:
             log.error("cannot start: %s", exc)
             self.exit_code = 2
+            self._stop_detail = f"cannot start: {exc}"
             self._shutdown(metrics)
             return self.exit_code
         try:
@@ -461,7 +463,11 @@ class Agent:
         for cr in self.cameras.values():
             self._join_camera(cr)
         self.emit([self._status_draft("stopping")])
-        self.uplink.stop(flush_timeout_s=SHUTDOWN_FLUSH_S)
+        self.uplink.stop(  # retained: status "offline", and why on .../status/reason
+            flush_timeout_s=SHUTDOWN_FLUSH_S,
+            reason="stopped" if self.exit_code == 0 else "error",
+            detail=getattr(self, "_stop_detail", ""),
+        )
         if self._hardware is not None and self._own_hardware:
             self._hardware.stop()
         if metrics is not None:
@@ -587,14 +593,8 @@ class Agent:
 
     def reload_config(self, args: dict[str, Any]) -> dict[str, Any]:
         """Validate a new config and swap it in atomically; on any error the old one stays."""
-        import yaml
-
-        if "yaml" in args:
-            try:
-                data = yaml.safe_load(str(args["yaml"]))
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"reload_config: YAML syntax error: {exc}") from None
-            new = parse_config(data, source="reload_config")
+        if "yaml" in args:  # read with the loader's limits: no alias bomb, recursion or duplicate key gets built
+            new = parse_config_text(str(args["yaml"]), source="reload_config")
         elif self.config_path is not None:
             new = load_config(self.config_path)
         else:

@@ -321,6 +321,11 @@ def read_yaml_text(text: str, *, source: str = "<config>") -> Any:
             f"{source}: {len(text):,} characters, over the {MAX_CONFIG_BYTES:,} a site config may have; "
             "is this the right file?"
         )
+    nul = text.find("\0")
+    if nul >= 0:
+        raise ConfigError(
+            f"{source}: is binary data (NUL at character {nul}), not YAML text; send the site config YAML"
+        )
     loader = _GuardedLoader(text, source)
     try:
         try:

@@ -79,6 +79,12 @@ class MqttConfig(StrictModel):
         le=1_048_576,
         description="Commands larger than this (bytes) are refused with an error reply; reload_config carries a whole config.",
     )
+    command_burst: int = Field(
+        20, ge=1, le=10_000, description="Most commands this box takes at once; more get a 'rate limited' reply."
+    )
+    command_rate_per_s: float = Field(
+        5.0, gt=0, le=1000, description="Commands per second this box takes after a burst (token bucket refill)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MqttConfig:

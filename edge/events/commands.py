@@ -2,8 +2,8 @@
 
 A command is accepted only if its name is known, it fits the size cap, its JSON nests no deeper than
 ``MAX_JSON_DEPTH`` (checked on the bytes before parsing: a deeply nested document would otherwise
-raise RecursionError), it is a JSON object and it matches its schema; a ``reload_config`` YAML must
-also pass the config loader's limits (size, aliases, nesting, duplicate keys) before anything builds it.
+raise RecursionError), it is a JSON object and it matches its schema (a ``reload_config`` YAML is
+read by the agent with the config loader's own limits: ``edge.config.loader.parse_config_text``).
 Anything else raises ``CommandError`` with a reason that goes into the reply.
 """
 
@@ -97,8 +97,7 @@ def request_id(payload: bytes, max_bytes: int) -> str | None:
 
 
 def parse_command(name: str, payload: bytes, *, max_bytes: int, received_ts: float = 0.0) -> Command:
-    """Validate one command. Raises CommandError (unknown, oversized, too deep, malformed, schema
-    mismatch, a reload_config YAML over the loader's limits)."""
+    """Validate one command. Raises CommandError (unknown, oversized, too deep, malformed, schema mismatch)."""
     if name not in COMMANDS:
         raise CommandError(f"unknown command {name[:64]!r}; known commands: {', '.join(COMMANDS)}")
     if len(payload) > max_bytes:
@@ -112,20 +111,6 @@ def parse_command(name: str, payload: bytes, *, max_bytes: int, received_ts: flo
     if err is not None:
         where = "/".join(str(p) for p in err.absolute_path) or "(command)"
         raise CommandError(f"{name} {where}: {err.message[:300]}")
-    if name == "reload_config" and "yaml" in doc:
-        _check_config_yaml(str(doc["yaml"]))
     args = {k: v for k, v in doc.items() if k != "id"}
     return Command(name=name, id=str(doc["id"]), args=args, received_ts=received_ts)
 
-
-def _check_config_yaml(text: str) -> None:
-    """Refuse a config YAML the loader would refuse before building it (alias bombs, recursive
-    aliases, duplicate keys, nesting): the command must not stall or balloon the agent."""
-    from edge.config.loader import read_yaml_text
-    from edge.errors import ConfigError
-
-    try:
-        read_yaml_text(text, source="reload_config")
-    except ConfigError as exc:
-        detail = "; ".join(p for p in exc.problems if p != str(exc))
-        raise CommandError(f"{exc}: {detail}" if detail else str(exc)) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -244,7 +243,7 @@ LOL = "".join(
 # starts with (or the file, ""), words). check-config, load_config and reload_config refuse each.
 BROKEN_FILES: list[tuple[str, bytes, str, str]] = [
     ("not UTF-8", yaml.safe_dump(BASE).encode().replace(b"pole-17", b"pole-\xb917"), "", "is not UTF-8 text (byte 0xb9 at line"),
-    ("binary", b"\x7fELF\x02\x01\x01\x00\x00" + bytes(range(256)), "", "is a binary file"),
+    ("binary", b"\x7fELF\x02\x01\x01\x00\x00" + bytes(range(256)), "", "is a binary"),
     ("recursive alias", b"config_version: 1\ncameras: &c\n  - id: cam0\n    zones: *c\n", "cameras[0].zones",
      "recursive alias *c at line 4 contains itself"),
     ("billion laughs (9 levels of 9)", LOL.encode(), "l9", "expand this value (line 9) to"),
@@ -264,8 +263,7 @@ def test_broken_file_is_refused_with_one_line(tmp_path: Path, name: str, data: b
     import time
     import tracemalloc
 
-    from edge.errors import CommandError
-    from edge.events.commands import parse_command
+    from edge.config.loader import parse_config_text
 
     f = tmp_path / "site.yaml"
     f.write_bytes(data)
@@ -286,17 +284,14 @@ def test_broken_file_is_refused_with_one_line(tmp_path: Path, name: str, data: b
     r = run_cli("check-config", str(f))
     assert (r.returncode, r.stdout) == (2, ""), r
     assert r.stderr.strip().splitlines() == lines and "Traceback" not in r.stderr
-    # The same text sent as a reload_config command is refused before it is built.
+    # The same text sent as a reload_config command: the agent reads it with the same limits.
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return  # cannot travel inside a JSON string; covered by the payload's own UTF-8 check
-    if "\0" in text:
-        return
-    import json
-
-    with pytest.raises(CommandError, match=re.escape(words)):
-        parse_command("reload_config", json.dumps({"id": "r", "yaml": text}).encode(), max_bytes=1_048_576)
+        return  # cannot travel inside a JSON string (the command's own UTF-8 check refuses it)
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text, source="reload_config")
+    assert len(info.value.problems) == 1 and words in info.value.problems[0], info.value.problems
 
 
 def test_missing_tls_files_are_refused_on_the_box_and_skipped_off_it(tmp_path: Path) -> None:
@@ -324,3 +319,10 @@ def test_missing_file() -> None:
 def test_version_flag() -> None:
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("edge-agent ")
+
+
+def test_reload_config_text_with_nul_is_refused_as_binary() -> None:
+    from edge.config.loader import parse_config_text
+
+    with pytest.raises(ConfigError, match=r"reload_config: is binary data \(NUL at character 3\)"):
+        parse_config_text("a: \0b", source="reload_config")
