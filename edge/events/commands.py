@@ -10,6 +10,7 @@ Anything else raises ``CommandError`` with a reason that goes into the reply.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -20,6 +21,7 @@ import jsonschema
 from edge.errors import CommandError
 from edge.events.topics import COMMANDS
 
+_ID_FIRST = re.compile(rb'\s*\{\s*"id"\s*:\s*"([A-Za-z0-9._:-]{1,64})"')
 MAX_JSON_DEPTH = 32  # commands are flat objects; nothing legitimate nests this deep
 _OPEN, _CLOSE, _QUOTE, _BACKSLASH = frozenset(b"[{"), frozenset(b"]}"), ord('"'), ord("\\")
 
@@ -85,15 +87,18 @@ def _load_json(payload: bytes) -> Any:
 
 
 def request_id(payload: bytes, max_bytes: int) -> str | None:
-    """Best effort: the ``id`` of a (possibly invalid) command, to echo in an error reply."""
-    if len(payload) > max_bytes:
-        return None
-    try:
-        doc = _load_json(payload)
-    except CommandError:
-        return None
-    rid = doc.get("id") if isinstance(doc, dict) else None
-    return rid[:64] if isinstance(rid, str) else None
+    """Best effort: the ``id`` of a (possibly invalid) command, to echo in an error reply. For a
+    payload that cannot be parsed (too big, too deep, malformed), a plain id written first is used."""
+    if len(payload) <= max_bytes:
+        try:
+            doc = _load_json(payload)
+        except CommandError:
+            doc = None
+        if isinstance(doc, dict):
+            rid = doc.get("id")
+            return rid[:64] if isinstance(rid, str) else None
+    m = _ID_FIRST.match(payload[:256])
+    return m.group(1).decode() if m else None
 
 
 def parse_command(name: str, payload: bytes, *, max_bytes: int, received_ts: float = 0.0) -> Command:

@@ -102,7 +102,7 @@ class CommandIntake:
                     return Repeat(name, rid, self._seen[(name, rid)])
         wait_s = self._bucket.take()
         if wait_s > 0:
-            retry = round(min(wait_s, 3600.0), 2)
+            retry = math.ceil(min(wait_s, 3600.0) * 100) / 100  # rounded up: never "retry in 0 s"
             return Refusal(
                 name,
                 rid,
