@@ -182,10 +182,13 @@ class Outbox:
         self._txn_rows: list[_NewRow] = []
         self._txn_evicted = {p: 0 for p in Priority}
         self._txn_incidents: list[tuple[str, str | None]] = []
+        self._txn_acks: list[int] = []
         # Rows (and incident updates) the disk refused, in acceptance order, written again every RETRY_S.
         self._held: list[_NewRow] = []
         self._held_bytes = 0
         self._held_incidents: dict[str, str | None] = {}
+        # Delivered rows whose delete the disk refused: not sent again, deleted at the next retry.
+        self._acked: set[int] = set()
         self._retry_at = float("-inf")
         self._write_failures = 0
         self._last_write_error = ""
@@ -226,6 +229,7 @@ class Outbox:
         self._txn_rows = []
         self._txn_evicted = {p: 0 for p in Priority}
         self._txn_incidents = []
+        self._txn_acks = []
         self._pending = 0
         self._committed_max_id = self._pending_max_id
         self._last_commit = self._clock()
@@ -250,6 +254,8 @@ class Outbox:
         incidents.update(self._held_incidents)
         self._held_incidents = incidents
         self._txn_incidents = []
+        self._acked.update(self._txn_acks)
+        self._txn_acks = []
         self._pending = 0
         self._pending_max_id = self._committed_max_id
         self._recount()
@@ -423,7 +429,7 @@ class Outbox:
     def _retry_held(self, *, force: bool = False) -> bool:
         """Write the held rows again (due every RETRY_S), in chunks, oldest first. False if the disk
         still refuses them (``_failed`` has then put everything back in order)."""
-        if not (self._held or self._held_incidents) or (not force and self._clock() < self._retry_at):
+        if not (self._held or self._held_incidents or self._acked) or (not force and self._clock() < self._retry_at):
             return not self._held
         self._retry_at = self._clock() + RETRY_S
         self._limit_checked = float("-inf")  # the disk may have changed: look again
@@ -432,6 +438,9 @@ class Outbox:
         done = 0
         try:
             self._commit_locked()  # whatever was open (acks) goes first, on its own
+            if self._acked:
+                self._delete_acked(sorted(self._acked))
+                self._acked.clear()
             if self._held_incidents:
                 self._begin()
                 for key, inc in list(self._held_incidents.items()):
@@ -555,7 +564,7 @@ class Outbox:
     ) -> list[OutboxRow]:
         """Up to ``limit`` committed rows, highest priority first, oldest first within a priority."""
         with self._lock:
-            skip = set(exclude)
+            skip = set(exclude) | self._acked
             out: list[OutboxRow] = []
             # One indexed range scan per priority (a mixed-direction ORDER BY would sort the whole table).
             for prio in sorted((p for p in Priority if p >= min_priority), reverse=True):
@@ -576,22 +585,30 @@ class Outbox:
                         return out
             return out
 
+    def _delete_acked(self, ids: list[int]) -> None:
+        self._begin()
+        for i in ids:
+            row = self._db.execute("SELECT size, priority FROM outbox WHERE id=?", (i,)).fetchone()
+            if row is not None:
+                self._bytes -= int(row[0])
+                self._count[Priority(int(row[1]))] -= 1
+        self._db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+        self._txn_acks.extend(ids)
+        self._pending += 1
+
     def ack(self, row_ids: Iterable[int], *, commit: bool = False) -> int:
         """Delete delivered rows (the broker acknowledged them). Group-committed unless ``commit``.
-        If the disk refuses the delete, the rows stay and are simply sent again (at-least-once)."""
-        ids = [(int(i),) for i in row_ids]
+        If the disk refuses the delete, the rows are not sent again and the delete is retried with the
+        held rows; a crash before then sends them once more (at-least-once)."""
+        ids = [int(i) for i in row_ids]
         if not ids:
             return 0
         with self._lock:
+            if self._held or self._acked:  # the disk is refusing writes: do not try it for every PUBACK
+                self._acked.update(ids)
+                return len(ids)
             try:
-                self._begin()
-                for (i,) in ids:
-                    row = self._db.execute("SELECT size, priority FROM outbox WHERE id=?", (i,)).fetchone()
-                    if row is not None:
-                        self._bytes -= int(row[0])
-                        self._count[Priority(int(row[1]))] -= 1
-                self._db.executemany("DELETE FROM outbox WHERE id=?", ids)
-                self._pending += 1
+                self._delete_acked(ids)
                 if commit:
                     self._commit_locked()
             except sqlite3.Error as exc:
