@@ -365,6 +365,8 @@ def decode_config_bytes(data: bytes, *, source: str = "<config>") -> str:
             f"{source}: {len(data):,} bytes, over the {MAX_CONFIG_BYTES:,} a site config may have; "
             "is this the right file?"
         )
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise ConfigError(f"{source}: is UTF-16 text, not UTF-8; save the file as UTF-8")
     nul = data.find(b"\0")
     if nul >= 0:
         raise ConfigError(
@@ -403,6 +405,11 @@ def load_config(path: str | os.PathLike[str]) -> SiteConfig:
         raise ConfigError(f"{p}: is a directory; pass the site config YAML file") from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{p}: {p.stat().st_size:,} bytes, over the {MAX_CONFIG_BYTES:,} a site config may have; "
+            "is this the right file?"
+        )
     data = read_yaml_text(decode_config_bytes(raw, source=str(p)), source=str(p))
     if data is None:
         raise ConfigError(f"{p}: the file is empty; start from one of the examples in configs/")
