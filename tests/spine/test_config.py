@@ -244,7 +244,7 @@ LOL = "".join(
 BROKEN_FILES: list[tuple[str, bytes, str, str]] = [
     ("not UTF-8", yaml.safe_dump(BASE).encode().replace(b"pole-17", b"pole-\xb917"), "", "is not UTF-8 text (byte 0xb9 at line"),
     ("UTF-16 (Notepad)", yaml.safe_dump(BASE).encode("utf-16"), "", "is UTF-16 text, not UTF-8"),
-    ("over 1 MiB", b"config_version: 1\n" + b"# padding\n" * 120_000, "",  # bytes in a file, characters in a reload
+    ("over 1 MiB", b"config_version: 1\n" + b"# padding\n" * 120_000, "",
      "over the 1,048,576 a site config may have"),
     ("binary", b"\x7fELF\x02\x01\x01\x00\x00" + bytes(range(256)), "", "is a binary"),
     ("recursive alias", b"config_version: 1\ncameras: &c\n  - id: cam0\n    zones: *c\n", "cameras[0].zones",
