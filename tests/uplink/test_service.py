@@ -288,3 +288,35 @@ def test_clean_stop_publishes_offline_and_its_reason_retained(mosquitto, tmp_pat
     up2.stop(1.0)
     assert json.loads(retained(mosquitto.port, "edge/lab/pole-1/status/reason")[0])["reason"] == "stopped"
     ob.close()
+
+
+@pytest.mark.broker
+def test_an_error_handling_a_command_is_a_reply_not_a_lost_session(mosquitto, tmp_path: Path, monkeypatch) -> None:
+    cfg = UplinkConfig.model_validate(
+        {"outbox_path": str(tmp_path / "o.sqlite"), "mqtt": {"host": "127.0.0.1", "port": mosquitto.port}}
+    )
+    ob = Outbox(cfg.outbox_path)
+    up = Uplink(cfg, "pole-1", "lab", ob)
+    real = up._intake.receive
+
+    def buggy(name: str, payload: bytes, **kw):  # type: ignore[no-untyped-def]
+        if b"boom" in payload:
+            raise RuntimeError("a bug in command handling")
+        return real(name, payload, **kw)
+
+    monkeypatch.setattr(up._intake, "receive", buggy)
+    c = Consumer("127.0.0.1", mosquitto.port, topic="edge/lab/pole-1/cmd/+/reply", client_id="ops").start()
+    up.start()
+    try:
+        wait_until(lambda: up.connected, 10, "the uplink to connect")
+        c.client.publish("edge/lab/pole-1/cmd/ping", b'{"id":"boom"}', qos=1)
+        c.client.publish("edge/lab/pole-1/cmd/ping", b'{"id":"after"}', qos=1)
+        wait_until(lambda: len(c.messages) == 2, 10, "two replies")
+        first, second = (json.loads(p) for _t, p, _ in c.messages)
+        assert first["ok"] is False and "internal error handling the command: a bug" in first["error"]
+        assert second["id"] == "after" and second["ok"] is True
+        assert up.stats()["reconnects"] == 1 and up.connected
+    finally:
+        up.stop(1.0)
+        c.stop()
+        ob.close()
