@@ -51,10 +51,14 @@ def print_config_error(exc: ConfigError) -> None:
         print(line, file=sys.stderr)
 
 
-def _register_config_checks() -> None:
-    """Semantic checks that need other stages (e.g. 'does this model exist?')."""
+def _register_config_checks(*, box_files: bool = True) -> None:
+    """Semantic checks that need other stages (e.g. 'does this model exist?') or the box itself
+    (its TLS files; skipped by ``check-config --off-box``)."""
     from edge.config import register_check
+    from edge.config.uplink import check_tls_files
 
+    if box_files:
+        register_check(check_tls_files)
     try:
         from edge.vision.checks import check_models
     except ImportError:
@@ -65,7 +69,7 @@ def _register_config_checks() -> None:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from edge.config import load_config
 
-    _register_config_checks()
+    _register_config_checks(box_files=not args.off_box)
     try:
         load_config(args.file)
     except ConfigError as exc:
@@ -104,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a site config: prints OK or one line per problem")
     p.add_argument("file", help="site config YAML")
+    p.add_argument(
+        "--off-box", action="store_true", help="validating away from the box: skip checks of files only the box has (TLS)"
+    )
     p.set_defaults(func=cmd_check_config)
 
     for area in _AREA_CLIS:

@@ -130,6 +130,65 @@ def segments_cross(p0: np.ndarray, p1: np.ndarray, a: np.ndarray, b: np.ndarray)
     return out
 
 
+# ------------------------------------------------------------------ polygon validity (config)
+
+Pt = Sequence[float]
+MIN_POLYGON_AREA = 1e-6  # of the frame (normalised units): ~2 px on a 1920x1080 frame
+
+
+def _orient(a: Pt, b: Pt, c: Pt) -> float:
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+
+def _on_segment(a: Pt, b: Pt, p: Pt) -> bool:
+    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
+
+
+def segments_touch(a: Pt, b: Pt, c: Pt, d: Pt) -> bool:
+    """True if segments ab and cd cross or touch (including collinear overlap)."""
+    o1, o2, o3, o4 = _orient(a, b, c), _orient(a, b, d), _orient(c, d, a), _orient(c, d, b)
+    if ((o1 > 0 and o2 < 0) or (o1 < 0 and o2 > 0)) and ((o3 > 0 and o4 < 0) or (o3 < 0 and o4 > 0)):
+        return True
+    return (
+        (o1 == 0 and _on_segment(a, b, c))
+        or (o2 == 0 and _on_segment(a, b, d))
+        or (o3 == 0 and _on_segment(c, d, a))
+        or (o4 == 0 and _on_segment(c, d, b))
+    )
+
+
+def polygon_problem(points: Sequence[Pt]) -> str | None:
+    """Why a polygon is not a usable region (repeated point, an outline that crosses or touches
+    itself, zero area), or None. Pts are numbered from 0 as in the YAML list."""
+    n = len(points)
+    for i in range(n):
+        if tuple(points[i]) == tuple(points[(i + 1) % n]):
+            return f"point {(i + 1) % n} repeats point {i}; remove the duplicate"
+    for i in range(n):
+        a, b = points[i], points[(i + 1) % n]
+        for j in range(i + 1, n):
+            if j == i + 1 or (i == 0 and j == n - 1):
+                # Neighbouring edges share a point; they are wrong only if they fold back onto each other.
+                shared = b if j == i + 1 else a
+                p = a if j == i + 1 else b
+                q = points[(j + 1) % n] if j == i + 1 else points[j]
+                folds = _orient(p, shared, q) == 0 and (
+                    (p[0] - shared[0]) * (q[0] - shared[0]) + (p[1] - shared[1]) * (q[1] - shared[1]) > 0
+                )
+                if folds and n > 3:
+                    return f"the outline folds back on itself at point {(i + 1) % n if j == i + 1 else i}"
+                continue
+            c, d = points[j], points[(j + 1) % n]
+            if segments_touch(a, b, c, d):
+                return (
+                    f"is self-intersecting: the edge from point {i} to {(i + 1) % n} crosses the edge from "
+                    f"point {j} to {(j + 1) % n}; list the points in order around the outline"
+                )
+    if polygon_area(np.asarray(points, np.float64)) < MIN_POLYGON_AREA:
+        return "has zero area (its points are collinear); a region must enclose part of the frame"
+    return None
+
+
 def to_pixels(points: Sequence[Sequence[float]] | np.ndarray, width: int, height: int) -> np.ndarray:
     """Normalised (0..1) points -> (N,2) pixels of a ``width`` x ``height`` frame."""
     return np.asarray(points, np.float64).reshape(-1, 2) * np.array([width, height], np.float64)

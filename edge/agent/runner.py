@@ -26,8 +26,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import yaml
-
 from edge import __version__
 from edge.agent.camera import CameraRuntime, SourceFactory, build_camera
 from edge.agent.commands import AgentCommands
@@ -35,7 +33,8 @@ from edge.agent.duties import HardwareDuties, HealthDuties
 from edge.agent.emitter import EventEmitter, agent_status_draft
 from edge.agent.pipeline import StepResult
 from edge.capture import open_source
-from edge.config import GeoConfig, SiteConfig, config_hash, load_config, parse_config
+from edge.config import GeoConfig, SiteConfig, config_hash, load_config
+from edge.config.loader import parse_config_text
 from edge.errors import CommandError, ConfigError, EdgeError
 from edge.events.builder import EventBuilder
 from edge.events.schema import ClockQuality
@@ -83,6 +82,7 @@ class Agent:
         self.cameras: dict[str, CameraRuntime] = {}
         self.started = time.monotonic()
         self.exit_code = 0
+        self._stop_detail = ""  # why the agent stopped, when it was not asked to
         self._ready = False
         self._camera_status = CameraStatusMonitor()
         up = cfg.uplink
@@ -277,6 +277,7 @@ class Agent:
         except EdgeError as exc:
             log.error("cannot start: %s", exc)
             self.exit_code = 2
+            self._stop_detail = f"cannot start: {exc}"
             self._shutdown(metrics)
             return self.exit_code
         try:
@@ -318,7 +319,11 @@ class Agent:
         for cr in self.cameras.values():
             cr.join()
         self.events.submit([agent_status_draft("stopping", outbox_pending=self.outbox.pending())])
-        self.uplink.stop(flush_timeout_s=SHUTDOWN_FLUSH_S)
+        self.uplink.stop(  # retained: status "offline", and why on .../status/reason
+            flush_timeout_s=SHUTDOWN_FLUSH_S,
+            reason="stopped" if self.exit_code == 0 else "error",
+            detail=self._stop_detail,
+        )
         if self.hardware is not None and self._own_hardware:
             self.hardware.stop()
         if metrics is not None:
@@ -339,12 +344,8 @@ class Agent:
     # ------------------------------------------------------------------ config reload
     def reload_config(self, args: dict[str, Any]) -> dict[str, Any]:
         """Validate a new config and swap the cameras atomically; on any error the old ones stay."""
-        if "yaml" in args:
-            try:
-                data = yaml.safe_load(str(args["yaml"]))
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"reload_config: YAML syntax error: {exc}") from None
-            new = parse_config(data, source="reload_config")
+        if "yaml" in args:  # read with the loader's limits: no alias bomb, recursion or duplicate key gets built
+            new = parse_config_text(str(args["yaml"]), source="reload_config")
         elif self.config_path is not None:
             new = load_config(self.config_path)
         else:

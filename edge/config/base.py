@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.geometry import polygon_problem
+
 __all__ = ["Field", "StrictModel"]
 
 
@@ -29,9 +31,12 @@ def check_point(p: Point) -> Point:
 
 
 def check_polygon(points: list[Point], *, min_points: int = 3) -> list[Point]:
-    """At least ``min_points`` normalised vertices, all within 0..1."""
+    """At least ``min_points`` normalised vertices, all within 0..1, forming a simple polygon with an area."""
     if len(points) < min_points:
         raise ValueError(f"needs at least {min_points} points, got {len(points)}")
     for p in points:
         check_point(p)
+    problem = polygon_problem(points)
+    if problem is not None:
+        raise ValueError(problem)
     return points

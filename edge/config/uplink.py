@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os.path
 import re
+from typing import Any
 
 from pydantic import field_validator, model_validator
 
@@ -78,6 +79,12 @@ class MqttConfig(StrictModel):
         le=1_048_576,
         description="Commands larger than this (bytes) are refused with an error reply; reload_config carries a whole config.",
     )
+    command_burst: int = Field(
+        20, ge=1, le=10_000, description="Most commands this box takes at once; more get a 'rate limited' reply."
+    )
+    command_rate_per_s: float = Field(
+        5.0, gt=0, le=1000, description="Commands per second this box takes after a burst (token bucket refill)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MqttConfig:
@@ -143,3 +150,24 @@ class UplinkConfig(StrictModel):
         if self.mqtt is None:
             return os.path.join(os.path.dirname(self.outbox_path) or ".", "events.jsonl")
         return None
+
+
+def check_tls_files(cfg: Any) -> list[str]:
+    """A semantic check for ``check-config``, ``run`` and ``reload_config`` (on the box): the TLS files
+    named by ``uplink.mqtt.tls`` exist. Takes the SiteConfig; one line per missing file."""
+    mqtt = cfg.uplink.mqtt
+    tls = mqtt.tls if mqtt is not None else None
+    if tls is None:
+        return []
+    problems: list[str] = []
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = getattr(tls, key)
+        if path is None:
+            continue
+        if not os.path.exists(path):
+            problems.append(
+                f"uplink.mqtt.tls.{key}: {path} does not exist; install the box's TLS files there or fix the path"
+            )
+        elif not os.path.isfile(path):
+            problems.append(f"uplink.mqtt.tls.{key}: {path} is not a file; give the PEM file's path")
+    return problems

@@ -31,7 +31,13 @@ class Topics:
 
     @property
     def status(self) -> str:
+        """Retained ``online`` / ``offline`` (the last will, and a clean stop): the availability topic."""
         return f"{self.base}/status"
+
+    @property
+    def status_reason(self) -> str:
+        """Retained JSON saying why the box went offline cleanly (stopped, error); cleared on connect."""
+        return f"{self.base}/status/reason"
 
     @property
     def cmd_filter(self) -> str:

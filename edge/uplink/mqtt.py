@@ -21,6 +21,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config.uplink import MqttConfig, UplinkConfig, is_local_host
 from edge.errors import UplinkError
@@ -50,12 +51,21 @@ class PubAck:
 class Message:
     topic: str
     payload: bytes
+    mid: int = 0
+    qos: int = 0
+    retain: bool = False  # published retained (subscriptions keep the publisher's flag)
 
 
 SessionEvent = Connected | Disconnected | PubAck | Message
 STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
-STATUS_STOPPED = b"stopped"
+RECEIVE_MAXIMUM = 16  # commands the broker may send before this box acknowledges one (flow control)
+
+
+def max_incoming_packet(mcfg: MqttConfig) -> int:
+    """MQTT 5 Maximum Packet Size this box accepts: commands up to here are answered (refused when
+    over command_max_bytes); larger packets the broker discards without sending them."""
+    return max(1024 * 1024, 4 * mcfg.command_max_bytes)
 
 
 def check_transport_security(mcfg: MqttConfig) -> None:
@@ -82,6 +92,7 @@ class PahoSession:
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
             reconnect_on_failure=False,
+            manual_ack=True,  # a command is acknowledged once handled: the broker's redelivery covers a crash
         )
         c.max_inflight_messages_set(mcfg.inflight_max)
         c.max_queued_messages_set(mcfg.inflight_max + 256)  # our window + replies + status; never unbounded
@@ -128,13 +139,15 @@ class PahoSession:
         self.events.put(PubAck(int(mid), not reason_code.is_failure, str(reason_code)))
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        self.events.put(Message(str(msg.topic), bytes(msg.payload)))
+        self.events.put(Message(str(msg.topic), bytes(msg.payload), int(msg.mid), int(msg.qos), bool(msg.retain)))
 
     # -- driven by the uplink thread ------------------------------------------------------------
     def connect(self) -> None:
         """TCP (+TLS) connect and send CONNECT; the CONNACK arrives later as a ``Connected`` event."""
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = int(self.mcfg.session_expiry_s)
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        props.MaximumPacketSize = max_incoming_packet(self.mcfg)
         try:
             self._client.connect(
                 self.mcfg.host,
@@ -192,7 +205,16 @@ class PahoSession:
         return int(info.mid)
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
-        self._client.subscribe(topic_filter, qos=qos)
+        """Subscribe without the retained messages (retain handling 2: never sent on subscribe) and
+        keeping the publisher's retain flag on live messages (so a retained command can be refused)."""
+        self._client.subscribe(
+            topic_filter, options=SubscribeOptions(qos=qos, retainAsPublished=True, retainHandling=2)
+        )
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a received message (manual acks: only once it has been handled)."""
+        if qos > 0:
+            self._client.ack(mid, qos)
 
     def disconnect(self) -> None:
         try:

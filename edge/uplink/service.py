@@ -4,6 +4,11 @@ commands, the retained status, reconnection with jittered backoff and the fallba
 Delivery is at-least-once: a row is deleted only after its PUBACK, matched through a
 per-connection mid -> row map that is dropped with the connection (mids are not durable);
 whatever is left is sent again on the next connection or after a restart.
+
+Commands get exactly one reply each and never cost the session: each is acknowledged to the broker
+only once handled (manual acks, MQTT 5 Receive Maximum), and the uplink stops taking new ones while
+replies or commands for the runner pile up, so the broker holds the rest instead of a queue dropping
+them. Limits (retained, repeats, rate, size, depth, schema) are in ``edge.uplink.intake``.
 """
 
 from __future__ import annotations
@@ -21,15 +26,16 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from edge.config.uplink import UplinkConfig
-from edge.errors import CommandError, UplinkError
+from edge.errors import UplinkError
 from edge.events.builder import utc_ms
-from edge.events.commands import Command, parse_command, request_id
+from edge.events.commands import Command
 from edge.events.priority import Priority
 from edge.events.topics import Topics
 from edge.ports import FallbackLink
+from edge.uplink.intake import CommandIntake, Refusal, Repeat
 from edge.uplink.mqtt import (
+    STATUS_OFFLINE,
     STATUS_ONLINE,
-    STATUS_STOPPED,
     Connected,
     Disconnected,
     Message,
@@ -37,12 +43,13 @@ from edge.uplink.mqtt import (
     PubAck,
     SessionEvent,
 )
-from edge.uplink.outbox import Outbox, OutboxRow
+from edge.uplink.outbox import Outbox, OutboxError, OutboxRow
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.01
-MAX_PENDING_REPLIES = 100
-MAX_PENDING_COMMANDS = 100
+REPLY_BACKLOG_MAX = 500  # replies waiting for the socket: take no new command beyond this
+MAX_PENDING_COMMANDS = 100  # commands waiting for the runner: take no new command beyond this
+INBOX_QOS0_MAX = 1000  # QoS 0 commands cannot be flow-controlled: beyond this many waiting, counted and dropped
 FALLBACK_RETRY_S = 5.0
 
 
@@ -87,9 +94,18 @@ class Uplink:
         self._down_since: float | None = clock()
         self._inflight: dict[int, OutboxRow] = {}
         self._held: dict[int, float] = {}  # row id -> retry time (rejected by the broker)
-        self._replies: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=MAX_PENDING_REPLIES)
+        # Bounded by taking no new command while they are long (see _take_commands), never by dropping.
+        self._replies: collections.deque[tuple[str, bytes]] = collections.deque()
         self._cmd_lock = threading.Lock()
-        self._commands: collections.deque[Command] = collections.deque(maxlen=MAX_PENDING_COMMANDS)
+        self._commands: collections.deque[Command] = collections.deque()
+        self._inbox: collections.deque[Message] = collections.deque()  # received, not yet handled nor acked
+        self._intake = CommandIntake(
+            max_bytes=self._mcfg.command_max_bytes if self._mcfg else 65536,
+            rate_per_s=self._mcfg.command_rate_per_s if self._mcfg else 5.0,
+            burst=self._mcfg.command_burst if self._mcfg else 20,
+            clock=clock,
+        )
+        self._stop_reason: tuple[str, str] = ("stopped", "")
         self._wake = threading.Event()
         # A socketpair wakes the network wait as soon as a commit makes rows available.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -129,16 +145,18 @@ class Uplink:
             f"broker {self._mcfg.host}:{self._mcfg.effective_port}" if self._mcfg else f"JSONL sink {path}",
         )
 
-    def stop(self, flush_timeout_s: float = 5.0) -> bool:
-        """Drain what can be sent within ``flush_timeout_s``, publish ``stopped`` and disconnect.
+    def stop(self, flush_timeout_s: float = 5.0, *, reason: str = "stopped", detail: str = "") -> bool:
+        """Drain what can be sent within ``flush_timeout_s``, publish ``offline`` on the status topic
+        (with ``reason`` and ``detail`` retained on ``.../status/reason``) and disconnect.
         True if the outbox was empty at the end."""
+        self._stop_reason = (reason, detail)
         if self._thread is None:
             return self.outbox.stats()["pending"] == 0
         self.outbox.flush()
         self._draining.set()
         deadline = time.monotonic() + flush_timeout_s  # real time: the caller's budget
         while time.monotonic() < deadline and self._thread.is_alive():
-            if self.outbox.pending() == 0 and not self._inflight:
+            if self.outbox.pending() == 0 and not self._inflight and not (self._replies and self._connected):
                 break
             time.sleep(0.01)
         self._stop.set()
@@ -188,6 +206,9 @@ class Uplink:
             "fallback_failed": self.counters["fallback_failed"],
             "commands_ok": self.counters["commands_ok"],
             "commands_rejected": self.counters["commands_rejected"],
+            "commands_rate_limited": self.counters["commands_rate_limited"],
+            "commands_repeated": self.counters["commands_repeated"],
+            "commands_dropped": self.counters["commands_dropped"],
             "last_error": self.last_error,
             "outbox_pending": ob["pending"],
             "outbox_bytes": ob["bytes"],
@@ -206,6 +227,9 @@ class Uplink:
                 else:
                     self._step_sink()
                 self._step_fallback()
+            except OutboxError as exc:  # the disk, not the broker: keep the session
+                self._error(f"outbox: {exc}")
+                self._stop.wait(0.5)
             except Exception as exc:  # never let the uplink thread die
                 msg = f"uplink step failed: {exc}"
                 if msg != self.last_error:
@@ -273,6 +297,7 @@ class Uplink:
         self._session = None
         self._connected = False
         self._inflight.clear()
+        self._inbox.clear()  # never acknowledged: the broker sends them again on the next connection
         self._status_mid = None
         if self._down_since is None:
             self._down_since = self._clock()
@@ -307,7 +332,14 @@ class Uplink:
                         f"The broker ACL must allow writes under {self.topics.base}/#"
                     )
             elif isinstance(ev, Message):
-                self._on_command(ev.topic, ev.payload)
+                if ev.qos == 0 and len(self._inbox) >= INBOX_QOS0_MAX:
+                    self.counters["commands_dropped"] += 1
+                    self._error(
+                        f"QoS 0 command flood: {self.counters['commands_dropped']} command(s) dropped unanswered; "
+                        "send commands with QoS 1 (they are flow-controlled, never dropped)"
+                    )
+                    continue
+                self._inbox.append(ev)
             elif isinstance(ev, Connected):
                 self._on_connected(ev)
             elif isinstance(ev, Disconnected):
@@ -318,6 +350,7 @@ class Uplink:
             self.outbox.ack([r.id for r in acked])
             self.counters["acked"] += len(acked)
             self._copy_to_sink(acked)
+        self._take_commands()
 
     def _on_connected(self, ev: Connected) -> None:
         if not ev.ok:
@@ -331,6 +364,7 @@ class Uplink:
         self._down_since = None
         self.counters["connects"] += 1
         self._session.subscribe(self.topics.cmd_filter, qos=1)
+        self._session.publish(self.topics.status_reason, b"", qos=1, retain=True)  # clears the last reason
         self._status_mid = self._session.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
         log.info("connected to broker (session_present=%s)", ev.session_present)
         if self.last_error:
@@ -403,22 +437,43 @@ class Uplink:
             self._fallback_next = now + FALLBACK_RETRY_S
 
     # ---- commands -------------------------------------------------------------------------------
-    def _on_command(self, topic: str, payload: bytes) -> None:
-        name = self.topics.command_name(topic)
+    def _take_commands(self) -> None:
+        """Handle received commands while there is room for their replies; each is acknowledged to
+        the broker once handled. What stays in the inbox waits (the broker, seeing no PUBACK, sends
+        no more than its Receive Maximum)."""
+        while self._inbox and len(self._replies) < REPLY_BACKLOG_MAX and len(self._commands) < MAX_PENDING_COMMANDS:
+            msg = self._inbox.popleft()
+            try:
+                self._on_command(msg)
+            except Exception as exc:  # a bug handling one command must not cost the session or a reply
+                log.exception("command on %s failed", msg.topic)
+                name = self.topics.command_name(msg.topic) or "?"
+                self._queue_reply(name, None, ok=False, error=f"internal error handling the command: {exc}")
+            if self._session is not None:
+                self._session.ack(msg.mid, msg.qos)
+
+    def _on_command(self, msg: Message) -> None:
+        name = self.topics.command_name(msg.topic)
         if name is None:
             return  # our own replies, or something outside .../cmd/{name}
-        assert self._mcfg is not None
-        try:
-            cmd = parse_command(
-                name, payload, max_bytes=self._mcfg.command_max_bytes, received_ts=self._wall()
-            )
-        except CommandError as exc:
-            self.counters["commands_rejected"] += 1
-            log.warning("command %s refused: %s", name, exc)
-            self._queue_reply(
-                name, request_id(payload, self._mcfg.command_max_bytes), ok=False, error=str(exc)
-            )
+        out = self._intake.receive(name, msg.payload, retain=msg.retain, received_ts=self._wall())
+        if out is None:
             return
+        if isinstance(out, Repeat):
+            self.counters["commands_repeated"] += 1
+            log.info("command %s id=%s repeated (redelivery or retry): not executed again", name, out.id)
+            if out.reply is not None:
+                self._replies.append((self.topics.reply(name), out.reply))
+                self._poke()
+            return
+        if isinstance(out, Refusal):
+            key = "commands_rate_limited" if "retry_after_s" in out.extra else "commands_rejected"
+            self.counters[key] += 1
+            if key == "commands_rejected" or self.counters[key] == 1:
+                log.warning("command %s refused: %s", name, out.error[:300])
+            self._queue_reply(name, out.id, ok=False, error=out.error, extra=out.extra)
+            return
+        cmd = out
         self.counters["commands_ok"] += 1
         log.info("command %s id=%s received", name, cmd.id)
         if name == "ping":
@@ -427,7 +482,12 @@ class Uplink:
                 name,
                 cmd.id,
                 ok=True,
-                result={"pong": True, "last_seq": st["last_seq"], "outbox_pending": st["pending"]},
+                result={
+                    "pong": True,
+                    "last_seq": st["last_seq"],
+                    "outbox_pending": st["pending"],
+                    "outbox_dropped": st["dropped"],
+                },
             )
             return
         with self._cmd_lock:
@@ -441,13 +501,18 @@ class Uplink:
         ok: bool,
         result: dict[str, Any] | None = None,
         error: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         doc: dict[str, Any] = {"id": req_id, "name": name[:64], "ok": ok, "ts": utc_ms(self._wall())}
         if result is not None:
             doc["result"] = result
         if error is not None:
             doc["error"] = error[:2048]
-        self._replies.append((self.topics.reply(name), json.dumps(doc, separators=(",", ":")).encode()))
+        if extra:
+            doc.update(extra)
+        payload = json.dumps(doc, separators=(",", ":")).encode()
+        self._intake.remember(name, req_id, payload)
+        self._replies.append((self.topics.reply(name), payload))
         self._poke()
 
     def _send_replies(self) -> None:
@@ -463,7 +528,12 @@ class Uplink:
         sess = self._session
         if sess is not None and self._connected:
             self._status_acked.clear()
-            self._status_mid = sess.publish(self.topics.status, STATUS_STOPPED, qos=1, retain=True)
+            reason, detail = self._stop_reason
+            why: dict[str, Any] = {"status": "offline", "reason": reason, "ts": utc_ms(self._wall())}
+            if detail:
+                why["detail"] = detail[:1024]
+            sess.publish(self.topics.status_reason, json.dumps(why).encode(), qos=1, retain=True)
+            self._status_mid = sess.publish(self.topics.status, STATUS_OFFLINE, qos=1, retain=True)
             deadline = self._clock() + 2.0
             while (
                 self._status_mid is not None and not self._status_acked.is_set() and self._clock() < deadline

@@ -55,7 +55,22 @@ def test_refused(name: str, payload: bytes, reason: str) -> None:
 def test_request_id_is_echoed_when_readable() -> None:
     assert request_id(b'{"id":"abc","junk":1}', MAX) == "abc"
     assert request_id(b"garbage", MAX) is None
-    assert request_id(b'{"id":"abc"}', 5) is None
+    assert request_id(b'{"id":"abc"}', 5) == "abc"  # too big to parse, but the id comes first
+    assert request_id(b'{"id": "d-1", "x": ' + b"[" * 50_000, MAX) == "d-1"  # too deep to parse
+    assert request_id(b'{"x": 1, "id": "late"' + b" " * MAX, MAX) is None  # not first: not guessed
+    assert request_id(b'{"id": "a\\"b", "x": {', MAX) is None  # only plain ids are guessed
+
+
+@pytest.mark.parametrize("depth", [33, 1000, 100_000])
+def test_deep_json_is_refused_without_recursion(depth: int) -> None:
+    payload = b'{"id":"d","x":' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(CommandError, match="nests deeper than 32 levels"):
+        parse_command("ping", payload, max_bytes=len(payload))
+
+
+def test_brackets_inside_strings_do_not_count_as_depth() -> None:
+    cmd = parse_command("ack_task", b'{"id":"r","task_id":"' + b"[{" * 30 + b'"}', max_bytes=MAX)
+    assert cmd.args["task_id"] == "[{" * 30
 
 
 @pytest.mark.parametrize(

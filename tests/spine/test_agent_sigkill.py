@@ -3,6 +3,7 @@ receives every event exactly once after dedupe by event_id, with no gap in seq."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -71,6 +72,8 @@ def test_agent_killed_mid_publish_loses_nothing(tmp_path: Path, mosquitto: Any) 
             validate_event(e)
         status = [p for p in consumer.on_topic("edge/demo-street/demo-pole-1/status")]
         assert b"offline" in status, "the broker published the last will when the agent was killed"
-        assert status[-1] == b"stopped", status[-3:]
+        assert status[-1] == b"offline", status[-3:]  # the clean exit: offline too (availability)...
+        reason = consumer.on_topic("edge/demo-street/demo-pole-1/status/reason")[-1]
+        assert json.loads(reason)["reason"] == "stopped", reason  # ...and why, unlike a kill
     finally:
         consumer.stop()

@@ -96,6 +96,17 @@ BROKEN: list[tuple[str, dict[str, Any], str, str]] = [
     ("calibration with 3 points", mutate("cameras.0.calibration", {
         "image_points": [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]], "ground_points_m": [[0, 0], [10, 0], [10, 10]]}),
      "cameras[0].calibration", "4"),
+    ("self-intersecting zone (a bow tie)", mutate("cameras.0.zones.0.polygon", [[0.1, 0.5], [0.9, 0.9], [0.9, 0.5], [0.1, 0.9]]),
+     "cameras[0].zones[0].polygon", "self-intersecting: the edge from point 0 to 1 crosses the edge from point 2 to 3"),
+    ("zero-area zone (collinear points)", mutate("cameras.0.zones.1.polygon", [[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]),
+     "cameras[0].zones[1].polygon", "zero area"),
+    ("zone whose outline folds back", mutate("cameras.0.zones.1.polygon", [[0.1, 0.1], [0.9, 0.1], [0.5, 0.1], [0.5, 0.6]]),
+     "cameras[0].zones[1].polygon", "folds back on itself at point 1"),
+    ("zone with a repeated point", mutate("cameras.0.zones.0.polygon", [[0.1, 0.5], [0.9, 0.5], [0.9, 0.5], [0.1, 0.9]]),
+     "cameras[0].zones[0].polygon", "point 2 repeats point 1"),
+    ("self-intersecting exclusion", mutate("cameras.0.zones.0.exclude", [[[0.2, 0.6], [0.3, 0.8], [0.3, 0.6], [0.2, 0.8]]]),
+     "cameras[0].zones[0].exclude", "self-intersecting"),
+    ("zero-area mask", mutate("cameras.0.masks", [[[0.2, 0.2], [0.2, 0.4], [0.2, 0.6]]]), "cameras[0].masks", "zero area"),
 ]
 
 
@@ -178,7 +189,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_examples_pass_check_config(path: Path) -> None:
-    r = run_cli("check-config", str(path))
+    r = run_cli("check-config", "--off-box", str(path))  # the examples name the TLS files of a real box
     assert (r.returncode, r.stdout.strip()) == (0, "OK"), r.stderr
 
 
@@ -224,6 +235,85 @@ def test_unreadable_yaml(tmp_path: Path, text: str, words: str) -> None:
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
 
 
+LOL = "".join(
+    f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i > 1 else ', '.join(['lol'] * 9)}]\n" for i in range(1, 10)
+)
+
+# Files that must be refused before anything is built from them: (name, bytes, YAML path the line
+# starts with (or the file, ""), words). check-config, load_config and reload_config refuse each.
+BROKEN_FILES: list[tuple[str, bytes, str, str]] = [
+    ("not UTF-8", yaml.safe_dump(BASE).encode().replace(b"pole-17", b"pole-\xb917"), "", "is not UTF-8 text (byte 0xb9 at line"),
+    ("UTF-16 (Notepad)", yaml.safe_dump(BASE).encode("utf-16"), "", "is UTF-16 text, not UTF-8"),
+    ("over 1 MiB", b"config_version: 1\n" + b"# padding\n" * 120_000, "",
+     "over the 1,048,576 a site config may have"),
+    ("binary", b"\x7fELF\x02\x01\x01\x00\x00" + bytes(range(256)), "", "is a binary"),
+    ("recursive alias", b"config_version: 1\ncameras: &c\n  - id: cam0\n    zones: *c\n", "cameras[0].zones",
+     "recursive alias *c at line 4 contains itself"),
+    ("billion laughs (9 levels of 9)", LOL.encode(), "l9", "expand this value (line 9) to"),
+    ("billion laughs below a real key", yaml.safe_dump(BASE).encode() + b"extra:\n" + b"".join(
+        b"  " + line.encode() + b"\n" for line in LOL.splitlines()), "extra.l9", "an alias bomb"),
+    ("duplicate key", b"config_version: 1\ndevice_id: pole-17\nsite_id: s\ndevice_id: pole-18\ncameras: []\n",
+     "device_id", "duplicate key 'device_id' at line 4 (first at line 2)"),
+    ("duplicate key in a zone", yaml.safe_dump(BASE, sort_keys=False).encode().replace(
+        b"kind: crowd", b"kind: crowd\n    kind: count"), "cameras[0].zones[1].kind", "duplicate key 'kind'"),
+    ("nested 100000 deep (flow)", b"a: " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "", "nested deeper than 64 levels at line 1"),
+    ("nested 100 deep (block)", b"".join(b"  " * i + b"k:\n" for i in range(100)), "k.k.k.k...", "nested deeper than 64 levels"),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "path", "words"), BROKEN_FILES, ids=[b[0] for b in BROKEN_FILES])
+def test_broken_file_is_refused_with_one_line(tmp_path: Path, name: str, data: bytes, path: str, words: str) -> None:
+    import time
+    import tracemalloc
+
+    from edge.config.loader import parse_config_text
+
+    f = tmp_path / "site.yaml"
+    f.write_bytes(data)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_config(f)
+        took = time.perf_counter() - t0
+        _cur, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert took < 2.0 and peak < 20_000_000, f"{name}: {took:.1f} s, {peak / 1e6:.0f} MB to refuse"
+    lines = info.value.problems
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    where = f"{f}: " if not path else f"{path}: "
+    assert lines[0].startswith(where) and words in lines[0], lines
+    r = run_cli("check-config", str(f))
+    assert (r.returncode, r.stdout) == (2, ""), r
+    assert r.stderr.strip().splitlines() == lines and "Traceback" not in r.stderr
+    # The same text sent as a reload_config command: the agent reads it with the same limits.
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return  # cannot travel inside a JSON string (the command's own UTF-8 check refuses it)
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text, source="reload_config")
+    assert len(info.value.problems) == 1 and words in info.value.problems[0], info.value.problems
+
+
+def test_missing_tls_files_are_refused_on_the_box_and_skipped_off_it(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["uplink"] = {"mqtt": {"host": "mqtt.city.example", "tls": {
+        "ca_file": str(tmp_path / "ca.pem"), "cert_file": str(tmp_path / "box.pem"), "key_file": str(tmp_path / "box.key")}}}
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    f = tmp_path / "site.yaml"
+    f.write_text(yaml.safe_dump(data))
+    r = run_cli("check-config", str(f))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"uplink.mqtt.tls.cert_file: {tmp_path / 'box.pem'} does not exist; install the box's TLS files there or fix the path",
+        f"uplink.mqtt.tls.key_file: {tmp_path / 'box.key'} does not exist; install the box's TLS files there or fix the path",
+    ]
+    r = run_cli("check-config", "--off-box", str(f))
+    assert (r.returncode, r.stdout.strip()) == (0, "OK"), r.stderr
+
+
 def test_missing_file() -> None:
     r = run_cli("check-config", "/nonexistent/site.yaml")
     assert r.returncode == 2 and "no such file" in r.stderr
@@ -232,3 +322,10 @@ def test_missing_file() -> None:
 def test_version_flag() -> None:
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("edge-agent ")
+
+
+def test_reload_config_text_with_nul_is_refused_as_binary() -> None:
+    from edge.config.loader import parse_config_text
+
+    with pytest.raises(ConfigError, match=r"reload_config: is binary data \(NUL at character 3\)"):
+        parse_config_text("a: \0b", source="reload_config")

@@ -70,7 +70,10 @@ def test_producer_sigkilled_mid_publish_and_restarted(mosquitto: Broker, tmp_pat
     stats = finish(producer(cfg, *args, "--drain"))
     assert stats["outbox_pending"] == 0
     assert_complete(c, n)
-    assert c.on_topic("edge/lab/pole-1/status")[-1] == b"stopped"
+    # A clean stop: offline on the availability topic, the reason beside it (a kill leaves no reason).
+    assert c.on_topic("edge/lab/pole-1/status")[-1] == b"offline"
+    reasons = c.on_topic("edge/lab/pole-1/status/reason")
+    assert json.loads(reasons[-1])["reason"] == "stopped" and reasons.count(b"") >= 4  # cleared on each connect
     c.stop()
 
 

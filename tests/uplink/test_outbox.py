@@ -219,27 +219,31 @@ def test_unwritable_path_is_an_actionable_error(tmp_path: Path) -> None:
         Outbox(blocker / "sub" / "o.sqlite")
 
 
-def test_a_filling_disk_lowers_the_cap_before_the_card_is_full(tmp_path: Path) -> None:
+def test_a_filling_disk_lowers_the_cap_and_stops_growth_without_purging(tmp_path: Path) -> None:
+    """Something else fills the card: the outbox stops growing (a new row gets in only in exchange for
+    as many bytes of lesser rows) instead of purging what it holds."""
     clock = FakeClock()
-    free = {"bytes": 10_000_000}
-    size = _row_size(ev(1, pad=200))
+    free = {"bytes": 100_000_000}
     ob = Outbox(
         tmp_path / "o.sqlite",
-        max_bytes=1_000_000,
+        max_bytes=10_000_000,
         clock=clock,
-        free_bytes=lambda: free["bytes"],
+        disk_usage=lambda: (1_000_000_000, free["bytes"]),
         reserve_bytes=1_000_000,
     )
-    ob.put_many([ev(i, kind="features", pad=200) for i in range(20)] + [ev(99, severity="major", pad=200)])
-    assert ob.stats()["dropped_total"] == 0 and ob.stats()["limit_bytes"] == 1_000_000
-    # Something else (logs, evidence) fills the card: only 5 rows' worth above the reserve remain.
-    free["bytes"] = 1_000_000 + 5 * size - ob.stats()["bytes"]
+    ob.put_many([ev(i, kind="features", pad=250) for i in range(1000)] + [ev(9999, severity="major", pad=250)])
+    before = ob.stats()
+    assert before["dropped_total"] == 0 and before["limit_bytes"] == 10_000_000
+    assert before["bytes"] > ob.reserve_bytes // 4  # above the floor a tight disk still grants
+    # Logs and evidence fill the card down to the reserve.
+    free["bytes"] = ob.reserve_bytes - 1000
     clock.t += 2
-    ob.put_many([ev(100, pad=200)])
+    ob.put_many([ev(10_000, pad=250)])
     st = ob.stats()
-    assert st["limit_bytes"] < 1_000_000
-    assert st["bytes"] <= st["limit_bytes"]
-    assert st["dropped"]["feature"] >= 15 and st["pending_by_priority"]["alarm"] == 1
+    assert st["limit_bytes"] < before["bytes"]
+    assert 1 <= st["dropped"]["feature"] <= 2, st["dropped"]  # only what the new row needed
+    assert st["bytes"] <= before["bytes"]
+    assert st["pending_by_priority"] == {"feature": 1000 - st["dropped"]["feature"], "info": 1, "alarm": 1}
     ob.close()
 
 

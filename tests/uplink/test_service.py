@@ -17,7 +17,7 @@ from edge.types import EventDraft
 from edge.uplink.outbox import Outbox
 from edge.uplink.service import Uplink, backoff_delay
 from tests.fixtures.broker import free_port
-from tests.uplink.helpers import wait_until
+from tests.uplink.helpers import Consumer, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -251,3 +251,72 @@ def test_missing_tls_file_is_a_clear_error_and_backs_off(tmp_path) -> None:
     finally:
         up.stop(0.5)
         outbox.close()
+
+
+def retained(port: int, topic: str, wait_s: float = 1.0) -> list[bytes]:
+    """What a platform connecting now receives on ``topic`` (retained messages only)."""
+    import time as _time
+
+    c = Consumer("127.0.0.1", port, topic=topic, client_id=f"late-{_time.monotonic_ns()}").start()
+    _time.sleep(wait_s)  # retained messages arrive right after the subscription; give them a moment
+    c.stop()
+    return [p for _t, p, _ in c.messages]
+
+
+@pytest.mark.broker
+def test_clean_stop_publishes_offline_and_its_reason_retained(mosquitto, tmp_path: Path) -> None:
+    """Home Assistant's availability convention: retained online/offline on .../status; why a clean
+    stop happened is a separate retained message, cleared when the box connects again."""
+    cfg = UplinkConfig.model_validate(
+        {"outbox_path": str(tmp_path / "o.sqlite"), "mqtt": {"host": "127.0.0.1", "port": mosquitto.port}}
+    )
+    ob = Outbox(cfg.outbox_path)
+    up = Uplink(cfg, "pole-1", "lab", ob)
+    up.start()
+    wait_until(lambda: up.connected, 10, "the uplink to connect")
+    wait_until(lambda: retained(mosquitto.port, "edge/lab/pole-1/status", 0.3) == [b"online"], 10, "online")
+    up.stop(1.0, reason="error", detail="cannot start: camera cam0: no such model")
+    assert retained(mosquitto.port, "edge/lab/pole-1/status") == [b"offline"]
+    (why,) = retained(mosquitto.port, "edge/lab/pole-1/status/reason")
+    doc = json.loads(why)
+    assert (doc["status"], doc["reason"], doc["detail"]) == ("offline", "error", "cannot start: camera cam0: no such model")
+    up2 = Uplink(cfg, "pole-1", "lab", ob)
+    up2.start()
+    wait_until(lambda: up2.connected, 10, "the uplink to connect again")
+    wait_until(lambda: retained(mosquitto.port, "edge/lab/pole-1/status", 0.3) == [b"online"], 10, "online again")
+    assert retained(mosquitto.port, "edge/lab/pole-1/status/reason") == []  # cleared on connect
+    up2.stop(1.0)
+    assert json.loads(retained(mosquitto.port, "edge/lab/pole-1/status/reason")[0])["reason"] == "stopped"
+    ob.close()
+
+
+@pytest.mark.broker
+def test_an_error_handling_a_command_is_a_reply_not_a_lost_session(mosquitto, tmp_path: Path, monkeypatch) -> None:
+    cfg = UplinkConfig.model_validate(
+        {"outbox_path": str(tmp_path / "o.sqlite"), "mqtt": {"host": "127.0.0.1", "port": mosquitto.port}}
+    )
+    ob = Outbox(cfg.outbox_path)
+    up = Uplink(cfg, "pole-1", "lab", ob)
+    real = up._intake.receive
+
+    def buggy(name: str, payload: bytes, **kw):  # type: ignore[no-untyped-def]
+        if b"boom" in payload:
+            raise RuntimeError("a bug in command handling")
+        return real(name, payload, **kw)
+
+    monkeypatch.setattr(up._intake, "receive", buggy)
+    c = Consumer("127.0.0.1", mosquitto.port, topic="edge/lab/pole-1/cmd/+/reply", client_id="ops").start()
+    up.start()
+    try:
+        wait_until(lambda: up.connected, 10, "the uplink to connect")
+        c.client.publish("edge/lab/pole-1/cmd/ping", b'{"id":"boom"}', qos=1)
+        c.client.publish("edge/lab/pole-1/cmd/ping", b'{"id":"after"}', qos=1)
+        wait_until(lambda: len(c.messages) == 2, 10, "two replies")
+        first, second = (json.loads(p) for _t, p, _ in c.messages)
+        assert first["ok"] is False and "internal error handling the command: a bug" in first["error"]
+        assert second["id"] == "after" and second["ok"] is True
+        assert up.stats()["reconnects"] == 1 and up.connected
+    finally:
+        up.stop(1.0)
+        c.stop()
+        ob.close()

@@ -167,7 +167,7 @@ def test_commands_are_validated_and_bad_ones_execute_nothing(mosquitto_tls: Brok
     wait_until(lambda: len(_replies(c, "reload_config")) == 2, 10, "two reload_config error replies")
     wait_until(lambda: _replies(c, "ack_task") and _replies(c, "format_disk"), 10, "error replies")
     malformed, big = _replies(c, "reload_config")
-    assert malformed == {**malformed, "id": None, "ok": False} and "JSON" in malformed["error"]
+    assert malformed == {**malformed, "id": "bad-1", "ok": False} and "JSON" in malformed["error"]  # id written first: echoed
     assert big["ok"] is False and "byte limit" in big["error"]
     assert _replies(c, "ack_task")[0]["id"] == "bad-2" and "shell" in _replies(c, "ack_task")[0]["error"]
     assert "unknown command" in _replies(c, "format_disk")[0]["error"]
