@@ -123,8 +123,18 @@ class Agent:
 
         cfg = self.cfg
         up = cfg.uplink
+        signer = None
+        if cfg.signing.enabled:
+            from edge.events.signing import KeyStore
+
+            store = KeyStore(cfg.signing.resolved_key_dir(up.outbox_path), cfg.device_id, cfg.site_id)
+            signer = store.load_or_create(cfg.signing.key_file)
         self.outbox = Outbox(
-            up.outbox_path, up.outbox_max_bytes, topic_prefix=up.topic_prefix, group_commit_s=up.group_commit_s
+            up.outbox_path,
+            up.outbox_max_bytes,
+            topic_prefix=up.topic_prefix,
+            group_commit_s=up.group_commit_s,
+            signer=signer,
         )
         if self._hardware is None and _has_hardware(cfg):
             from edge.hardware.manager import HardwareManager

@@ -11,24 +11,27 @@
 * A byte cap evicts feature records first, then info events, oldest first; alarms and open tasks
   only when nothing else is left. Every eviction is counted by priority (persisted) for health.
 * It also stores the builder's episode key -> incident_id map (``IncidentStore``).
+* With a ``signer`` (``edge.events.signing.DeviceSigner``) every event is signed in ``put`` right
+  after its ``seq`` is assigned: the row holds the final, signed bytes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edge.errors import UplinkError
 from edge.events.priority import Priority, priority_of
-from edge.events.schema import Event
+from edge.events.schema import Event, Signature
 from edge.events.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,12 @@ CREATE INDEX IF NOT EXISTS outbox_prio ON outbox (priority, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS incidents (key TEXT PRIMARY KEY, incident_id TEXT NOT NULL);
 """
+
+
+class Signer(Protocol):
+    """Signs a final event document (``edge.events.signing.DeviceSigner``)."""
+
+    def signature(self, doc: Mapping[str, Any]) -> dict[str, str]: ...
 
 
 class OutboxError(UplinkError):
@@ -82,8 +91,10 @@ class Outbox:
         wall: Callable[[], float] = time.time,
         free_bytes: Callable[[], int] | None = None,
         reserve_bytes: int = 32 * 1024 * 1024,
+        signer: Signer | None = None,
     ) -> None:
         self.path = Path(path)
+        self.signer = signer
         self.max_bytes = int(max_bytes)
         self.topic_prefix = topic_prefix
         self.group_commit_s = float(group_commit_s)
@@ -242,9 +253,14 @@ class Outbox:
 
     def _put_locked(self, event: Event, topic: str | None) -> Event:
         prio = priority_of(event.kind, event.phase, event.severity)
-        self._seq += 1
-        ev = event.model_copy(update={"seq": self._seq})
-        data = ev.to_json()
+        ev = event.model_copy(update={"seq": self._seq + 1})
+        doc = ev.to_dict()
+        if self.signer is not None:
+            sig = self.signer.signature(doc)  # the event is final here: seq is part of what is signed
+            doc["sig"] = sig
+            ev = ev.model_copy(update={"sig": Signature(**sig)})
+        self._seq += 1  # only once the event exists: a refused event leaves no gap
+        data = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")  # == ev.to_json()
         tp = topic if topic is not None else self._topic_for(ev)
         size = len(data) + len(tp) + ROW_OVERHEAD_BYTES
         self._begin()
