@@ -94,7 +94,7 @@ def statement(cfg: SiteConfig) -> PrivacyStatement:
         )
     ev = cfg.evidence
     paths: list[str] = []
-    if ev.enabled and ev.upload:
+    if ev.enabled and ev.upload and up.mqtt is not None:
         paths.append(
             "the snapshot command's reply carries a whole frame as JPEG (every tracked person pixelated) "
             "to whoever may send commands to this box"
@@ -104,6 +104,8 @@ def statement(cfg: SiteConfig) -> PrivacyStatement:
         "(box), tracker ids that are not linked to identities, and the box's own position (geo)",
         "features.grid is a coarse grid of person-seconds over the frame, not an image",
     ]
+    if ev.enabled and ev.upload and up.mqtt is None:
+        notes.append("evidence.upload is on but no broker is configured: no command can ask for an image")
     if ev.enabled:
         notes.append(
             f"evidence crops of violating vehicles (people pixelated) are kept on the box in {ev.path}; "
