@@ -250,3 +250,26 @@ def test_verifier_counts(tmp_path: Path) -> None:
     assert v.check_text(json.dumps(doc), "line 1") == []
     assert v.check_text("{not json", "line 2")[0].reason.startswith("cannot be parsed")
     assert v.records == 2 and v.verified == 1 and v.failed == 1 and not v.ok
+
+
+def test_keys_show_and_rotate_commands(tmp_path: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load((REPO / "configs" / "demo-street.yaml").read_text(encoding="utf-8"))
+    data["uplink"] = {"outbox_path": str(tmp_path / "state" / "outbox.sqlite")}
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+    first = _agent("keys", "show", "--config", str(cfg))
+    assert first.returncode == 0, first.stderr
+    assert "created signing key" in first.stderr
+    doc = json.loads(first.stdout)
+    assert doc["device_id"] == "demo-pole-1" and len(doc["keys"]) == 1
+    assert (tmp_path / "state" / "keys" / "signing.key").exists()  # keys/ beside the outbox by default
+    pem = _agent("keys", "show", "--config", str(cfg), "--pem")
+    assert pem.returncode == 0 and "BEGIN PUBLIC KEY" in pem.stdout and doc["keys"][0]["kid"] in pem.stdout
+    assert "created" not in pem.stderr
+    rot = _agent("keys", "rotate", "--config", str(cfg))
+    assert rot.returncode == 0 and "restart the agent" in rot.stdout
+    after = json.loads(_agent("keys", "show", "--config", str(cfg)).stdout)
+    assert after["keys"][0]["kid"] == doc["keys"][0]["kid"] and len(after["keys"]) == 2
+    assert after["keys"][0]["retired"] is not None and after["keys"][1]["retired"] is None
