@@ -342,8 +342,9 @@ class Failure:
     """One record (or one evidence crop) that failed, and why."""
 
     where: str  # "line 17", "message 4 on edge/site/dev/events/x"
-    what: str  # "seq=1042 kind=parking_violation event_id=..." or "evidence <file>"
+    what: str  # "seq=1042 kind=parking_violation event_id=..." or "evidence <file> (cited by ...)"
     reason: str
+    evidence: bool = False  # a crop that does not match its (verified) event, not a failed record
 
     def line(self) -> str:
         return f"FAIL {self.where} {self.what}: {self.reason}"
@@ -369,7 +370,7 @@ class Verifier:
 
     @property
     def failed(self) -> int:
-        return len([f for f in self.failures or [] if not f.what.startswith("evidence ")])
+        return sum(1 for f in self.failures or [] if not f.evidence)
 
     @property
     def evidence_altered(self) -> int:
@@ -413,7 +414,7 @@ class Verifier:
             return []
         if problem.startswith("missing"):
             self.evidence_missing += 1
-        return self._fail(Failure(where, f"evidence {name} (cited by {what})", problem))
+        return self._fail(Failure(where, f"evidence {name} (cited by {what})", problem, evidence=True))
 
     def _fail(self, failure: Failure, *, count: bool = False) -> list[Failure]:
         if count:
