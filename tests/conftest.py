@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.assets", "tests.fixtures.broker"]
+pytest_plugins = ["tests.fixtures.assets", "tests.fixtures.broker", "tests.fixtures.street_day"]
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,8 @@
 Off by default (``evidence.enabled: false``): then ``build_evidence_sink`` returns None and nothing is
 written. The redaction (every person pixelated) happens before this, in ``edge.rules.redact``.
 Files never leave the box here; uploading is a separate, explicitly enabled command.
+``save`` returns an ``EvidenceRef`` (the file name, carrying the SHA-256 of the JPEG for the signed
+event); ``EvidenceRetention`` keeps the directory within ``retention_days`` and ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import time
 from pathlib import Path
 
 import cv2
@@ -17,6 +20,7 @@ import numpy as np
 
 from edge.config.site import EvidenceConfig
 from edge.errors import EdgeError
+from edge.events.evidence import EvidenceRef, EvidenceRetention, sha256_hex
 from edge.rules.redact import redacted_crop
 
 log = logging.getLogger(__name__)
@@ -24,7 +28,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class EvidenceWriter:
-    """Writes ``<path>/<key>.jpg``; returns the file name (the reference put into the event)."""
+    """Writes ``<path>/<key>.jpg``; returns the file name with its SHA-256 (the reference put into the event)."""
 
     def __init__(self, cfg: EvidenceConfig, quality: int = 85) -> None:
         if not cfg.enabled:
@@ -34,8 +38,11 @@ class EvidenceWriter:
         self.dir = Path(cfg.path)
         self.quality = int(quality)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.retention = EvidenceRetention(
+            self.dir, retention_days=cfg.retention_days, max_bytes=cfg.max_bytes, wall=time.time
+        )
 
-    def save(self, crop_bgr: np.ndarray, key: str, ts: float) -> str | None:
+    def save(self, crop_bgr: np.ndarray, key: str, ts: float) -> EvidenceRef | None:
         if crop_bgr.size == 0:
             return None
         name = f"{_SAFE.sub('_', key)[:180]}.jpg"
@@ -47,15 +54,17 @@ class EvidenceWriter:
             return None
         target = self.dir / name
         tmp = target.with_suffix(".tmp")
+        data = buf.tobytes()
         try:
-            tmp.write_bytes(buf.tobytes())
+            tmp.write_bytes(data)
             tmp.replace(target)
         except OSError as exc:
             log.warning(
                 "evidence: cannot write %s (%s); check evidence.path and free space", target, exc.strerror
             )
             return None
-        return name
+        self.retention.after_write(len(data))
+        return EvidenceRef(name, sha256_hex(data))
 
 
 def build_evidence_sink(cfg: EvidenceConfig) -> EvidenceWriter | None:

@@ -38,6 +38,7 @@ from edge.config.loader import parse_config_text
 from edge.errors import CommandError, ConfigError, EdgeError
 from edge.events.builder import EventBuilder
 from edge.events.schema import ClockQuality
+from edge.events.signing import KeyStore
 from edge.hardware.manager import HardwareManager
 from edge.health.metrics import MetricsServer
 from edge.health.report import CameraStatusMonitor
@@ -86,8 +87,16 @@ class Agent:
         self._ready = False
         self._camera_status = CameraStatusMonitor()
         up = cfg.uplink
+        signer = None
+        if cfg.signing.enabled:
+            store = KeyStore(cfg.signing.resolved_key_dir(up.outbox_path), cfg.device_id, cfg.site_id)
+            signer = store.load_or_create(cfg.signing.key_file)
         self.outbox = Outbox(
-            up.outbox_path, up.outbox_max_bytes, topic_prefix=up.topic_prefix, group_commit_s=up.group_commit_s
+            up.outbox_path,
+            up.outbox_max_bytes,
+            topic_prefix=up.topic_prefix,
+            group_commit_s=up.group_commit_s,
+            signer=signer,
         )
         self._own_hardware = hardware is None
         if hardware is None and not cfg.hardware.is_empty():

@@ -15,6 +15,7 @@ from edge.config.detector import DetectorConfig
 from edge.config.hardware import HardwareConfig
 from edge.config.health import HealthConfig, TamperConfig
 from edge.config.rules import RulesConfig
+from edge.config.signing import SigningConfig
 from edge.config.uplink import UplinkConfig
 from edge.config.zones import CalibrationConfig, LineConfig, ZoneConfig
 
@@ -47,6 +48,14 @@ class EvidenceConfig(StrictModel):
     enabled: bool = Field(False, description="Keep a redacted crop of each violating vehicle (people pixelated).")
     path: str = Field("/var/lib/edge/evidence", description="Directory for evidence JPEGs on the box.")
     upload: bool = Field(False, description="Also allow evidence to be sent upstream (the snapshot command).")
+    retention_days: float = Field(
+        30.0, gt=0, description="Evidence JPEGs older than this many days are deleted from the box."
+    )
+    max_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Most bytes of evidence JPEGs kept on the box; the oldest are deleted first beyond it.",
+    )
 
 
 class CameraConfig(StrictModel):
@@ -168,6 +177,9 @@ class SiteConfig(StrictModel):
     hardware: HardwareConfig = Field(default_factory=HardwareConfig, description="GPIO lines and serial devices.")
     health: HealthConfig = Field(default_factory=HealthConfig, description="Health, tamper and supervision.")
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="Evidence crops (off by default).")
+    signing: SigningConfig = Field(
+        default_factory=SigningConfig, description="Signed events: the box's Ed25519 key (on by default)."
+    )
 
     @field_validator("device_id", "site_id")
     @classmethod

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from edge.events.categories import case_category
+from edge.events.evidence import evidence_fields
 from edge.events.schema import (
     ClockQuality,
     Event,
@@ -194,10 +196,15 @@ class EventBuilder:
     def build(self, transition: EventDraft, model: Any = None) -> Event:
         """One Event for one EventDraft. Raises EventValidationError if the payload breaks its schema."""
         tr = transition
+        payload = dict(tr.payload)
+        payload.update(evidence_fields(payload))  # the crop's SHA-256, covered by the signature
+        category = case_category(tr.kind, payload)
+        if category is not None:
+            payload["case_category"] = category
         if self._validate:
-            validate_payload(tr.kind, tr.payload)  # includes the finite-number check
+            validate_payload(tr.kind, payload)  # includes the finite-number check
         else:
-            check_finite(tr.payload, f"{tr.kind} payload")
+            check_finite(payload, f"{tr.kind} payload")
         clock, geo = self._context()
         try:
             ts = utc_ms(tr.ts)
@@ -222,7 +229,7 @@ class EventBuilder:
                 model=model_ref(model),
                 config_hash=self.config_hash,
                 geo=geo,
-                payload=dict(tr.payload),
+                payload=payload,
             )
         except (ValidationError, ValueError, TypeError) as exc:
             raise EventValidationError(f"{tr.kind} event for key={tr.key}: {exc}") from None

@@ -46,6 +46,15 @@ class GeoPoint(BaseModel):
     lon: float = Field(ge=-180.0, le=180.0)
 
 
+class Signature(BaseModel):
+    """The detached Ed25519 signature of an event (see ``edge.events.signing``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    alg: Literal["Ed25519"]
+    kid: str
+    value: str
+
+
 class Event(BaseModel):
     """One message of the ``edge.event/1`` envelope. ``seq`` is 0 until the outbox assigns it."""
 
@@ -70,8 +79,11 @@ class Event(BaseModel):
     config_hash: str
     geo: GeoPoint | None
     payload: dict[str, Any]
+    sig: Signature | None = None  # set by the outbox when the box signs its events
 
     def to_dict(self) -> dict[str, Any]:
+        if self.sig is None:  # an unsigned event has no sig member at all
+            return self.model_dump(by_alias=True, mode="json", exclude={"sig"})
         return self.model_dump(by_alias=True, mode="json")
 
     def to_json(self) -> bytes:

@@ -14,6 +14,7 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,32 @@ def check_transport_security(mcfg: MqttConfig) -> None:
         )
 
 
+def _configure_auth_tls(c: Any, mcfg: MqttConfig) -> None:
+    """Credentials and TLS of ``mcfg`` on a paho client; UplinkError names a missing or broken file."""
+    if mcfg.username is not None:
+        c.username_pw_set(mcfg.username, mcfg.password)
+    if mcfg.tls is not None:
+        tls = mcfg.tls
+        for key, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file)):
+            if path is not None and not os.access(path, os.R_OK):
+                why = "does not exist" if not os.path.exists(path) else "is not readable by this user"
+                raise UplinkError(f"uplink.mqtt.tls.{key}: {path} {why}; install the box's TLS files or fix the path")
+        try:
+            c.tls_set(
+                ca_certs=tls.ca_file,
+                certfile=tls.cert_file,
+                keyfile=tls.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise UplinkError(
+                f"uplink.mqtt.tls: cannot load the TLS files ({exc}); check that cert_file and key_file "
+                "are a matching PEM pair and ca_file is a PEM CA certificate"
+            ) from None
+        c.tls_insecure_set(tls.insecure_skip_verify)
+
+
 class PahoSession:
     """One connection to the broker: connect, pump, publish, subscribe. Not thread-safe by design:
     one thread (the uplink thread) drives it; paho callbacks only enqueue into ``events``."""
@@ -96,28 +123,7 @@ class PahoSession:
         )
         c.max_inflight_messages_set(mcfg.inflight_max)
         c.max_queued_messages_set(mcfg.inflight_max + 256)  # our window + replies + status; never unbounded
-        if mcfg.username is not None:
-            c.username_pw_set(mcfg.username, mcfg.password)
-        if mcfg.tls is not None:
-            tls = mcfg.tls
-            for key, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file)):
-                if path is not None and not os.access(path, os.R_OK):
-                    why = "does not exist" if not os.path.exists(path) else "is not readable by this user"
-                    raise UplinkError(f"uplink.mqtt.tls.{key}: {path} {why}; install the box's TLS files or fix the path")
-            try:
-                c.tls_set(
-                    ca_certs=tls.ca_file,
-                    certfile=tls.cert_file,
-                    keyfile=tls.key_file,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                    tls_version=ssl.PROTOCOL_TLS_CLIENT,
-                )
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise UplinkError(
-                    f"uplink.mqtt.tls: cannot load the TLS files ({exc}); check that cert_file and key_file "
-                    "are a matching PEM pair and ca_file is a PEM CA certificate"
-                ) from None
-            c.tls_insecure_set(tls.insecure_skip_verify)
+        _configure_auth_tls(c, mcfg)
         c.will_set(topics.status, STATUS_OFFLINE, qos=1, retain=True)
         c.connect_timeout = mcfg.connect_timeout_s
         c.on_connect = self._on_connect
@@ -275,3 +281,74 @@ def probe_broker(cfg: UplinkConfig, device_id: str, site_id: str, timeout_s: flo
         )
     finally:
         sess.disconnect()
+
+
+def read_messages(
+    mcfg: MqttConfig,
+    topic_filter: str,
+    on_message: Callable[[str, bytes], None],
+    *,
+    client_id: str,
+    idle_timeout_s: float = 10.0,
+    max_messages: int | None = None,
+    on_subscribed: Callable[[], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> int:
+    """Subscribe to ``topic_filter`` (QoS 1, a clean session that the broker forgets, no last will)
+    and hand every message to ``on_message(topic, payload)`` on this thread, until ``max_messages``
+    arrived, nothing arrived for ``idle_timeout_s``, or ``stop()`` is true. Returns the count.
+    ``edge-agent verify --mqtt`` reads a live stream with it."""
+    check_transport_security(mcfg)
+    events: queue.SimpleQueue[SessionEvent] = queue.SimpleQueue()
+    c = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv5,
+        reconnect_on_failure=False,
+    )
+    _configure_auth_tls(c, mcfg)
+    c.on_connect = lambda cl, ud, flags, rc, props: events.put(Connected(not rc.is_failure, False, str(rc)))
+    c.on_disconnect = lambda cl, ud, flags, rc, props: events.put(Disconnected(str(rc)))
+    c.on_message = lambda cl, ud, msg: events.put(Message(str(msg.topic), bytes(msg.payload)))
+    c.on_subscribe = lambda cl, ud, mid, rcs, props: events.put(PubAck(int(mid), True, "subscribed"))
+    try:
+        c.connect(mcfg.host, mcfg.effective_port, keepalive=mcfg.keepalive_s, clean_start=True)
+    except ssl.SSLError as exc:
+        raise UplinkError(f"TLS handshake with {mcfg.host}:{mcfg.effective_port} failed ({exc.reason or exc})") from exc
+    except OSError as exc:
+        raise UplinkError(f"cannot reach broker {mcfg.host}:{mcfg.effective_port} ({exc})") from exc
+    count = 0
+    last = time.monotonic()
+    try:
+        while stop is None or not stop():
+            if c.loop(timeout=0.1) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise UplinkError(f"lost the connection to {mcfg.host}:{mcfg.effective_port}")
+            while True:
+                try:
+                    ev = events.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(ev, Connected):
+                    if not ev.ok:
+                        raise UplinkError(f"broker refused the connection: {ev.reason}; check credentials and ACL")
+                    c.subscribe(topic_filter, qos=1)
+                elif isinstance(ev, PubAck):
+                    last = time.monotonic()
+                    if on_subscribed is not None:
+                        on_subscribed()
+                elif isinstance(ev, Message):
+                    on_message(ev.topic, ev.payload)
+                    count += 1
+                    last = time.monotonic()
+                    if max_messages is not None and count >= max_messages:
+                        return count
+                elif isinstance(ev, Disconnected):
+                    raise UplinkError(f"broker closed the connection ({ev.reason})")
+            if time.monotonic() - last > idle_timeout_s:
+                return count
+        return count
+    finally:
+        try:
+            c.disconnect()
+        except Exception:  # pragma: no cover - best effort
+            pass

@@ -20,6 +20,8 @@
   ``RETRY_S`` until the disk takes them: the outbox recovers by itself when space returns. Held rows
   are not sent before they are durable (their ``seq`` must never be handed out twice after a crash).
 * It also stores the builder's episode key -> incident_id map (``IncidentStore``).
+* With a ``signer`` (``edge.events.signing.DeviceSigner``) every event is signed in ``put`` right
+  after its ``seq`` is assigned: the row holds the final, signed bytes.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edge.errors import UplinkError
 from edge.events.priority import Priority, priority_of
@@ -67,6 +69,12 @@ CREATE INDEX IF NOT EXISTS outbox_prio ON outbox (priority, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS incidents (key TEXT PRIMARY KEY, incident_id TEXT NOT NULL);
 """
+
+
+class Signer(Protocol):
+    """Signs a final event (``edge.events.signing.DeviceSigner``)."""
+
+    def sign_event(self, event: Event) -> Event: ...
 
 
 class OutboxError(UplinkError):
@@ -127,10 +135,12 @@ class Outbox:
         disk_usage: Callable[[], tuple[int, int]] | None = None,
         reserve_bytes: int = RESERVE_MAX_BYTES,
         hold_max_bytes: int = HOLD_MAX_BYTES,
+        signer: Signer | None = None,
     ) -> None:
         """``disk_usage()`` returns (total, free) bytes of the outbox's filesystem (default: measured);
         ``reserve_bytes`` caps the scaled free-space reserve (see ``reserve_for``)."""
         self.path = Path(path)
+        self.signer = signer
         self.max_bytes = int(max_bytes)
         self.topic_prefix = topic_prefix
         self.group_commit_s = float(group_commit_s)
@@ -480,8 +490,10 @@ class Outbox:
     def _new_row(self, event: Event, topic: str | None) -> tuple[Event, _NewRow]:
         prio = priority_of(event.kind, event.phase, event.severity)
         ev = event.model_copy(update={"seq": self._seq + 1})
+        if self.signer is not None:
+            ev = self.signer.sign_event(ev)  # the event is final here: seq is part of what is signed
         data = ev.to_json()  # strict JSON; a NaN raises EventValidationError before a seq is used
-        self._seq += 1
+        self._seq += 1  # only once the event exists: a refused event leaves no gap
         tp = topic if topic is not None else self._topic_for(ev)
         size = len(data) + len(tp) + ROW_OVERHEAD_BYTES
         return ev, _NewRow(ev.seq, prio, ev.kind, tp, data, size, self._wall())

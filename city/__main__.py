@@ -1,0 +1,3 @@
+from city.cli import main
+
+raise SystemExit(main())
