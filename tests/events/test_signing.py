@@ -255,7 +255,7 @@ def test_verifier_counts(tmp_path: Path) -> None:
 def test_keys_show_and_rotate_commands(tmp_path: Path) -> None:
     import yaml
 
-    data = yaml.safe_load((REPO / "configs" / "demo-street.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load((REPO / "firmware_sim" / "street" / "demo-street.yaml").read_text(encoding="utf-8"))
     data["uplink"] = {"outbox_path": str(tmp_path / "state" / "outbox.sqlite")}
     cfg = tmp_path / "site.yaml"
     cfg.write_text(yaml.safe_dump(data), encoding="utf-8")

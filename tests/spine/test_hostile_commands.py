@@ -253,8 +253,11 @@ def test_thousands_of_hostile_commands(tmp_path: Path, mosquitto: Any) -> None:
         + " -> ".join(f"{r['VmRSS'] / 1024:.0f}" for r in (rss_before, *rss_round))
         + f" MiB (before, after flood 1, after flood 2; peak {rss_after['VmHWM'] / 1024:.0f} MiB); sent {dict(sent)}"
     )
-    # The first flood raises the allocator's high-water mark (600 KB payloads); the second must not add to it.
-    assert (rss_round[1]["VmRSS"] - rss_round[0]["VmRSS"]) / 1024 < 10, rss_round
+    # The first flood raises the allocator's high-water mark (600 KB payloads); the second must leave
+    # no more than a few KiB per command behind (a leak of the commands themselves would be far more;
+    # the rest is the allocator and the camera's own buffers moving on a busy machine).
+    per_command_kib = (rss_round[1]["VmRSS"] - rss_round[0]["VmRSS"]) / FLOOD
+    assert per_command_kib < 8, (rss_round, per_command_kib)
     assert rss_after["VmHWM"] / 1024 < 300, "the agent's RSS target"
 
 

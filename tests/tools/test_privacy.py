@@ -32,14 +32,21 @@ EXPECTED = {
 }
 
 
+def example(name: str) -> Path:
+    """An example config: configs/, or the demo's own beside the street it watches."""
+    return REPO / ("firmware_sim/street" if name == "demo-street.yaml" else "configs") / name
+
+
 def test_every_example_config_has_an_expectation() -> None:
-    assert sorted(p.name for p in (REPO / "configs").glob("*.yaml")) == sorted(EXPECTED)
+    examples = [p.name for p in (REPO / "configs").glob("*.yaml")] + ["demo-street.yaml"]
+    assert sorted(examples) == sorted(EXPECTED)
+    assert example("demo-street.yaml").is_file()
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_privacy_statement_of_each_example_config(name: str) -> None:
     kinds, dest = EXPECTED[name]
-    st = statement(load_config(REPO / "configs" / name))
+    st = statement(load_config(example(name)))
     assert set(st.kinds) == kinds
     assert len(st.destinations) == len(dest)
     for got, want in zip(st.destinations, dest, strict=True):
@@ -63,7 +70,7 @@ def test_cli_prints_the_statement() -> None:
 
 
 def _with(name: str, **evidence: object) -> object:
-    data = yaml.safe_load((REPO / "configs" / name).read_text(encoding="utf-8"))
+    data = yaml.safe_load(example(name).read_text(encoding="utf-8"))
     data["evidence"] = {"enabled": True, "path": "/var/lib/edge/evidence", **evidence}
     return parse_config(data, source=name)
 
