@@ -123,9 +123,7 @@ class Agent:
 
         cfg = self.cfg
         up = cfg.uplink
-        self.outbox = Outbox(
-            up.outbox_path, up.outbox_max_bytes, topic_prefix=up.topic_prefix, group_commit_s=up.group_commit_s
-        )
+        self.outbox = Outbox.from_config(up)
         if self._hardware is None and _has_hardware(cfg):
             from edge.hardware.manager import HardwareManager
 
@@ -246,7 +244,7 @@ class Agent:
                     except Exception:
                         log.exception("beacon failed")
                 if self.on_event is not None:
-                    data = stored.to_dict() if hasattr(stored, "to_dict") else event.to_dict()
+                    data = (stored if stored is not None else event).to_dict()  # None: held back by the shaper
                     self.on_event(data)
 
     def _time_offset(self) -> float:

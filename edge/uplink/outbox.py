@@ -11,6 +11,8 @@
 * A byte cap evicts feature records first, then info events, oldest first; alarms and open tasks
   only when nothing else is left. Every eviction is counted by priority (persisted) for health.
 * It also stores the builder's episode key -> incident_id map (``IncidentStore``).
+* An optional ``shaper`` (``edge.uplink.shaping.FeatureShaper``) sees each event before it gets its
+  ``seq``: it may trim it or hold it back (``put`` then returns None and no ``seq`` is spent).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.config.uplink import UplinkConfig
 from edge.errors import UplinkError
 from edge.events.priority import Priority, priority_of
 from edge.events.schema import Event
@@ -82,8 +85,10 @@ class Outbox:
         wall: Callable[[], float] = time.time,
         free_bytes: Callable[[], int] | None = None,
         reserve_bytes: int = 32 * 1024 * 1024,
+        shaper: Callable[[Event], Event | None] | None = None,
     ) -> None:
         self.path = Path(path)
+        self._shaper = shaper
         self.max_bytes = int(max_bytes)
         self.topic_prefix = topic_prefix
         self.group_commit_s = float(group_commit_s)
@@ -120,6 +125,20 @@ class Outbox:
         self._committed_max_id = int(self._db.execute("SELECT COALESCE(MAX(id),0) FROM outbox").fetchone()[0])
         self._pending_max_id = self._committed_max_id
         self.closed = False
+
+    @classmethod
+    def from_config(cls, up: UplinkConfig, **kw: Any) -> Outbox:
+        """The outbox of ``uplink`` config: path, cap, prefix, group commit and the feature shaper."""
+        from edge.uplink.shaping import FeatureShaper
+
+        return cls(
+            up.outbox_path,
+            up.outbox_max_bytes,
+            topic_prefix=up.topic_prefix,
+            group_commit_s=up.group_commit_s,
+            shaper=FeatureShaper(up.features),
+            **kw,
+        )
 
     # ---- internals -------------------------------------------------------------------------
     def _meta(self, key: str) -> int:
@@ -240,7 +259,12 @@ class Outbox:
         """``fn()`` is called (under the outbox lock; it must only set a flag) after each commit."""
         self._listeners.append(fn)
 
-    def _put_locked(self, event: Event, topic: str | None) -> Event:
+    def _put_locked(self, event: Event, topic: str | None) -> Event | None:
+        if self._shaper is not None:
+            shaped = self._shaper(event)
+            if shaped is None:
+                return None  # held back before it got a seq: consumers see no gap
+            event = shaped
         prio = priority_of(event.kind, event.phase, event.severity)
         self._seq += 1
         ev = event.model_copy(update={"seq": self._seq})
@@ -270,8 +294,8 @@ class Outbox:
             self._commit_locked()
         return ev
 
-    def put(self, event: Event, *, topic: str | None = None) -> Event:
-        """Queue one event; returns it with its ``seq``.
+    def put(self, event: Event, *, topic: str | None = None) -> Event | None:
+        """Queue one event; returns it with its ``seq`` (None when the shaper held it back).
 
         Alarms are durable when this returns; other rows within ``group_commit_s`` (or at ``flush()``).
         """
@@ -288,10 +312,11 @@ class Outbox:
             return ev
 
     def put_many(self, events: Iterable[Event]) -> list[Event]:
-        """Queue a batch in one transaction; every event is durable when this returns."""
+        """Queue a batch in one transaction; every event is durable when this returns.
+        Returns the stored events with their ``seq`` (without those the shaper held back)."""
         with self._lock:
             try:
-                out = [self._put_locked(e, None) for e in events]
+                out = [ev for e in events if (ev := self._put_locked(e, None)) is not None]
                 self._commit_locked()
             except sqlite3.Error as exc:
                 self._rollback_locked()
