@@ -38,6 +38,7 @@ ORPHAN_AFTER_S = 30.0
 STATS_EVERY_S = 30.0
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 10.0
+CONNACK_TIMEOUT_S = 15.0
 
 
 @dataclass
@@ -124,7 +125,7 @@ class CityConsumer:
         self._next_stats = time.monotonic() + STATS_EVERY_S
         self._attempt = 0
         self._next_connect = 0.0
-        self._started = False
+        self._connect_started = 0.0
 
     def stop(self) -> None:
         self._stop = True
@@ -147,14 +148,21 @@ class CityConsumer:
 
     def step(self) -> None:
         now = time.monotonic()
-        if not self.session.connected:
+        if self.session.connecting and now - self._connect_started > CONNACK_TIMEOUT_S:
+            self.session.close()
+            self.session.connecting = False
+            self._connect_failed("no CONNACK from the broker")
+            return
+        if not self.session.connected and not self.session.connecting:
             if now < self._next_connect:
                 time.sleep(min(LOOP_WAIT_S, self._next_connect - now))
                 self._drain_events()
                 return
             try:
+                self._connect_started = now
                 self.session.connect()
             except OSError as exc:
+                self.session.connecting = False
                 self._connect_failed(f"cannot reach {self.cfg.broker.host}:{self.cfg.broker.port} ({exc})")
                 return
         if not self.session.loop(LOOP_WAIT_S):

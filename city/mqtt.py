@@ -14,6 +14,7 @@ there; the broker redelivers it).
 from __future__ import annotations
 
 import queue
+import select
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -81,7 +82,8 @@ class ConsumerSession:
         self.receive_max = receive_max
         self.keepalive_s = keepalive_s
         self.generation = 0
-        self.connected = False
+        self.connected = False  # CONNACK received on the current connection
+        self.connecting = False  # CONNECT sent, CONNACK not yet seen
         c = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -112,12 +114,14 @@ class ConsumerSession:
             self.events.put(Link(False, f"broker refused the connection: {reason_code}"))
             return
         self.connected = True
+        self.connecting = False
         self.generation += 1
         client.subscribe([(f, paho.SubscribeOptions(qos=1)) for f in self.subscriptions])
         self.events.put(Link(True, f"connected (session_present={bool(flags.session_present)})"))
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self.connected = False
+        self.connecting = False
         self.events.put(Link(False, str(reason_code)))
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -136,6 +140,7 @@ class ConsumerSession:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = int(self.session_expiry_s)
         props.ReceiveMaximum = int(self.receive_max)
+        self.connecting = True
         self._client.connect(
             self.broker.host,
             self.broker.port,
@@ -144,11 +149,24 @@ class ConsumerSession:
             properties=props,
         )
 
-    def loop(self, timeout_s: float) -> bool:
-        """Pump the network once; False when the connection is gone."""
-        rc = self._client.loop(timeout=timeout_s)
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+    def loop(self, timeout_s: float, max_packets: int = 500) -> bool:
+        """Pump the network: wait up to ``timeout_s``, then read every packet already buffered (up to
+        ``max_packets``; paho's own loop reads one per call). False when the connection is gone."""
+        c = self._client
+        rc = c.loop(timeout=timeout_s)
+        n = 1
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and n < max_packets:
+            sock = c.socket()
+            if sock is None:
+                break
+            pending = sock.pending() if hasattr(sock, "pending") else 0
+            if not pending and not select.select([sock], [], [], 0)[0]:
+                break
+            rc = c.loop_read()
+            n += 1
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or c.socket() is None:
             self.connected = False
+            self.connecting = False
             return False
         return True
 

@@ -17,7 +17,7 @@ log = logging.getLogger("edge.cli")
 
 # Areas that add sub-commands through ``register(subparsers)``. A missing module is skipped
 # so a partial install still runs what it has.
-_AREA_CLIS = ("edge.vision.cli", "edge.hardware.cli", "edge.tools.cli", "edge.tools.demo")
+_AREA_CLIS = ("edge.vision.cli", "edge.hardware.cli", "edge.tools.cli", "edge.tools.demo", "edge.uplink.certs")
 
 
 class _JsonFormatter(logging.Formatter):

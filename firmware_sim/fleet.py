@@ -72,15 +72,13 @@ def device_name(site_cfg: Any, n: int) -> str:
 class SimBox:
     """One simulated box: the agent's builder, outbox and uplink around a ``BoxStream``."""
 
-    def __init__(self, opts: FleetOptions, n: int, site_path: str, port: int) -> None:
-        from edge.config.loader import load_config
+    def __init__(self, opts: FleetOptions, n: int, site: Any, port: int) -> None:
         from edge.config.uplink import UplinkConfig
         from edge.events.builder import EventBuilder
         from edge.uplink.outbox import Outbox
         from edge.uplink.service import Uplink
         from firmware_sim.streams import BoxStream
 
-        site = load_config(site_path)
         self.device_id = device_name(site, n)
         self.site_id = site.site_id
         self.cfg = site.model_copy(update={"device_id": self.device_id})
@@ -196,12 +194,16 @@ def _worker(opts: FleetOptions, index: int, numbers: list[int]) -> None:
         from firmware_sim.wirecount import CountingProxies
 
         proxies = CountingProxies(opts.host, opts.port)
+    from edge.config.loader import load_config
+
+    sites = [load_config(p) for p in opts.sites]
     boxes: list[SimBox] = []
+    t0 = time.monotonic()
     for n in numbers:
-        site = opts.sites[(n - 1) % len(opts.sites)]
         name = f"box-{n}"
         port = proxies.add(name) if proxies is not None else opts.port
-        boxes.append(SimBox(opts, n, site, port))
+        boxes.append(SimBox(opts, n, sites[(n - 1) % len(sites)], port))
+    log.warning("worker %d: %d boxes ready in %.1f s", index, len(boxes), time.monotonic() - t0)
     ledger = sqlite3.connect(str(out / f"ledger-{index}.sqlite"), isolation_level=None, check_same_thread=False)
     ledger.execute("PRAGMA synchronous=OFF")
     ledger.execute(

@@ -76,11 +76,21 @@ class MqttConfig(StrictModel):
         10.0,
         ge=0,
         description=(
-            "After an established connection is lost, the first reconnect attempt waits a random time "
-            "in [0, reconnect_window_s] (capped at backoff_max_s), so a fleet that lost the broker together "
-            "comes back spread over this window instead of in lock-step; later attempts use the jittered "
-            "exponential backoff. A city with N boxes and a broker that accepts R connects/s wants "
-            "about N / R seconds."
+            "After an established connection is lost, reconnect attempts go in rounds shared by every box that "
+            "lost it at the same moment: the first round is this many seconds, each later one twice as wide "
+            "(capped at backoff_max_s), one attempt at a random time per round. A broker coming back sees at "
+            "most about N / reconnect_window_s connects per second from N boxes; choose N / (connects/s the "
+            "broker accepts). 0 = plain jittered exponential backoff."
+        ),
+    )
+    unrouted_retry_s: float = Field(
+        15.0,
+        ge=0,
+        description=(
+            "A message the broker acknowledges with 'no matching subscribers' (MQTT 5 reason 0x10: the platform's "
+            "consumers are not subscribed, e.g. a broker restart that did not restore their shared subscriptions) "
+            "stays in the outbox and is sent again after this many seconds. 0 deletes it like any acknowledged "
+            "message (a lab broker with nobody listening)."
         ),
     )
     topic_aliases: bool = Field(

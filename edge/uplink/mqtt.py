@@ -45,6 +45,10 @@ class PubAck:
     mid: int
     ok: bool
     reason: str
+    no_subscribers: bool = False  # MQTT 5 reason 0x10: accepted, but it matched no subscription
+
+
+NO_MATCHING_SUBSCRIBERS = 0x10
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +135,8 @@ class PahoSession:
         self.events.put(Disconnected(str(reason_code)))
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
-        self.events.put(PubAck(int(mid), not reason_code.is_failure, str(reason_code)))
+        unrouted = getattr(reason_code, "value", 0) == NO_MATCHING_SUBSCRIBERS
+        self.events.put(PubAck(int(mid), not reason_code.is_failure, str(reason_code), unrouted))
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         self.events.put(Message(str(msg.topic), bytes(msg.payload)))

@@ -59,6 +59,21 @@ def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) 
     return base / 2 + rng.uniform(0, base / 2)
 
 
+def reconnect_round(
+    now: float, prev_end: float, prev_width: float, window_s: float, max_s: float, rng: random.Random
+) -> tuple[float, float, float]:
+    """(delay, round end, round width) of the next attempt after a lost connection.
+
+    Every box that lost the broker at the same moment shares the rounds: round 0 is ``window_s``
+    from the loss (``prev_end`` = loss time, ``prev_width`` = 0), each later round starts where the
+    last ended and is twice as wide, capped at ``max_s``; each box tries once per round at a uniform
+    random time in it. However long the outage, a broker coming back sees about N / width connects
+    per second, at most N / ``window_s``: never the spike of N boxes retrying on the same schedule."""
+    width = window_s if prev_width <= 0 else min(prev_width * 2, max_s)
+    start = max(prev_end, now)
+    return start - now + rng.uniform(0.0, width), start + width, width
+
+
 class Uplink:
     """Drains ``outbox`` to MQTT (``cfg.mqtt``) or, with no broker, to the JSONL sink."""
 
@@ -116,6 +131,7 @@ class Uplink:
         self._paused_until = 0.0  # after a failed step
         self._driven = False
         self._was_connected = False
+        self._round: tuple[float, float] | None = None  # (end, width) of the current reconnect round
         outbox.add_listener(self._poke)
 
     def _poke(self) -> None:
@@ -210,6 +226,7 @@ class Uplink:
             "sent": self.counters["sent"],
             "acked": self.counters["acked"],
             "rejected": self.counters["rejected"],
+            "unrouted": self.counters["unrouted"],
             "reconnects": self.counters["connects"],
             "connect_failures": self.counters["connect_failures"],
             "fallback_sent": self.counters["fallback_sent"],
@@ -310,17 +327,27 @@ class Uplink:
         assert self._mcfg is not None
         self.counters["connect_failures"] += 1
         self._drop_session()
-        if self._was_connected:
-            # A connection that had been up is gone: every box on this broker probably lost it at the
-            # same moment, so the first retry is spread over the whole reconnect window.
-            self._was_connected = False
-            window = min(self._mcfg.reconnect_window_s, self._mcfg.backoff_max_s)
-            delay = self._rng.uniform(0.0, window) if window > 0 else 0.0
-        else:
-            delay = backoff_delay(self._attempt, self._mcfg.backoff_min_s, self._mcfg.backoff_max_s, self._rng)
-            self._attempt += 1
+        delay = self._retry_delay()
         self._next_attempt = self._clock() + delay
         self._error(f"{reason}; retrying in {delay:.1f} s")
+
+    def _retry_delay(self) -> float:
+        """When to try again: in shared reconnect rounds after an established connection was lost
+        (``reconnect_round``), with the jittered exponential backoff before the first connection."""
+        m = self._mcfg
+        assert m is not None
+        now = self._clock()
+        if self._was_connected:
+            self._was_connected = False
+            self._round = (now, 0.0)
+        window = min(m.reconnect_window_s, m.backoff_max_s)
+        if self._round is None or window <= 0:
+            delay = backoff_delay(self._attempt, m.backoff_min_s, m.backoff_max_s, self._rng)
+            self._attempt += 1
+            return delay
+        delay, end, width = reconnect_round(now, *self._round, window, m.backoff_max_s, self._rng)
+        self._round = (end, width)
+        return delay
 
     def _lost(self, reason: str) -> None:
         log.warning(
@@ -357,7 +384,16 @@ class Uplink:
                 row = self._inflight.pop(ev.mid, None)
                 if row is None:
                     continue
-                if ev.ok:
+                if ev.ok and ev.no_subscribers and self._mcfg is not None and self._mcfg.unrouted_retry_s > 0:
+                    # Accepted but delivered to no one (the platform's consumers are not subscribed):
+                    # deleting it now would lose it for the platform, so it waits and goes again.
+                    self.counters["unrouted"] += 1
+                    self._held[row.id] = self._clock() + self._mcfg.unrouted_retry_s
+                    self._error(
+                        f"broker has no subscriber for {row.topic}; kept in the outbox and resent every "
+                        f"{self._mcfg.unrouted_retry_s:g} s until the platform's consumer subscribes"
+                    )
+                elif ev.ok:
                     acked.append(row)
                 else:
                     self.counters["rejected"] += 1
@@ -390,6 +426,7 @@ class Uplink:
         assert self._session is not None
         self._connected = True
         self._was_connected = True
+        self._round = None
         self._dirty = True
         self._attempt = 0
         self._down_since = None
