@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-validate", action="store_true", help="skip the JSON Schema check of each event")
     c.add_argument("--no-ack-tasks", action="store_true", help="do not acknowledge dispatch tasks to the boxes")
     c.add_argument("--acked-by", default="", help="the 'by' of ack_task commands (default city:GROUP)")
+    c.add_argument(
+        "--reply-timeout", type=float, default=60.0,
+        help="resend a command the box has not answered after this many seconds (default 60; at most 10 tries)",
+    )
     for name, helptext in (("gaps", "open seq gaps per device and what explains them"), ("stats", "totals")):
         g = sub.add_parser(name, help=helptext)
         g.add_argument("--db", required=True, help="sqlite:///path.db or postgresql://user@host/db")
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 broker=broker, group=args.group, db_url=args.db,
                 client_id=args.client_id or f"city-{args.group}-{socket.gethostname()}", prefix=args.prefix,
                 validate=not args.no_validate, ack_tasks=not args.no_ack_tasks, acked_by=args.acked_by,
+                reply_timeout_s=args.reply_timeout,
             )  # fmt: skip
             return serve(cfg)
         store = Store(args.db)

@@ -35,6 +35,7 @@ BATCH_MAX = 500
 LOOP_WAIT_S = 0.05
 RESEND_EVERY_S = 5.0
 ORPHAN_AFTER_S = 30.0
+MAX_COMMAND_ATTEMPTS = 10
 STATS_EVERY_S = 30.0
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 10.0
@@ -52,6 +53,7 @@ class ConsumerConfig:
     ack_tasks: bool = True
     acked_by: str = ""
     session_expiry_s: int = 7 * 86400
+    reply_timeout_s: float = 60.0
 
     def subscriptions(self) -> list[str]:
         p = self.prefix
@@ -273,8 +275,7 @@ class CityConsumer:
         c.rejected += len(rejects)
         for msg, reason in rejects:
             log.warning("consumer %s: rejected a message on %s: %s", self.cfg.client_id, msg.topic, reason)
-        for cid, topic, payload in new_commands:
-            self._publish_command(cid, topic, payload)
+        self._send_commands(new_commands)
 
     def _ack_command(self, ev: NewEvent, now: float) -> tuple[str, str, str] | None:
         try:
@@ -290,21 +291,28 @@ class CityConsumer:
             return None
         return cid, topic, payload
 
-    def _publish_command(self, cid: str, topic: str, payload: str) -> None:
-        if not self.session.connected:
-            return  # resent by _resend_commands after the reconnect
-        mid = self.session.publish(topic, payload.encode(), qos=1)
-        if mid is not None:
-            self._cmd_mids[mid] = cid
-            self.counters.commands_sent += 1
+    def _send_commands(self, commands: list[tuple[str, str, str]]) -> None:
+        """Publish commands (QoS 1); each is resent until the box replies (see ``commands_to_send``)."""
+        if not commands or not self.session.connected:
+            return  # sent by _resend_commands after the reconnect
+        sent: list[str] = []
+        for cid, topic, payload in commands:
+            mid = self.session.publish(topic, payload.encode(), qos=1)
+            if mid is not None:
+                self._cmd_mids[mid] = cid
+                sent.append(cid)
+        self.counters.commands_sent += len(sent)
+        now = time.time()
+        with self.store.transaction():
+            for cid in sent:
+                self.store.command_sent(cid, now)
 
     def _resend_commands(self) -> None:
         waiting = set(self._cmd_mids.values())
-        todo = [
-            c for c in self.store.unsent_commands(self.cfg.client_id, ORPHAN_AFTER_S, time.time()) if c[0] not in waiting
-        ]
-        for cid, topic, payload in todo:
-            self._publish_command(cid, topic, payload)
+        todo = self.store.commands_to_send(
+            self.cfg.client_id, ORPHAN_AFTER_S, self.cfg.reply_timeout_s, MAX_COMMAND_ATTEMPTS, time.time()
+        )
+        self._send_commands([c for c in todo if c[0] not in waiting])
 
 
 def serve(cfg: ConsumerConfig) -> int:

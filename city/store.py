@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS commands (
     created_ts {REAL} NOT NULL,
     created_by TEXT NOT NULL,
     sent_ts {REAL},
+    attempts INTEGER NOT NULL DEFAULT 0,
     puback_ts {REAL},
     reply_ts {REAL},
     reply_ok INTEGER,
@@ -323,18 +324,23 @@ class Store:
         )
         return bool(cur.rowcount == 1)
 
-    def unsent_commands(self, consumer: str, orphan_after_s: float, now: float) -> list[tuple[str, str, str]]:
-        """(command_id, topic, payload) not yet acknowledged by the broker: this consumer's own, and
-        those of any consumer older than ``orphan_after_s`` (that consumer probably died)."""
+    def commands_to_send(
+        self, consumer: str, orphan_after_s: float, reply_timeout_s: float, max_attempts: int, now: float
+    ) -> list[tuple[str, str, str]]:
+        """(command_id, topic, payload) to (re)send: never acknowledged by the broker (this consumer's own,
+        or any consumer's older than ``orphan_after_s``: that consumer probably died), or acknowledged but
+        unanswered by the box for ``reply_timeout_s`` (the reply can be lost: a box keeps replies in
+        memory only), at most ``max_attempts`` times."""
         rows = self.query(
-            "SELECT command_id, topic, payload FROM commands WHERE puback_ts IS NULL AND "
-            "(created_by=? OR created_ts<?) ORDER BY created_ts",
-            (consumer, now - orphan_after_s),
+            "SELECT command_id, topic, payload FROM commands WHERE reply_ts IS NULL AND attempts < ? AND ("
+            "(puback_ts IS NULL AND (created_by=? OR created_ts<?)) OR "
+            "(puback_ts IS NOT NULL AND sent_ts<?)) ORDER BY created_ts",
+            (max_attempts, consumer, now - orphan_after_s, now - reply_timeout_s),
         )
         return [(str(a), str(b), str(c)) for a, b, c in rows]
 
     def command_sent(self, command_id: str, now: float) -> None:
-        self.execute("UPDATE commands SET sent_ts=? WHERE command_id=?", (now, command_id))
+        self.execute("UPDATE commands SET sent_ts=?, attempts=attempts+1 WHERE command_id=?", (now, command_id))
 
     def command_acked(self, command_id: str, now: float) -> None:
         self.execute("UPDATE commands SET puback_ts=? WHERE command_id=?", (now, command_id))

@@ -56,6 +56,7 @@ class FleetOptions:
     reconnect_window_s: float | None = None
     keepalive_s: int | None = None
     drain_timeout_s: float = 120.0
+    linger_s: float = 0.0
     count_bytes: bool = False
     validate: bool = True
     seed: int = 1
@@ -250,13 +251,18 @@ def _worker(opts: FleetOptions, index: int, numbers: list[int]) -> None:
         if sweep:
             next_sweep = now + SWEEP_S
         driver.turn(TICK_S, sweep)
-    # Drain: keep driving until every outbox is empty (or the timeout).
+    # Drain: keep driving until every outbox is empty (or the timeout), and at least --linger seconds so
+    # that late commands (and the events and replies they cause) are handled.
     drain_started = time.monotonic()
+    drain_s: float | None = None
     last_progress = 0.0
-    while time.monotonic() - drain_started < opts.drain_timeout_s:
-        if all(b.outbox.pending() == 0 and b.uplink.stats()["inflight"] == 0 for b in boxes):
-            break
+    while time.monotonic() - drain_started < opts.drain_timeout_s + opts.linger_s:
         now = time.monotonic()
+        if all(b.outbox.pending() == 0 and b.uplink.stats()["inflight"] == 0 for b in boxes):
+            if drain_s is None:
+                drain_s = now - drain_started
+            if now - drain_started >= opts.linger_s:
+                break
         sweep = now >= next_sweep
         if sweep:
             next_sweep = now + SWEEP_S
@@ -269,8 +275,9 @@ def _worker(opts: FleetOptions, index: int, numbers: list[int]) -> None:
         if now - last_progress >= 1.0:
             last_progress = now
             _progress(progress, boxes, sim_end, produced[0])
-    drain_s = time.monotonic() - drain_started
     _progress(progress, boxes, sim_end, produced[0])
+    if drain_s is None:
+        drain_s = time.monotonic() - drain_started
     summary: dict[str, Any] = {"worker": index, "drain_s": round(drain_s, 2), "driver_steps": driver.steps, "boxes": {}}
     for b in boxes:
         st = b.uplink.stats()
@@ -364,6 +371,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         procs=args.procs, sim_seconds=args.sim_seconds, speed=args.speed, start=args.start, prefix=args.prefix,
         password=os.environ.get("FLEET_MQTT_PASSWORD"), tls_dir=args.tls_dir,
         reconnect_window_s=args.reconnect_window, drain_timeout_s=args.drain_timeout, count_bytes=args.count_bytes,
+        linger_s=args.linger,
         validate=not args.no_validate, seed=args.seed,
     )  # fmt: skip
     summary = run_fleet(opts)
@@ -385,6 +393,7 @@ def register(sub: Any) -> None:
     p.add_argument("--tls-dir", help="directory with ca.pem and DEVICE.pem/DEVICE.key per box (mutual TLS)")
     p.add_argument("--reconnect-window", type=float, help="override uplink.mqtt.reconnect_window_s")
     p.add_argument("--drain-timeout", type=float, default=120.0, help="seconds to wait for outboxes to empty at the end")
+    p.add_argument("--linger", type=float, default=0.0, help="seconds the boxes stay online after draining (late commands)")
     p.add_argument("--count-bytes", action="store_true", help="relay each box through a byte-counting proxy")
     p.add_argument("--no-validate", action="store_true", help="skip the payload schema check in the builder (saves CPU)")
     p.add_argument("--per-box", action="store_true", help="print every box's summary, not only the totals")

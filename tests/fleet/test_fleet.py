@@ -60,12 +60,13 @@ def test_fleet_hour_with_broker_restart_and_consumer_failover(tmp_path: Path) ->
     db = tmp_path / "city.db"
     out = tmp_path / "fleet"
     clog = tmp_path / "consumers.log"
-    consumers = {cid: start_consumer(broker.port, db, cid, clog, "--no-validate") for cid in ("city-a", "city-b")}
+    copts = ("--no-validate", "--reply-timeout", "5")
+    consumers = {cid: start_consumer(broker.port, db, cid, clog, *copts) for cid in ("city-a", "city-b")}
     fleet = subprocess.Popen(
         [sys.executable, "-m", "firmware_sim", "fleet", "--boxes", str(BOXES), "--procs", "2",
          "--broker", f"127.0.0.1:{broker.port}", "--out", str(out), "--sim-seconds", str(SIM_S),
          "--speed", str(SPEED), "--start", START, "--reconnect-window", str(WINDOW_S), "--no-validate",
-         "--drain-timeout", "180"],
+         "--drain-timeout", "180", "--linger", "15"],
         cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=open(tmp_path / "fleet.log", "ab"),
     )  # fmt: skip
     start_ts = dt.datetime.fromisoformat(START).timestamp()
@@ -75,7 +76,7 @@ def test_fleet_hour_with_broker_restart_and_consumer_failover(tmp_path: Path) ->
         consumers["city-a"].send_signal(signal.SIGKILL)
         consumers["city-a"].wait(10)
         time.sleep(3.0)
-        consumers["city-a"] = start_consumer(broker.port, db, "city-a", clog, "--no-validate")
+        consumers["city-a"] = start_consumer(broker.port, db, "city-a", clog, *copts)
         wait_until(lambda: sim_elapsed(out, start_ts) >= 1800, 180, "30 simulated minutes")
         # Broker outage: every box loses its connection at once, then comes back through the storm rounds.
         broker.stop()
