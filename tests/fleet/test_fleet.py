@@ -60,13 +60,13 @@ def test_fleet_hour_with_broker_restart_and_consumer_failover(tmp_path: Path) ->
     db = tmp_path / "city.db"
     out = tmp_path / "fleet"
     clog = tmp_path / "consumers.log"
-    copts = ("--no-validate", "--reply-timeout", "5")
+    copts = ("--no-validate", "--reply-timeout", "15")
     consumers = {cid: start_consumer(broker.port, db, cid, clog, *copts) for cid in ("city-a", "city-b")}
     fleet = subprocess.Popen(
         [sys.executable, "-m", "firmware_sim", "fleet", "--boxes", str(BOXES), "--procs", "2",
          "--broker", f"127.0.0.1:{broker.port}", "--out", str(out), "--sim-seconds", str(SIM_S),
          "--speed", str(SPEED), "--start", START, "--reconnect-window", str(WINDOW_S), "--no-validate",
-         "--drain-timeout", "180", "--linger", "15"],
+         "--drain-timeout", "180", "--linger", "30"],
         cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=open(tmp_path / "fleet.log", "ab"),
     )  # fmt: skip
     start_ts = dt.datetime.fromisoformat(START).timestamp()
