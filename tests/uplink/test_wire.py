@@ -190,3 +190,21 @@ def test_a_hundred_uplinks_driven_from_one_thread_deliver_everything(mosquitto: 
         bx.uplink.stop(0.5)
         bx.outbox.close()
     c.stop()
+
+
+@pytest.mark.broker
+def test_a_message_nobody_subscribed_to_stays_in_the_outbox_until_the_platform_listens(mosquitto: Broker, tmp_path: Path) -> None:
+    """A PUBACK with 'no matching subscribers' (0x10) is not a delivery: mosquitto 2.0 does not restore
+    shared subscriptions after a restart, and boxes that reconnect first would otherwise lose their backlog."""
+    up, ob, b = _uplink(tmp_path, mosquitto.port, "pole-1", unrouted_retry_s=0.5)
+    up.start()
+    wait_until(lambda: up.connected, 10, "the box to connect")
+    first = ob.put(b.build(alarm(T0)))
+    wait_until(lambda: up.stats()["unrouted"] >= 2, 10, "the broker to say twice that nobody listens")
+    assert ob.pending() == 1  # kept, and tried again
+    c = Consumer(mosquitto.host, mosquitto.port).start()
+    wait_until(lambda: ob.pending() == 0, 10, "the outbox to drain once the platform subscribed")
+    assert first is not None and [e["event_id"] for e in c.events()] == [first.event_id]
+    up.stop(1.0)
+    ob.close()
+    c.stop()
