@@ -39,13 +39,17 @@ TICK_S = 0.05  # event production granularity (wall time)
 BACKLOG_AGE_S = 3.0  # a box whose oldest pending row is older than this (wall) has a backlog
 
 
+_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # the repository's example site configs
+DEFAULT_SITES = tuple(str(_CONFIGS / f"{s}.yaml") for s in ("no-parking-street", "bike-bay", "plaza-crowd"))
+
+
 @dataclass
 class FleetOptions:
     boxes: int
     host: str
     port: int
     out: str
-    sites: list[str] = field(default_factory=lambda: ["configs/no-parking-street.yaml", "configs/bike-bay.yaml", "configs/plaza-crowd.yaml"])
+    sites: list[str] = field(default_factory=lambda: list(DEFAULT_SITES))
     procs: int = 0
     sim_seconds: float = 3600.0
     speed: float = 60.0
@@ -362,12 +366,12 @@ def _broker(text: str) -> tuple[str, int]:
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     host, port = args.broker
-    for s in args.site:
+    for s in args.site or DEFAULT_SITES:
         if not Path(s).is_file():
             print(f"error: --site {s}: no such file (give a site config such as configs/bike-bay.yaml)")
             return 2
     opts = FleetOptions(
-        boxes=args.boxes, host=host, port=port, out=args.out, sites=args.site or FleetOptions.__dataclass_fields__["sites"].default_factory(),  # type: ignore[misc]
+        boxes=args.boxes, host=host, port=port, out=args.out, sites=args.site or list(DEFAULT_SITES),
         procs=args.procs, sim_seconds=args.sim_seconds, speed=args.speed, start=args.start, prefix=args.prefix,
         password=os.environ.get("FLEET_MQTT_PASSWORD"), tls_dir=args.tls_dir,
         reconnect_window_s=args.reconnect_window, drain_timeout_s=args.drain_timeout, count_bytes=args.count_bytes,

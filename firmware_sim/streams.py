@@ -86,6 +86,7 @@ class BoxStream:
         self.line_window: dict[tuple[str, str], list[int]] = {}
         self.health_extra: Callable[[], dict[str, Any]] = dict
         self.started = False
+        self._t0 = start_ts
         r = cfg.rules
         for cam in cfg.cameras:
             self._every(start_ts + r.feature_interval_s * self.rng.random(), r.feature_interval_s,
@@ -215,9 +216,7 @@ class BoxStream:
         return max(0, int(self.rng.gauss(base * activity(ts), 3)))
 
     def _health(self, ts: float) -> EventDraft:
-        uptime = ts - self._t0 if hasattr(self, "_t0") else 0.0
-        if not hasattr(self, "_t0"):
-            self._t0 = ts
+        uptime = ts - self._t0
         cams = [
             {"camera_id": c.id, "online": True, "fps_captured": 15.0, "fps_processed": float(c.detect_fps),
              "fps_dropped": round(self.rng.uniform(0, 0.3), 2), "inference_p50_ms": round(self.rng.gauss(38, 2), 1),
