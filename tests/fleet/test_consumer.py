@@ -187,3 +187,24 @@ def test_consumer_stores_dedupes_rejects_and_acks_a_dispatch_task_to_a_real_box(
         out, err = consumer.communicate(timeout=20)
     final = json.loads(out.decode().strip().splitlines()[-1])
     assert final["stored"] == 1 and final["duplicates"] == 1 and final["rejected"] == 1, err.decode()[-2000:]
+
+
+def test_commands_are_resent_until_the_box_answers_and_then_no_more(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    now = T0
+    with store.transaction():
+        for cid, by in (("ack-1", "c1"), ("ack-2", "c1"), ("ack-3", "c2"), ("ack-4", "c2")):
+            assert store.add_command(cid, "pole-1", "ack_task", "edge/s/pole-1/cmd/ack_task", "{}", None, by, now)
+        assert not store.add_command("ack-1", "pole-1", "ack_task", "t", "{}", None, "c2", now)  # one per id
+        for cid in ("ack-1", "ack-2"):
+            store.command_sent(cid, now)
+            store.command_acked(cid, now + 0.1)
+        store.command_reply("ack-2", True, "{}", now + 1)
+    todo = lambda t: sorted(c[0] for c in store.commands_to_send("c1", 30, 60, 3, t))  # noqa: E731
+    assert todo(now + 10) == []  # ack-1 waits for its reply; ack-3/4 belong to a live c2
+    assert todo(now + 61) == ["ack-1", "ack-3", "ack-4"]  # no reply in 60 s; c2's orphans after 30 s
+    with store.transaction():
+        for _ in range(2):
+            store.command_sent("ack-1", now + 61)
+    assert todo(now + 200) == ["ack-3", "ack-4"]  # ack-1 has had its 3 attempts
+    store.close()

@@ -208,3 +208,33 @@ def test_a_message_nobody_subscribed_to_stays_in_the_outbox_until_the_platform_l
     up.stop(1.0)
     ob.close()
     c.stop()
+
+
+@pytest.mark.broker
+def test_an_uplink_works_when_its_socket_number_is_above_1024(mosquitto: Broker, tmp_path: Path) -> None:
+    """A fleet process holds hundreds of sessions: the connection wait uses poll, not select (FD_SETSIZE)."""
+    import resource
+    import socket
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1400:
+        pytest.skip(f"the file-descriptor limit ({hard}) is too low to open 1400 sockets")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1400), hard))
+    c = Consumer(mosquitto.host, mosquitto.port).start()  # paho's own loop (the test's consumer) uses select
+    filler = [socket.socketpair() for _ in range(560)]  # fds up to ~1130 taken
+    try:
+        up, ob, b = _uplink(tmp_path, mosquitto.port, "pole-1")
+        up.start()
+        wait_until(lambda: up.connected, 10, "the box to connect")
+        assert max(s.fileno() for s in up.wait_handles()[0]) > 1024
+        ev = ob.put(b.build(alarm(T0)))
+        wait_until(lambda: ob.pending() == 0, 10, "the event to be acknowledged")
+        assert ev is not None and [e["event_id"] for e in c.events()] == [ev.event_id]
+        up.stop(1.0)
+        ob.close()
+        c.stop()
+    finally:
+        for a, z in filler:
+            a.close()
+            z.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
