@@ -1,6 +1,5 @@
-"""``python -m city report FILE.jsonl|sqlite:///db [--json]``: the closed-loop figures.
-
-``register(subparsers)`` adds the same ``report`` sub-command to another parser (``edge-agent``).
+"""The ``report`` sub-command (the closed-loop figures), for ``python -m city`` and ``edge-agent``
+(through the ``edge.commands`` plug-in group).
 """
 
 from __future__ import annotations
@@ -39,14 +38,3 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         print(render(report))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m city", description="City-side tools over the box's events.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(sub)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    return int(args.func(args))

@@ -1,4 +1,4 @@
-"""``python -m firmware_sim radar|gps|modem|gpio ...`` (and ``street`` when firmware_sim.street has a cli)."""
+"""``python -m firmware_sim radar|gps|modem|gpio|fleet ...`` (and ``street`` when firmware_sim.street has a cli)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "modem": "firmware_sim.cli",
     "gpio": "firmware_sim.cli",
     "street": "firmware_sim.street.cli",
+    "fleet": "firmware_sim.fleet",
 }
 
 

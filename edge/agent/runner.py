@@ -91,13 +91,7 @@ class Agent:
         if cfg.signing.enabled:
             store = KeyStore(cfg.signing.resolved_key_dir(up.outbox_path), cfg.device_id, cfg.site_id)
             signer = store.load_or_create(cfg.signing.key_file)
-        self.outbox = Outbox(
-            up.outbox_path,
-            up.outbox_max_bytes,
-            topic_prefix=up.topic_prefix,
-            group_commit_s=up.group_commit_s,
-            signer=signer,
-        )
+        self.outbox = Outbox.from_config(up, signer=signer)
         self._own_hardware = hardware is None
         if hardware is None and not cfg.hardware.is_empty():
             hardware = HardwareManager(cfg.hardware, timezone=cfg.timezone, pin_factory=pin_factory)

@@ -73,6 +73,34 @@ class MqttConfig(StrictModel):
     fallback_after_s: float = Field(
         120.0, gt=0, description="Broker unreachable this long: alarms go over the fallback link (modem)."
     )
+    reconnect_window_s: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "After an established connection is lost, reconnect attempts go in rounds shared by every box that "
+            "lost it at the same moment: the first round is this many seconds, each later one twice as wide "
+            "(capped at backoff_max_s), one attempt at a random time per round. A broker coming back sees at "
+            "most about N / reconnect_window_s connects per second from N boxes; choose N / (connects/s the "
+            "broker accepts). 0 = plain jittered exponential backoff."
+        ),
+    )
+    unrouted_retry_s: float = Field(
+        15.0,
+        ge=0,
+        description=(
+            "A message the broker acknowledges with 'no matching subscribers' (MQTT 5 reason 0x10: the platform's "
+            "consumers are not subscribed, e.g. a broker restart that did not restore their shared subscriptions) "
+            "stays in the outbox and is sent again after this many seconds. 0 deletes it like any acknowledged "
+            "message (a lab broker with nobody listening)."
+        ),
+    )
+    topic_aliases: bool = Field(
+        True,
+        description=(
+            "Use MQTT 5 topic aliases (up to the broker's Topic Alias Maximum): a topic is sent in full once "
+            "per connection, then as a 2-byte alias."
+        ),
+    )
     command_max_bytes: int = Field(
         65536,
         ge=256,
@@ -104,6 +132,51 @@ class MqttConfig(StrictModel):
         return self.port if self.port is not None else (8883 if self.tls is not None else 1883)
 
 
+# Parts of a ``features`` record that ``uplink.features.omit`` may leave out (``interval_s``, the zone
+# ids and each zone's ``kind`` always stay). Zone fields are written ``zones.<field>``.
+FEATURE_TOP_PARTS = ("grid", "lines", "sensors")
+FEATURE_ZONE_FIELDS = (
+    "count", "count_mean", "count_max", "occupancy", "dwell_mean_s", "dwell_max_s",
+    "density", "density_max", "los", "in", "out", "motion_energy",
+)  # fmt: skip
+FEATURE_OMITTABLE = (*FEATURE_TOP_PARTS, *(f"zones.{f}" for f in FEATURE_ZONE_FIELDS))
+
+
+class FeatureUplinkConfig(StrictModel):
+    """How ``features`` records travel: which parts are sent and whether unchanged ones are held back.
+    Applied to the record after it is built, before it enters the outbox (it gets no ``seq`` when held back)."""
+
+    omit: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Parts of each features record not sent: any of grid, lines, sensors, zones.count, "
+            "zones.count_mean, zones.count_max, zones.occupancy, zones.dwell_mean_s, zones.dwell_max_s, "
+            "zones.density, zones.density_max, zones.los, zones.in, zones.out, zones.motion_energy. "
+            "The record lists what it left out in its 'omitted' field."
+        ),
+    )
+    only_on_change: bool = Field(
+        False,
+        description=(
+            "Hold back a features record whose content (all but interval_s) equals the last one sent for that "
+            "camera; the next record sent says how many were held back ('unchanged_before')."
+        ),
+    )
+    max_silence_s: float = Field(
+        900.0,
+        gt=0,
+        description="With only_on_change, a record is still sent when the last one for that camera is this old (event time), so silence means a dead box, not a quiet street.",
+    )
+
+    @field_validator("omit")
+    @classmethod
+    def _omit(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in FEATURE_OMITTABLE]
+        if bad:
+            raise ValueError(f"unknown feature part(s) {bad}; allowed: {', '.join(FEATURE_OMITTABLE)}")
+        return v
+
+
 class UplinkConfig(StrictModel):
     """Where events go. With no broker, events go to a JSONL file sink."""
 
@@ -131,6 +204,27 @@ class UplinkConfig(StrictModel):
             "larger = fewer fsyncs, but more latency and more exposure to a power cut."
         ),
     )
+
+    features: FeatureUplinkConfig = Field(
+        default_factory=FeatureUplinkConfig,
+        description="Which parts of the features records are sent, and whether unchanged records are held back.",
+    )
+    compress: list[str] = Field(
+        default_factory=lambda: ["features", "device_health"],
+        description=(
+            "Event kinds whose messages are zlib-compressed on the wire (MQTT 5 content type application/zlib; "
+            "the outbox and the JSONL sink keep plain JSON). Feature and health records shrink 3-5x; [] sends "
+            "everything as plain JSON for consumers that cannot inflate."
+        ),
+    )
+
+    @field_validator("compress")
+    @classmethod
+    def _compress(cls, v: list[str]) -> list[str]:
+        bad = [k for k in v if not re.match(r"^[a-z][a-z0-9_]{0,63}$", k)]
+        if bad:
+            raise ValueError(f"{bad} are not event kinds (snake_case names such as features, device_health)")
+        return v
 
     @field_validator("topic_prefix")
     @classmethod

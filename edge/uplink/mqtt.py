@@ -3,7 +3,8 @@
 ``PahoSession`` is one MQTT 5 connection (a fresh paho client per connection, so message ids
 and paho's memory queue never outlive the connection they belong to; the outbox is the real
 queue). Its callbacks only put small tuples on a ``queue.SimpleQueue``; the uplink thread drains
-them. ``probe_broker()`` is the ``doctor`` check.
+them. Topic aliases (MQTT 5) are per connection, so they live and die with the session.
+``probe_broker()`` is the ``doctor`` check.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class PubAck:
     mid: int
     ok: bool
     reason: str
+    no_subscribers: bool = False  # MQTT 5 reason 0x10: accepted, but it matched no subscription
+
+
+NO_MATCHING_SUBSCRIBERS = 0x10
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +136,14 @@ class PahoSession:
         c.on_publish = self._on_publish
         c.on_message = self._on_message
         self._client = c
+        self._alias_max = 0  # the broker's Topic Alias Maximum, from its CONNACK
+        self._aliases: dict[str, int] = {}
 
     # -- callbacks: enqueue only ---------------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        # Runs inside loop_read() on the driving thread, so plain attribute writes are safe here.
+        if self.mcfg.topic_aliases and properties is not None:
+            self._alias_max = int(getattr(properties, "TopicAliasMaximum", 0) or 0)
         self.events.put(Connected(not reason_code.is_failure, bool(flags.session_present), str(reason_code)))
 
     def _on_disconnect(
@@ -142,7 +152,8 @@ class PahoSession:
         self.events.put(Disconnected(str(reason_code)))
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
-        self.events.put(PubAck(int(mid), not reason_code.is_failure, str(reason_code)))
+        unrouted = getattr(reason_code, "value", 0) == NO_MATCHING_SUBSCRIBERS
+        self.events.put(PubAck(int(mid), not reason_code.is_failure, str(reason_code), unrouted))
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         self.events.put(Message(str(msg.topic), bytes(msg.payload), int(msg.mid), int(msg.qos), bool(msg.retain)))
@@ -185,28 +196,63 @@ class PahoSession:
         if sock is None:
             return False
         pending = sock.pending() if hasattr(sock, "pending") else 0  # bytes buffered inside TLS
-        rlist: list[Any] = [sock] if wake is None else [sock, wake]
-        wlist: list[Any] = [sock] if c.want_write() else []
+        # poll, not select: a fleet simulator runs hundreds of sessions in one process (fds > 1024).
+        poller = select.poll()
         try:
-            readable, writable, _ = select.select(rlist, wlist, [], 0.0 if pending else timeout_s)
+            poller.register(sock, select.POLLIN | (select.POLLOUT if c.want_write() else 0))
+            if wake is not None:
+                poller.register(wake, select.POLLIN)
+            ready = dict(poller.poll(0 if pending else int(timeout_s * 1000)))
         except (OSError, ValueError, TypeError):
             return False
-        if wake is not None and wake in readable:
+        sock_ev = ready.get(sock.fileno(), 0)
+        if wake is not None and ready.get(wake.fileno(), 0):
             try:
                 wake.recv(4096)
             except OSError:
                 pass
         ok = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN)
-        if (sock in readable or pending) and (c.loop_read() not in ok or c.socket() is None):
+        readable = sock_ev & (select.POLLIN | select.POLLHUP | select.POLLERR)
+        if (readable or pending) and (c.loop_read() not in ok or c.socket() is None):
             return False
-        if (sock in writable or c.want_write()) and (c.loop_write() not in ok or c.socket() is None):
+        if (sock_ev & select.POLLOUT or c.want_write()) and (c.loop_write() not in ok or c.socket() is None):
             return False
         return c.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int | None:
-        """Hand a message to the socket; its mid, or None if the connection cannot take it."""
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+    def socket(self) -> Any:
+        """The connection's socket (None when closed), for a driver that waits on many sessions."""
+        return self._client.socket()
+
+    def want_write(self) -> bool:
+        return bool(self._client.want_write())
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, content_type: str | None = None
+    ) -> int | None:
+        """Hand a message to the socket; its mid, or None if the connection cannot take it.
+
+        With topic aliases, the first message on a topic carries the topic and a new alias; later ones
+        only the alias (an empty topic), until the broker's alias maximum is used up."""
+        props: Properties | None = None
+        new_alias: str | None = None
+        if content_type is not None or self._alias_max:
+            props = Properties(PacketTypes.PUBLISH)
+            if content_type is not None:
+                props.ContentType = content_type
+            if self._alias_max and not retain:
+                alias = self._aliases.get(topic)
+                if alias is not None:
+                    props.TopicAlias = alias
+                    topic = ""
+                elif len(self._aliases) < self._alias_max:
+                    alias = len(self._aliases) + 1
+                    self._aliases[topic] = alias
+                    props.TopicAlias = alias
+                    new_alias = topic
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if new_alias is not None:  # never sent: the broker does not know this alias
+                del self._aliases[new_alias]
             return None
         return int(info.mid)
 

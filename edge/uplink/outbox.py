@@ -20,6 +20,8 @@
   ``RETRY_S`` until the disk takes them: the outbox recovers by itself when space returns. Held rows
   are not sent before they are durable (their ``seq`` must never be handed out twice after a crash).
 * It also stores the builder's episode key -> incident_id map (``IncidentStore``).
+* An optional ``shaper`` (``edge.uplink.shaping.FeatureShaper``) sees each event before it gets its
+  ``seq``: it may trim it or hold it back (``put`` then returns None and no ``seq`` is spent).
 * With a ``signer`` (``edge.events.signing.DeviceSigner``) every event is signed in ``put`` right
   after its ``seq`` is assigned: the row holds the final, signed bytes.
 """
@@ -37,10 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge.config.uplink import UplinkConfig
 from edge.errors import UplinkError
 from edge.events.priority import Priority, priority_of
 from edge.events.schema import Event
 from edge.events.topics import HEALTH_KIND, Topics
+from edge.uplink.shaping import FeatureShaper
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +140,13 @@ class Outbox:
         reserve_bytes: int = RESERVE_MAX_BYTES,
         hold_max_bytes: int = HOLD_MAX_BYTES,
         signer: Signer | None = None,
+        shaper: Callable[[Event], Event | None] | None = None,
     ) -> None:
         """``disk_usage()`` returns (total, free) bytes of the outbox's filesystem (default: measured);
         ``reserve_bytes`` caps the scaled free-space reserve (see ``reserve_for``)."""
         self.path = Path(path)
         self.signer = signer
+        self._shaper = shaper
         self.max_bytes = int(max_bytes)
         self.topic_prefix = topic_prefix
         self.group_commit_s = float(group_commit_s)
@@ -206,6 +212,18 @@ class Outbox:
         self._committed_max_id = int(self._db.execute("SELECT COALESCE(MAX(id),0) FROM outbox").fetchone()[0])
         self._pending_max_id = self._committed_max_id
         self.closed = False
+
+    @classmethod
+    def from_config(cls, up: UplinkConfig, **kw: Any) -> Outbox:
+        """The outbox of ``uplink`` config: path, cap, prefix, group commit and the feature shaper."""
+        return cls(
+            up.outbox_path,
+            up.outbox_max_bytes,
+            topic_prefix=up.topic_prefix,
+            group_commit_s=up.group_commit_s,
+            shaper=FeatureShaper(up.features),
+            **kw,
+        )
 
     # ---- internals -------------------------------------------------------------------------
     def _meta(self, key: str) -> int:
@@ -487,7 +505,13 @@ class Outbox:
         """``fn()`` is called (under the outbox lock; it must only set a flag) after each commit."""
         self._listeners.append(fn)
 
-    def _new_row(self, event: Event, topic: str | None) -> tuple[Event, _NewRow]:
+    def _new_row(self, event: Event, topic: str | None) -> tuple[Event, _NewRow] | None:
+        """The event with its ``seq`` (signed) and its row; None when the shaper holds it back."""
+        if self._shaper is not None:
+            shaped = self._shaper(event)
+            if shaped is None:
+                return None  # held back before it got a seq: consumers see no gap
+            event = shaped
         prio = priority_of(event.kind, event.phase, event.severity)
         ev = event.model_copy(update={"seq": self._seq + 1})
         if self.signer is not None:
@@ -505,14 +529,17 @@ class Outbox:
         else:
             self._insert_locked(row)
 
-    def put(self, event: Event, *, topic: str | None = None) -> Event:
-        """Queue one event; returns it with its ``seq``.
+    def put(self, event: Event, *, topic: str | None = None) -> Event | None:
+        """Queue one event; returns it with its ``seq`` (None when the shaper held it back).
 
         Alarms are durable when this returns; other rows within ``group_commit_s`` (or at ``flush()``).
         While the disk refuses writes, rows are held in memory and written as soon as it takes them
         (``stats()["held"]``). Never raises for a full disk."""
         with self._lock:
-            ev, row = self._new_row(event, topic)
+            made = self._new_row(event, topic)
+            if made is None:
+                return None
+            ev, row = made
             accepted = False
             try:
                 self._retry_held()
@@ -530,14 +557,16 @@ class Outbox:
 
     def put_many(self, events: Iterable[Event]) -> list[Event]:
         """Queue a batch in one transaction; every event is durable when this returns (or held in memory
-        while the disk refuses writes, see ``put``)."""
+        while the disk refuses writes, see ``put``). Returns the stored events with their ``seq``
+        (without those the shaper held back)."""
         with self._lock:
             out: list[Event] = []
             rows: list[_NewRow] = []
             for e in events:
-                ev, row = self._new_row(e, None)
-                out.append(ev)
-                rows.append(row)
+                made = self._new_row(e, None)
+                if made is not None:
+                    out.append(made[0])
+                    rows.append(made[1])
             accepted = 0
             try:
                 self._retry_held()

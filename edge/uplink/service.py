@@ -9,6 +9,11 @@ Commands get exactly one reply each and never cost the session: each is acknowle
 only once handled (manual acks, MQTT 5 Receive Maximum), and the uplink stops taking new ones while
 replies or commands for the runner pile up, so the broker holds the rest instead of a queue dropping
 them. Limits (retained, repeats, rate, size, depth, schema) are in ``edge.uplink.intake``.
+
+One ``Uplink`` normally runs its own thread (``start()``). A fleet simulator that runs hundreds of
+boxes in one process calls ``start(thread=False)`` instead and drives each uplink with ``step(0)``
+from one thread, waiting on ``wait_handles()`` of all of them between steps; the behaviour per box
+(session, outbox, backoff, commands) is the same code either way.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from edge.uplink.mqtt import (
     SessionEvent,
 )
 from edge.uplink.outbox import Outbox, OutboxError, OutboxRow
+from edge.uplink.shaping import encode_for_wire
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.01
@@ -51,12 +57,28 @@ REPLY_BACKLOG_MAX = 500  # replies waiting for the socket: take no new command b
 MAX_PENDING_COMMANDS = 100  # commands waiting for the runner: take no new command beyond this
 INBOX_QOS0_MAX = 1000  # QoS 0 commands cannot be flow-controlled: beyond this many waiting, counted and dropped
 FALLBACK_RETRY_S = 5.0
+STEP_ERROR_PAUSE_S = 0.5
 
 
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
     """Exponential backoff with 'equal jitter': half fixed, half random, capped at ``max_s``."""
     base = min(max_s, min_s * (2 ** min(attempt, 30)))
     return base / 2 + rng.uniform(0, base / 2)
+
+
+def reconnect_round(
+    now: float, prev_end: float, prev_width: float, window_s: float, max_s: float, rng: random.Random
+) -> tuple[float, float, float]:
+    """(delay, round end, round width) of the next attempt after a lost connection.
+
+    Every box that lost the broker at the same moment shares the rounds: round 0 is ``window_s``
+    from the loss (``prev_end`` = loss time, ``prev_width`` = 0), each later round starts where the
+    last ended and is twice as wide, capped at ``max_s``; each box tries once per round at a uniform
+    random time in it. However long the outage, a broker coming back sees about N / width connects
+    per second, at most N / ``window_s``: never the spike of N boxes retrying on the same schedule."""
+    width = window_s if prev_width <= 0 else min(prev_width * 2, max_s)
+    start = max(prev_end, now)
+    return start - now + rng.uniform(0.0, width), start + width, width
 
 
 class Uplink:
@@ -120,10 +142,17 @@ class Uplink:
         self._status_acked = threading.Event()
         self.counters: dict[str, int] = collections.defaultdict(int)
         self.last_error = ""
+        self._compress = frozenset(cfg.compress)
+        self._dirty = True  # the outbox may have rows not yet looked at (set by commits and acks)
+        self._paused_until = 0.0  # after a failed step
+        self._driven = False
+        self._was_connected = False
+        self._round: tuple[float, float] | None = None  # (end, width) of the current reconnect round
         outbox.add_listener(self._poke)
 
     def _poke(self) -> None:
         """Wake the uplink thread (called after outbox commits; only sets a flag and writes a byte)."""
+        self._dirty = True
         self._wake.set()
         try:
             self._wake_w.send(b"\0")
@@ -131,15 +160,20 @@ class Uplink:
             pass
 
     # ---- public API ---------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is not None:
+    def start(self, *, thread: bool = True) -> None:
+        """Start sending. ``thread=False``: the caller drives this uplink with ``step()`` from its own
+        thread (and must not call ``step()`` from any other)."""
+        if self._thread is not None or self._driven:
             return
         path = self.cfg.sink_path
         if path is not None:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             self._sink = open(path, "ab")
-        self._thread = threading.Thread(target=self._run, name="edge-uplink", daemon=True)
-        self._thread.start()
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="edge-uplink", daemon=True)
+            self._thread.start()
+        else:
+            self._driven = True
         log.info(
             "uplink started: %s",
             f"broker {self._mcfg.host}:{self._mcfg.effective_port}" if self._mcfg else f"JSONL sink {path}",
@@ -150,19 +184,29 @@ class Uplink:
         (with ``reason`` and ``detail`` retained on ``.../status/reason``) and disconnect.
         True if the outbox was empty at the end."""
         self._stop_reason = (reason, detail)
-        if self._thread is None:
+        if self._driven:  # called from the driving thread: drain here, then shut down
+            self.outbox.flush()
+            self._draining.set()
+            deadline = time.monotonic() + flush_timeout_s
+            while time.monotonic() < deadline and (self.outbox.pending() or self._inflight):
+                self.step(IDLE_WAIT_S)
+            self._stop.set()
+            self._shutdown()
+            self._driven = False
+        elif self._thread is None:
             return self.outbox.stats()["pending"] == 0
-        self.outbox.flush()
-        self._draining.set()
-        deadline = time.monotonic() + flush_timeout_s  # real time: the caller's budget
-        while time.monotonic() < deadline and self._thread.is_alive():
-            if self.outbox.pending() == 0 and not self._inflight and not (self._replies and self._connected):
-                break
-            time.sleep(0.01)
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=max(2.0, flush_timeout_s))
-        self._thread = None
+        else:
+            self.outbox.flush()
+            self._draining.set()
+            deadline = time.monotonic() + flush_timeout_s  # real time: the caller's budget
+            while time.monotonic() < deadline and self._thread.is_alive():
+                if self.outbox.pending() == 0 and not self._inflight and not (self._replies and self._connected):
+                    break
+                time.sleep(0.01)
+            self._stop.set()
+            self._wake.set()
+            self._thread.join(timeout=max(2.0, flush_timeout_s))
+            self._thread = None
         if self._sink is not None:
             self._sink.close()
             self._sink = None
@@ -200,6 +244,7 @@ class Uplink:
             "sent": self.counters["sent"],
             "acked": self.counters["acked"],
             "rejected": self.counters["rejected"],
+            "unrouted": self.counters["unrouted"],
             "reconnects": self.counters["connects"],
             "connect_failures": self.counters["connect_failures"],
             "fallback_sent": self.counters["fallback_sent"],
@@ -220,43 +265,69 @@ class Uplink:
     # ---- the thread ---------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.outbox.commit_if_due()
-                if self._mcfg is not None:
-                    self._step_mqtt()
-                else:
-                    self._step_sink()
-                self._step_fallback()
-            except OutboxError as exc:  # the disk, not the broker: keep the session
-                self._error(f"outbox: {exc}")
-                self._stop.wait(0.5)
-            except Exception as exc:  # never let the uplink thread die
-                msg = f"uplink step failed: {exc}"
-                if msg != self.last_error:
-                    log.exception("uplink step failed")
-                self.last_error = msg
-                self._drop_session()
-                self._stop.wait(0.5)
+            pause = self._paused_until - self._clock()
+            if pause > 0:
+                self._stop.wait(pause)
+                continue
+            self.step()
         self._shutdown()
+
+    def step(self, wait_s: float = IDLE_WAIT_S) -> None:
+        """One turn of the uplink loop: commit, connect or pump the connection (waiting at most
+        ``wait_s`` for traffic), send what the window allows, the fallback link. Never raises; after a
+        failure the uplink pauses for ``STEP_ERROR_PAUSE_S``."""
+        if self._clock() < self._paused_until:
+            return
+        try:
+            self.outbox.commit_if_due()
+            if self._mcfg is not None:
+                self._step_mqtt(wait_s)
+            else:
+                self._step_sink(wait_s)
+            self._step_fallback()
+        except OutboxError as exc:  # the disk, not the broker: keep the session
+            self._error(f"outbox: {exc}")
+            self._paused_until = self._clock() + STEP_ERROR_PAUSE_S
+        except Exception as exc:  # never let the uplink (or the fleet driver) die
+            msg = f"uplink step failed: {exc}"
+            if msg != self.last_error:
+                log.exception("uplink step failed")
+            self.last_error = msg
+            self._drop_session()
+            self._paused_until = self._clock() + STEP_ERROR_PAUSE_S
+
+    def wait_handles(self) -> tuple[list[Any], list[Any]]:
+        """(read, write) sockets a driver waits on before the next ``step(0)``: the wake-up socket
+        (new outbox rows, replies) and the connection. A driver must also step every uplink now
+        and then (timers: keepalive, reconnect, connect timeout)."""
+        read: list[Any] = [self._wake_r]
+        write: list[Any] = []
+        if self._session is not None:
+            sock = self._session.socket()
+            if sock is not None:
+                read.append(sock)
+                if self._session.want_write():
+                    write.append(sock)
+        return read, write
 
     def _error(self, msg: str) -> None:
         if msg != self.last_error:
             log.warning("%s", msg)
         self.last_error = msg
 
-    def _step_mqtt(self) -> None:
+    def _step_mqtt(self, wait_s: float = IDLE_WAIT_S) -> None:
         now = self._clock()
         if self._session is None:
             if now >= self._next_attempt:
                 self._try_connect()
-            else:
-                self._wake.wait(min(IDLE_WAIT_S * 5, max(0.0, self._next_attempt - now)))
+            elif wait_s > 0:
+                self._wake.wait(min(wait_s * 5, max(0.0, self._next_attempt - now)))
                 self._wake.clear()
             return
         if not self._connected and now - self._connect_started > self._mcfg.connect_timeout_s:  # type: ignore[union-attr]
             self._connect_failed("no CONNACK within connect_timeout_s")
             return
-        alive = self._session.loop(IDLE_WAIT_S, self._wake_r)
+        alive = self._session.loop(wait_s, self._wake_r)
         self._wake.clear()
         self._handle_events()
         if not alive and self._session is not None:
@@ -280,10 +351,27 @@ class Uplink:
         assert self._mcfg is not None
         self.counters["connect_failures"] += 1
         self._drop_session()
-        delay = backoff_delay(self._attempt, self._mcfg.backoff_min_s, self._mcfg.backoff_max_s, self._rng)
-        self._attempt += 1
+        delay = self._retry_delay()
         self._next_attempt = self._clock() + delay
         self._error(f"{reason}; retrying in {delay:.1f} s")
+
+    def _retry_delay(self) -> float:
+        """When to try again: in shared reconnect rounds after an established connection was lost
+        (``reconnect_round``), with the jittered exponential backoff before the first connection."""
+        m = self._mcfg
+        assert m is not None
+        now = self._clock()
+        if self._was_connected:
+            self._was_connected = False
+            self._round = (now, 0.0)
+        window = min(m.reconnect_window_s, m.backoff_max_s)
+        if self._round is None or window <= 0:
+            delay = backoff_delay(self._attempt, m.backoff_min_s, m.backoff_max_s, self._rng)
+            self._attempt += 1
+            return delay
+        delay, end, width = reconnect_round(now, *self._round, window, m.backoff_max_s, self._rng)
+        self._round = (end, width)
+        return delay
 
     def _lost(self, reason: str) -> None:
         log.warning(
@@ -321,7 +409,16 @@ class Uplink:
                 row = self._inflight.pop(ev.mid, None)
                 if row is None:
                     continue
-                if ev.ok:
+                if ev.ok and ev.no_subscribers and self._mcfg is not None and self._mcfg.unrouted_retry_s > 0:
+                    # Accepted but delivered to no one (the platform's consumers are not subscribed):
+                    # deleting it now would lose it for the platform, so it waits and goes again.
+                    self.counters["unrouted"] += 1
+                    self._held[row.id] = self._clock() + self._mcfg.unrouted_retry_s
+                    self._error(
+                        f"broker has no subscriber for {row.topic}; kept in the outbox and resent every "
+                        f"{self._mcfg.unrouted_retry_s:g} s until the platform's consumer subscribes"
+                    )
+                elif ev.ok:
                     acked.append(row)
                 else:
                     self.counters["rejected"] += 1
@@ -347,6 +444,7 @@ class Uplink:
                     self._lost(ev.reason)
                     break
         if acked:
+            self._dirty = True  # room in the window
             self.outbox.ack([r.id for r in acked])
             self.counters["acked"] += len(acked)
             self._copy_to_sink(acked)
@@ -360,6 +458,9 @@ class Uplink:
             return
         assert self._session is not None
         self._connected = True
+        self._was_connected = True
+        self._round = None
+        self._dirty = True
         self._attempt = 0
         self._down_since = None
         self.counters["connects"] += 1
@@ -377,21 +478,30 @@ class Uplink:
             return
         now = self._clock()
         if self._held:
+            n_held = len(self._held)
             self._held = {k: v for k, v in self._held.items() if v > now}
+            if len(self._held) < n_held:
+                self._dirty = True  # a rejected row may be retried
+        if not self._dirty:
+            return  # nothing committed or acknowledged since the last look: skip the query
+        self._dirty = False
         exclude = {r.id for r in self._inflight.values()} | set(self._held)
         for row in self.outbox.peek(room, exclude=exclude):
-            mid = self._session.publish(row.topic, row.payload, qos=1)
+            payload, ctype = encode_for_wire(row.kind, row.payload, self._compress)
+            mid = self._session.publish(row.topic, payload, qos=1, content_type=ctype)
             if mid is None:
+                self._dirty = True
                 break
             self._inflight[mid] = row
             self.counters["sent"] += 1
 
     # ---- JSONL sink -----------------------------------------------------------------------------
-    def _step_sink(self) -> None:
+    def _step_sink(self, wait_s: float = IDLE_WAIT_S) -> None:
         rows = self.outbox.peek(500)
         if not rows:
-            self._wake.wait(IDLE_WAIT_S * 5)
-            self._wake.clear()
+            if wait_s > 0:
+                self._wake.wait(wait_s * 5)
+                self._wake.clear()
             return
         self._write_sink(rows)
         self.outbox.ack([r.id for r in rows])

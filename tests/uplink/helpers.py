@@ -20,6 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.uplink.shaping import decode_from_wire
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -45,6 +47,7 @@ class Consumer:
     messages: list[tuple[str, bytes, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     subscribed: threading.Event = field(default_factory=threading.Event)
+    content_types: list[str | None] = field(default_factory=list)
 
     def start(self) -> Consumer:
         c = paho.Client(
@@ -67,8 +70,11 @@ class Consumer:
         return self
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        ctype = getattr(msg.properties, "ContentType", None) if msg.properties is not None else None
+        body = decode_from_wire(bytes(msg.payload), ctype)  # features/health arrive zlib-compressed
         with self.lock:
-            self.messages.append((msg.topic, bytes(msg.payload), time.time()))
+            self.messages.append((msg.topic, body, time.time()))
+            self.content_types.append(ctype)
 
     def stop(self) -> None:
         self.client.disconnect()

@@ -199,7 +199,7 @@ def test_inflight_window_is_bounded_and_jsonl_copy_kept(mosquitto, tmp_path: Pat
         {
             "outbox_path": str(tmp_path / "o.sqlite"),
             "jsonl_path": str(tmp_path / "copy.jsonl"),
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "inflight_max": 4},
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "inflight_max": 4, "unrouted_retry_s": 0},
         }
     )
     ob = Outbox(cfg.outbox_path)
