@@ -2,6 +2,9 @@
 
 Pipeline per pass: pre-process (letterbox/stretch, normalise) -> ``session.run`` -> the family
 decoder -> boxes back to original pixels -> the output guard -> per-label thresholds -> NMS.
+``detect_image`` is three stages that a pipeline may run on three threads (``prepare`` on the
+frame's thread, ``infer`` on a shared inference worker, ``finish`` after it), so the inference
+thread does nothing but ``session.run``; run in series they are the same computation.
 Optional region-of-interest passes (crops around zones, or tiles) are merged with the full frame
 by NMS; then boxes are clipped, mapped to canonical classes and filtered by area, aspect and
 exclusion masks.
@@ -32,7 +35,7 @@ from edge.types import Detections, Frame
 from edge.vision.adapters import DecodeContext, Decoder, RawDetections, get_decoder
 from edge.vision.manifest import Manifest, file_sha256, load_manifest, resolve_model_file
 from edge.vision.nms import nms
-from edge.vision.preprocess import Preprocessor
+from edge.vision.preprocess import InputPool, Preprocessor, Transform
 from edge.vision.runtime import OnnxSession
 
 log = logging.getLogger(__name__)
@@ -189,6 +192,35 @@ class PassResult:
     check: OutputCheck = OutputCheck()  # what the output guard dropped in this pass
 
 
+Rect = tuple[int, int, int, int]
+
+
+@dataclass(slots=True)
+class PassInput:
+    """One pass between the stages: its feeds (an ``InputPool`` buffer until ``infer`` has run),
+    box transform and pass image size; ``infer`` adds the outputs."""
+
+    feeds: dict[str, np.ndarray]
+    tf: Transform
+    size: tuple[int, int]  # the pass image's (width, height)
+    rect: Rect | None  # the crop in the frame, None for the full frame
+    pre_ms: float
+    outputs: list[np.ndarray] | None = None
+    infer_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One image's inference passes on their way through ``prepare`` -> ``infer`` -> ``finish``."""
+
+    size: tuple[int, int]  # the image's (width, height)
+    passes: list[PassInput]
+
+    @property
+    def inferred(self) -> bool:
+        return all(p.outputs is not None for p in self.passes)
+
+
 class OnnxDetector:
     """A loaded model. ``detect(frame)`` returns Detections in original-image pixels."""
 
@@ -201,13 +233,15 @@ class OnnxDetector:
         masks: Sequence[Polygon] = (),
         model_path: Path | None = None,
         warmup: bool = True,
+        session: OnnxSession | None = None,
     ) -> None:
         self.manifest = manifest
         self.cfg = cfg or DetectorConfig()
         path = model_path or resolve_model_file(manifest)
         self.name = manifest.name
         self.sha256 = manifest.file.sha256 if model_path is None else file_sha256(path)
-        self.session = OnnxSession(path, threads=self.cfg.threads, provider=self.cfg.provider)
+        # ``session``: one loaded by the caller for this file, shared with other cameras' detectors.
+        self.session = session or OnnxSession(path, threads=self.cfg.threads, provider=self.cfg.provider)
         self.decoder: Decoder = get_decoder(
             manifest.decoder.family, manifest.decoder.params, manifest.input.size
         )
@@ -216,6 +250,7 @@ class OnnxDetector:
         if problems:
             raise ModelError(f"model {self.name}: " + "; ".join(problems))
         self.pre = Preprocessor(manifest.input)
+        self.inputs = InputPool(self.pre)
         self.label_class = manifest.class_of_label()
         self.label_thr = manifest.label_thresholds(self.cfg.threshold, self.cfg.thresholds)
         self.score_floor = float(self.label_thr.min())
@@ -263,13 +298,34 @@ class OnnxDetector:
 
         ``score_floor`` overrides the decoders' early cut (``model check`` passes -inf so that every
         candidate row is screened); such passes are not counted by the run-time guard."""
+        p = self._prepare_pass(image, None)
+        self._infer_pass(p)
+        return self._decode_pass(p, score_floor)
+
+    def _prepare_pass(self, image: np.ndarray, rect: Rect | None) -> PassInput:
         t0 = time.perf_counter()
-        feeds, tf = self.pre(image)
-        t1 = time.perf_counter()
-        outs = self.session.run(feeds)
-        t2 = time.perf_counter()
-        ordered = [outs[i] for i in self.output_order]
+        feeds, tf = self.pre(image, out=self.inputs.take())
         h, w = image.shape[:2]
+        return PassInput(feeds, tf, (w, h), rect, (time.perf_counter() - t0) * 1e3)
+
+    def _infer_pass(self, p: PassInput) -> None:
+        if p.outputs is not None:
+            raise ValueError("infer() twice on one pass: its input buffer has gone back to the pool")
+        t1 = time.perf_counter()
+        try:
+            p.outputs = self.session.run(p.feeds)
+        finally:  # the input buffer is free again once the session has read it
+            self.inputs.give(p.feeds[self.pre.spec.name])
+            p.feeds = {}
+        p.infer_ms = (time.perf_counter() - t1) * 1e3
+
+    def _decode_pass(self, p: PassInput, score_floor: float | None) -> PassResult:
+        if p.outputs is None:
+            raise ValueError("finish() before infer(): the pass has no outputs yet")
+        t2 = time.perf_counter()
+        outs, tf = p.outputs, p.tf
+        ordered = [outs[i] for i in self.output_order]
+        w, h = p.size
         floor = self.score_floor if score_floor is None else score_floor
         ctx = DecodeContext(self.pre.in_w, self.pre.in_h, w, h, floor)
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is what the guard catches
@@ -293,8 +349,8 @@ class OnnxDetector:
         return PassResult(
             RawDetections(xyxy, score, label, "original"),
             outs,
-            (t1 - t0) * 1e3,
-            (t2 - t1) * 1e3,
+            p.pre_ms,
+            p.infer_ms,
             (t3 - t2) * 1e3,
             check,
         )
@@ -334,17 +390,38 @@ class OnnxDetector:
 
     def detect_image(self, image: np.ndarray) -> Detections:
         """Detections for a BGR uint8 image, in its pixels. Sets ``last_timing_ms``."""
+        work = self.prepare(image)
+        self.infer(work)
+        return self.finish(work)
+
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """Stage 1: pre-process every pass (full frame and ROI crops) into pooled input buffers.
+
+        Reads ``image`` (never copies it); a pipeline runs this on the frame's own thread."""
         h, w = image.shape[:2]
-        rects: list[tuple[int, int, int, int]] = []
+        rects: list[Rect] = []
         if self.cfg.roi != "none":
             if (w, h) not in self._roi_cache:
                 self._roi_cache[(w, h)] = self.roi_rects(w, h)
             rects = self._roi_cache[(w, h)]
-        passes: list[tuple[PassResult, tuple[int, int, int, int] | None]] = []
+        passes: list[PassInput] = []
         if not rects or self.cfg.roi_full_frame:
-            passes.append((self.run_pass(image), None))
+            passes.append(self._prepare_pass(image, None))
         for r in rects:
-            passes.append((self.run_pass(image[r[1] : r[3], r[0] : r[2]]), r))
+            passes.append(self._prepare_pass(image[r[1] : r[3], r[0] : r[2]], r))
+        return Prepared((w, h), passes)
+
+    def infer(self, work: Prepared) -> None:
+        """Stage 2: ``session.run`` on every pass, nothing else. Safe to call from another thread
+        while this detector prepares or finishes other frames."""
+        for p in work.passes:
+            self._infer_pass(p)
+
+    def finish(self, work: Prepared) -> Detections:
+        """Stage 3: decode, guard, thresholds and NMS per pass, the ROI merge, clipping, classes and
+        filters. Call in frame order (the output guard counts passes). Sets ``last_timing_ms``."""
+        w, h = work.size
+        passes = [(self._decode_pass(p, None), p.rect) for p in work.passes]
         t0 = time.perf_counter()
         if len(passes) == 1:
             raw = passes[0][0].raw
@@ -441,8 +518,10 @@ def _merge_overlapping(rects: list[tuple[int, int, int, int]]) -> list[tuple[int
     return rects
 
 
-def build_detector(cam: CameraConfig) -> Detector:
-    """The camera's detector: the ONNX model of ``cam.model`` or the model-free motion backend."""
+def build_detector(cam: CameraConfig, session: OnnxSession | None = None) -> Detector:
+    """The camera's detector: the ONNX model of ``cam.model`` or the model-free motion backend.
+
+    ``session``: an already loaded session of the model's file to share (several cameras, one model)."""
     if cam.model == "motion":
         from edge.vision.motion import MotionDetector  # engineer F1's backend
 
@@ -453,6 +532,7 @@ def build_detector(cam: CameraConfig) -> Detector:
         cam.detector,
         zones=[z.polygon for z in cam.zones],
         masks=cam.masks,
+        session=session,
     )
     log.info(
         "camera=%s model=%s sha256=%s threads=%d provider=%s roi=%s",
