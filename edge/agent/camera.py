@@ -1,9 +1,10 @@
 """One running camera: its components (``build_camera``) and the state its two threads share.
 
 ``build_camera`` is the camera's composition root: it builds the detector (an ONNX model or the
-motion backend), the camera's ground plane (handed to the tracker, the rules and the motion
-backend alike), the tracker, the rules, the tamper checks and the motion gate, and opens the
-source. Every failure is an ``EdgeError`` naming what is wrong.
+motion backend; through the ``InferenceHub`` an ONNX model shares its group's session and its
+frames go to the group's scheduler), the camera's ground plane (handed to the tracker, the rules
+and the motion backend alike), the tracker, the rules, the tamper checks and the motion gate, and
+opens the source. Every failure is an ``EdgeError`` naming what is wrong.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge.agent.evidence import build_evidence_sink
-from edge.agent.pipeline import CameraPipeline, Perception, StepResult
+from edge.agent.inference import InferenceHub, InferenceJob, InferenceScheduler
+from edge.agent.pipeline import CameraPipeline, Pending, StepResult
 from edge.capture.opencv import source_kind
 from edge.config import CameraConfig, SiteConfig
 from edge.events.builder import model_ref
@@ -32,8 +34,23 @@ from edge.vision.motion import MotionDetector, MotionEnergy
 from edge.zones.calibration import ground_plane
 
 SourceFactory = Callable[[CameraConfig], FrameSource]
+#: Frames a camera's detect thread may hand over ahead of its rules thread. One is enough to keep the
+#: inference busy (it is queued while the rules thread waits for the frame before it), and every
+#: extra one adds an inference time of latency.
+FRAMES_AHEAD = 1
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A prepared frame on its way from the camera's detect thread to its rules thread; ``job`` is
+    its inference on the shared scheduler (None when there is nothing to infer)."""
+
+    pending: Pending
+    job: InferenceJob | None
+
+
 #: What crosses from a camera's detect thread to its rules thread.
-Handoff = Perception | SourceStatus | None  # None: the detect thread has finished
+Handoff = InFlight | SourceStatus | None  # None: the detect thread has finished
 
 
 @dataclass
@@ -48,8 +65,14 @@ class CameraRuntime:
     tamper: TamperMonitor | None
     gate: MotionGate | None
     model: ModelRef | None
+    scheduler: InferenceScheduler | None = None  # where its inference runs; None: on its detect thread
     state: SourceState = SourceState.STARTING
-    handoff: queue.Queue[Handoff] = field(default_factory=lambda: queue.Queue(maxsize=2))
+    # Frames between the camera's two threads. ``slots`` bounds them: the detect thread takes a slot
+    # before it reads a frame, the rules thread gives it back when it takes the frame; so a frame is
+    # read only when the pipeline has room for it (the freshest one from a live camera), and at most
+    # FRAMES_AHEAD frames wait while the rules thread works on another.
+    handoff: queue.Queue[Handoff] = field(default_factory=queue.Queue)
+    slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(FRAMES_AHEAD))
     frames: int = 0
     dropped_seen: int = 0
     errors: int = 0
@@ -87,10 +110,18 @@ def is_still(cam: CameraConfig) -> bool:
     return isinstance(cam.source, str) and "://" not in cam.source and source_kind(cam.source) == "image"
 
 
-def build_camera(cam: CameraConfig, cfg: SiteConfig, open_source: SourceFactory) -> CameraRuntime:
-    """All of one camera's components, its source opened. Raises EdgeError naming what is wrong."""
+def build_camera(
+    cam: CameraConfig, cfg: SiteConfig, open_source: SourceFactory, hub: InferenceHub | None = None
+) -> CameraRuntime:
+    """All of one camera's components, its source opened. Raises EdgeError naming what is wrong.
+
+    Without ``hub`` the camera has its own session and infers on its own detect thread."""
     ground = ground_plane(cam.calibration, f"cameras[{cam.id}].calibration")
-    detector: Detector = MotionDetector(cam, ground=ground) if cam.model == "motion" else build_detector(cam)
+    detector: Detector
+    if cam.model == "motion":
+        detector = MotionDetector(cam, ground=ground)
+    else:
+        detector = hub.detector(cam) if hub is not None else build_detector(cam)
     tracker = ByteTracker(cfg.rules.tracker, ground=ground)
     analytics = CameraAnalytics(
         cam, cfg.rules, cfg.timezone, ground=ground, evidence=build_evidence_sink(cfg.evidence)
@@ -111,13 +142,15 @@ def build_camera(cam: CameraConfig, cfg: SiteConfig, open_source: SourceFactory)
         checks=[tamper] if tamper else [],
         check_interval_s=tamper_cfg.check_interval_s,
     )
+    source = open_source(cam)
     return CameraRuntime(
         cam=cam,
-        source=open_source(cam),
+        source=source,
         pipeline=pipeline,
         analytics=analytics,
         stats=CameraStats(cam.id, cfg.health.stats_window_s),
         tamper=tamper,
         gate=gate,
         model=model_ref(detector) if detector.name else None,
+        scheduler=hub.scheduler(cam) if hub is not None else None,
     )

@@ -3,6 +3,13 @@
 Pure: no threads, no I/O, no vendor libraries. Every component is injected, so the same
 step runs in the agent, in ``replay``, in the demo and in tests. Time comes only from the
 frame (``frame.t`` / ``frame.ts``).
+
+``step`` = ``interpret(perceive(frame))``, and ``perceive`` = ``prepare`` -> ``infer`` ->
+``complete``. The agent runs those pieces on different threads (``edge.agent.runner``): ``prepare``
+(motion gate, the detector's pre-processing) on the camera's frame thread, ``infer`` (the session
+alone) on a shared inference worker, ``complete`` (decoding, NMS) and ``interpret`` on the camera's
+rules thread. Called in series they are the same computation, so the agent, replay and the tests
+get the same detections.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -57,6 +64,19 @@ class Gate(Protocol):
     def should_infer(self, t: float, energy: float, has_stationary: bool) -> bool: ...
 
 
+@runtime_checkable
+class StagedDetector(Protocol):
+    """A detector whose work splits in three (``edge.vision.detector.OnnxDetector``): ``prepare`` on
+    the frame's thread, ``infer`` (the model alone, thread-safe) on an inference worker, ``finish``
+    (decoding) afterwards, in frame order."""
+
+    def prepare(self, image: np.ndarray) -> Any: ...
+
+    def infer(self, work: Any) -> None: ...
+
+    def finish(self, work: Any) -> Detections: ...
+
+
 class FrameCheck(Protocol):
     """Camera tamper / blind detection on raw frames."""
 
@@ -73,6 +93,25 @@ class Perception:
     motion_energy: dict[str, float]
     drafts: list[EventDraft]
     timing_ms: dict[str, float]
+    started: float | None = None  # perf clock when the frame's step began (prepare)
+
+
+@dataclass(slots=True)
+class Pending:
+    """A frame between ``prepare`` and ``complete``: the gate has decided; ``work`` (a staged
+    detector's pre-processed input) still needs ``infer`` when it is not None."""
+
+    frame: Frame
+    inferred: bool
+    motion_energy: dict[str, float]
+    started: float  # perf clock when prepare began (for the latency)
+    work: Any | None = None
+    detections: Detections | None = None  # a plain detector's result, computed by prepare
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def needs_inference(self) -> bool:
+        return self.work is not None
 
 
 @dataclass(slots=True)
@@ -107,6 +146,8 @@ class CameraPipeline:
     ) -> None:
         self.camera_id = camera_id
         self.detector = detector
+        # A staged detector (an ONNX model) can be spread over threads; others detect in prepare().
+        self._staged: StagedDetector | None = detector if isinstance(detector, StagedDetector) else None
         self.tracker = tracker
         self.analytics = analytics
         self.motion = motion
@@ -133,27 +174,63 @@ class CameraPipeline:
     def perceive(self, frame: Frame) -> Perception:
         """First half: motion energy when gating needs it, and (unless gated off) the detector.
 
-        The runner may run this for frame N+1 on one thread while ``interpret`` handles
-        frame N on another, so inference overlaps tracking and rules.
-        """
+        The three pieces below in series; the runner spreads them over threads instead."""
+        pending = self.prepare(frame)
+        self.infer(pending)
+        return self.complete(pending)
+
+    def prepare(self, frame: Frame) -> Pending:
+        """The gate's decision (from this frame's motion) and, when inferring, the detector's
+        pre-processing -- or, for a detector that is not staged, the whole detection."""
         perf = self._perf
-        timing: dict[str, float] = {}
         t1 = perf()
         if self.gate is not None and self.motion is not None:
             # Gating decides from this frame's motion, so the energy is needed before inference.
             self._energy = self.motion.update(frame)
         energy = self._energy
         infer = self.gate is None or self.gate.should_infer(frame.t, energy.get("*", 1.0), self._has_stationary)
+        pending = Pending(frame, infer, energy, t1)
         if infer:
-            detections = self.detector.detect(frame)
-            self._last_detections = detections
             self.inferences += 1
+            if self._staged is not None:
+                pending.work = self._staged.prepare(frame.image)
+            else:
+                pending.detections = self.detector.detect(frame)
+        else:
+            self.skipped += 1
+        pending.timing_ms["pre"] = (perf() - t1) * 1000.0
+        return pending
+
+    def infer(self, pending: Pending) -> None:
+        """The model alone, on the prepared input (nothing for a gated frame or a plain detector).
+        Thread-safe: touches nothing of the pipeline but ``pending``."""
+        if pending.work is None or self._staged is None:
+            return
+        t = self._perf()
+        self._staged.infer(pending.work)
+        pending.timing_ms["queue"] = (t - pending.started) * 1000.0 - pending.timing_ms.get("pre", 0.0)
+        pending.timing_ms["infer"] = (self._perf() - t) * 1000.0
+
+    def complete(self, pending: Pending) -> Perception:
+        """Decoding and NMS of an inferred frame; a gated frame keeps the last detections.
+        Call in frame order."""
+        perf = self._perf
+        t = perf()
+        timing = pending.timing_ms
+        if pending.work is not None and self._staged is not None:
+            detections = self._staged.finish(pending.work)
+            self._last_detections = detections
+        elif pending.detections is not None:
+            detections = pending.detections
+            self._last_detections = detections
         else:
             # Nothing moved in the view since the last inference: the last detections still hold.
             detections = self._last_detections
-            self.skipped += 1
-        timing["detect"] = (perf() - t1) * 1000.0
-        return Perception(frame, detections, infer, energy, [], timing)
+        timing["post"] = (perf() - t) * 1000.0
+        timing["detect"] = timing["pre"] + timing.get("infer", 0.0) + timing["post"]
+        return Perception(
+            pending.frame, detections, pending.inferred, pending.motion_energy, [], timing, pending.started
+        )
 
     def interpret(self, p: Perception) -> StepResult:
         """Second half: tamper checks, tracker, zone rules and the feature record, in frame order."""
@@ -178,7 +255,10 @@ class CameraPipeline:
             drafts.append(record)
         timing = dict(p.timing_ms)
         timing["checks"] = (t2 - t0) * 1000.0
-        timing["analytics"] = (perf() - t2) * 1000.0
+        end = perf()
+        timing["analytics"] = (end - t2) * 1000.0
+        if p.started is not None:  # from prepare to here, waits included: what the frame waited
+            timing["latency"] = (end - p.started) * 1000.0
         self._last_tracks = tracks
         # Read by the next perceive() (maybe on another thread): a plain bool, set after the update.
         # Stationary objects hidden right now (a parked car behind a bus) count too.

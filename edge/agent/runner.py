@@ -1,5 +1,6 @@
 """The agent's lifecycle: it wires the parts for one site config, runs two threads per camera and
-keeps the box's own duties on the main thread until every source has ended or SIGTERM.
+shared inference workers, and keeps the box's own duties on the main thread until every source
+has ended or SIGTERM.
 
 The parts, each in its own module:
 * ``edge.agent.camera``: one camera's components (``build_camera``) and shared state;
@@ -10,9 +11,14 @@ The parts, each in its own module:
 * ``edge.uplink``: drains the outbox to MQTT (or the modem, or a JSONL file).
 
 Threads: ``capture-<cam>`` decodes frames (``edge.capture``); ``detect-<cam>`` runs
-``CameraPipeline.perceive``; ``rules-<cam>`` runs ``interpret`` and submits the drafts, so the rules
-of frame N overlap the inference of frame N+1; the uplink's own threads; the main thread ticks
-every 0.2 s (duties, commands) and the systemd watchdog is fed while frames flow.
+``CameraPipeline.prepare`` (motion gate, pre-processing into a pooled input buffer) and submits the
+frame's inference to its model group's scheduler (``edge.agent.inference``), whose ``infer-<model>-<n>``
+workers only run ``session.run``; ``rules-<cam>`` takes the frames in order, waits for each one's
+inference, then runs ``complete`` (decoding, NMS) and ``interpret`` (tracker, rules) and submits the
+drafts. So pre-processing of frame N+1 and decoding and rules of frame N-1 overlap the inference of
+frame N, and the inference threads wait for nothing but the model. The uplink has its own threads;
+the main thread ticks every 0.2 s (duties, commands) and the systemd watchdog is fed while frames
+flow.
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from edge import __version__
-from edge.agent.camera import CameraRuntime, SourceFactory, build_camera
+from edge.agent.camera import CameraRuntime, InFlight, SourceFactory, build_camera
 from edge.agent.commands import AgentCommands
 from edge.agent.duties import HardwareDuties, HealthDuties
 from edge.agent.emitter import EventEmitter, agent_status_draft
+from edge.agent.inference import InferenceHub, InferenceJob
 from edge.agent.pipeline import StepResult
 from edge.capture import open_source
 from edge.config import GeoConfig, SiteConfig, config_hash, load_config
@@ -81,6 +89,7 @@ class Agent:
         self._stop = threading.Event()
         self._cameras_lock = threading.RLock()
         self.cameras: dict[str, CameraRuntime] = {}
+        self.inference: InferenceHub | None = None  # the running cameras' shared inference
         self.started = time.monotonic()
         self.exit_code = 0
         self._stop_detail = ""  # why the agent stopped, when it was not asked to
@@ -150,34 +159,59 @@ class Agent:
 
     # ------------------------------------------------------------------ camera threads
     def _detect_loop(self, cr: CameraRuntime) -> None:
-        """Capture side of a camera: read, detect; hands Perceptions to ``_rules_loop``.
+        """Frame side of a camera: read, gate and pre-process, queue the inference; hands the frames
+        in order to ``_rules_loop``.
 
-        The hand-over queue is short, so a slow pipeline pushes back to the capture slot, which
-        drops (and counts) frames instead of queueing them.
+        A frame is read only once the pipeline has a slot for it, so a slow pipeline pushes back to
+        the capture slot, which drops (and counts) frames instead of queueing them.
         """
         try:
             while not (self._stop.is_set() or cr.stop.is_set()):
-                item = cr.source.read(timeout_s=0.5)
-                if cr.state is SourceState.OFFLINE:
-                    self._progress()  # waiting for a lost camera to come back is not a wedged pipeline
-                if item is None:
-                    continue
-                if isinstance(item, SourceStatus):
-                    cr.state = item.state
-                    self._progress()
-                    cr.handoff.put(item)
-                    if item.state is SourceState.ENDED:
+                if not cr.slots.acquire(timeout=0.5):
+                    continue  # the rules thread still works on the frames ahead
+                frame = self._next_frame(cr)
+                if frame is None:
+                    cr.slots.release()
+                    if cr.state is SourceState.ENDED:
                         return
                     continue
-                self._count_capture(cr, item)
+                self._count_capture(cr, frame)
                 try:
-                    perception = cr.pipeline.perceive(item)
+                    pending = cr.pipeline.prepare(frame)
+                    job = None
+                    if pending.needs_inference:
+                        if cr.scheduler is not None:
+                            job = InferenceJob(cr.cam.id, partial(cr.pipeline.infer, pending))
+                        else:
+                            cr.pipeline.infer(pending)
                 except Exception as exc:  # one bad frame must not stop the camera
+                    cr.slots.release()
                     self._stage_error(cr, exc)
                     continue
-                cr.handoff.put(perception)
+                cr.handoff.put(InFlight(pending, job))
+                if job is not None and cr.scheduler is not None:
+                    cr.scheduler.enqueue(job)  # after the hand-over: the rules thread never waits for a lost job
         finally:
             cr.handoff.put(None)
+
+    def _next_frame(self, cr: CameraRuntime) -> Frame | None:
+        """The camera's next frame; states go straight to the rules thread. None when nothing came
+        within half a second, or the source ended or the camera is stopping."""
+        while not (self._stop.is_set() or cr.stop.is_set()):
+            item = cr.source.read(timeout_s=0.5)
+            if cr.state is SourceState.OFFLINE:
+                self._progress()  # waiting for a lost camera to come back is not a wedged pipeline
+            if item is None:
+                return None
+            if isinstance(item, SourceStatus):
+                cr.state = item.state
+                self._progress()
+                cr.handoff.put(item)
+                if item.state is SourceState.ENDED:
+                    return None
+                continue
+            return item
+        return None
 
     @staticmethod
     def _count_capture(cr: CameraRuntime, frame: Frame) -> None:
@@ -196,9 +230,17 @@ class Agent:
             if isinstance(item, SourceStatus):
                 self._source_status(cr, item)
                 continue
+            cr.slots.release()
+            job = item.job
+            if job is not None:
+                job.wait()
+                if job.cancelled:
+                    continue  # the agent is stopping: the frame was never inferred
             try:
-                result = cr.pipeline.interpret(item)
-            except Exception as exc:  # a rule bug must not stop the camera: log it, go on
+                if job is not None and job.error is not None:
+                    raise job.error
+                result = cr.pipeline.interpret(cr.pipeline.complete(item.pending))
+            except Exception as exc:  # a model or rule failure must not stop the camera: log it, go on
                 self._stage_error(cr, exc)
                 continue
             frame = result.frame
@@ -273,8 +315,9 @@ class Agent:
         self.events.submit([agent_status_draft("started", outbox_pending=self.outbox.pending())])
         metrics = self._start_metrics()
         try:
+            self.inference = InferenceHub(self.cfg.cameras)
             for cam in self.cfg.cameras:
-                cr = build_camera(cam, self.cfg, self._open_source)
+                cr = build_camera(cam, self.cfg, self._open_source, self.inference)
                 self.cameras[cam.id] = cr
                 self._start_camera(cr)
         except EdgeError as exc:
@@ -321,6 +364,8 @@ class Agent:
             cr.source.close()
         for cr in self.cameras.values():
             cr.join()
+        if self.inference is not None:
+            self.inference.stop()
         self.events.submit([agent_status_draft("stopping", outbox_pending=self.outbox.pending())])
         self.uplink.stop(  # retained: status "offline", and why on .../status/reason
             flush_timeout_s=SHUTDOWN_FLUSH_S,
@@ -356,12 +401,14 @@ class Agent:
         if (new.device_id, new.site_id) != (self.cfg.device_id, self.cfg.site_id):
             raise ConfigError("reload_config: device_id and site_id cannot change at run time; restart the agent")
         fresh: dict[str, CameraRuntime] = {}
+        hub = InferenceHub(new.cameras)
         try:
             for cam in new.cameras:
-                fresh[cam.id] = build_camera(cam, new, self._open_source)
+                fresh[cam.id] = build_camera(cam, new, self._open_source, hub)
         except EdgeError as exc:
             for cr in fresh.values():
                 cr.source.close()
+            hub.stop()
             raise ConfigError(f"reload_config: {exc}; the running config is unchanged") from None
         with self._cameras_lock:
             for cr in self.cameras.values():
@@ -369,10 +416,13 @@ class Agent:
                 cr.source.close()
             for cr in self.cameras.values():
                 cr.join()
+            if self.inference is not None:
+                self.inference.stop()
             old_cfg, self.cfg = self.cfg, new
             self.health.cfg = new
             self.builder.set_config_hash(config_hash(new))
             self.cameras = fresh
+            self.inference = hub
             for cr in fresh.values():
                 self._start_camera(cr)
         restart = [name for name in ("uplink", "hardware") if getattr(new, name) != getattr(old_cfg, name)]

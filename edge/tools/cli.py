@@ -74,10 +74,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
             seconds=args.seconds,
             threads=args.threads,
             detect_fps=args.detect_fps,
+            cameras=args.cameras,
+            rounds=args.rounds,
+            frame_size=args.frame_size,
         )
     )
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frame size; write WIDTHxHEIGHT, e.g. 1920x1080") from None
+    if not (16 <= w <= 7680 and 16 <= h <= 4320):
+        raise argparse.ArgumentTypeError(f"{text}: width and height must be within 16..7680 x 16..4320")
+    return w, h
 
 
 def register(subparsers: Any) -> None:
@@ -124,8 +137,20 @@ def register(subparsers: Any) -> None:
     )
     g.add_argument("--model", default=None, help="model manifest name or path (default yolox_nano_416)")
     p.add_argument("--source", default=None, help="video to decode (default: the shared assets' person clip)")
-    p.add_argument("--seconds", type=float, default=20.0, help="budget per measurement (default 20)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=2.5,
+        help="seconds of the agent measured per round, and of bare inference per layout (default 2.5)",
+    )
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: the config's)")
+    p.add_argument("--cameras", type=int, default=1, help="cameras on the box, all playing the clip (default 1)")
+    p.add_argument(
+        "--rounds", type=int, default=8, help="rounds of agent then bare inference, interleaved (default 8): the spread"
+    )
+    p.add_argument(
+        "--frame-size", type=_frame_size, default=None, metavar="WxH", help="re-encode the clip at this size first, e.g. 1920x1080"
+    )
     p.add_argument(
         "--detect-fps", type=float, default=None, help="detect_fps to size cameras for (default: config's)"
     )
