@@ -64,24 +64,84 @@ def short_clip(tmp_path: Path, assets: Path) -> Path:
 
 @pytest.mark.assets
 @pytest.mark.slow
-def test_bench_measures_every_stage(short_clip: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("edge.agent.runner")
-    code = main(["bench", "--source", str(short_clip), "--seconds", "3", "--json"])
+def test_bench_measures_every_stage_with_two_cameras(short_clip: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from edge.agent.inference import plan_inference
+    from edge.tools.bench import bare_layouts, layout_name
+
+    code = main(["bench", "--source", str(short_clip), "--seconds", "1", "--rounds", "2", "--cameras", "2", "--json"])
     assert code == 0
-    r = json.loads(capsys.readouterr().out)
+    captured = capfd.readouterr()
+    r = json.loads(captured.out)
+    # progress while it runs, one line per stage, on stderr (the child's too)
+    for line in ("bench: capture + decode", "bench: round 1/2", "bench: round 2/2", "bench: one camera alone"):
+        assert line in captured.err, captured.err
     assert r["model"] == "yolox_nano_416" and r["zones"] == 3 and r["frame_size"] == "768x432"
-    assert r["whole_pipeline"]["frames"] == 120  # every frame of the file went through the agent
-    bare, full, pipe = r["bare_inference"]["ms"], r["full_detect"]["ms"], r["whole_pipeline"]["ms"]
-    assert 0 < bare <= full * 1.2 and pipe > 0
-    assert r["capture_decode"]["fps"] > r["whole_pipeline"]["fps"] * 0.5
-    assert r["tracker_rules_features"]["ms"] > 0
-    assert 50 < r["peak_rss_mb"] < 2000
-    assert r["pipeline_over_bare"] == pytest.approx(
-        r["whole_pipeline"]["fps"] / r["bare_inference"]["fps"], rel=0.02
-    )
+    assert r["cameras"] == 2 and r["rounds"] == 2 and len(r["per_round"]) == 2
+    cores = os.cpu_count() or 1
+    plan = plan_inference(2, None, cores)
+    assert r["inference_layout"] == {"workers": plan.workers, "threads": plan.threads}
+    agent_layout = layout_name((plan.workers, plan.threads))
+    assert set(r["bare_layouts"]) == {layout_name(x) for x in bare_layouts(cores, (plan.workers, plan.threads), 2)}
+    assert r["bare_inference"]["layout"] == agent_layout
+    for rnd in r["per_round"]:  # each round's ratios are its own agent fps over its own bare fps
+        assert rnd["over_bare"] == pytest.approx(rnd["pipeline_fps"] / rnd["bare_fps"][agent_layout], rel=0.02)
+        assert rnd["over_best"] == pytest.approx(rnd["pipeline_fps"] / max(rnd["bare_fps"].values()), rel=0.02)
+        assert rnd["over_best"] <= rnd["over_bare"] + 1e-6
+    ratios = [rnd["over_bare"] for rnd in r["per_round"]]
+    assert r["pipeline_over_bare"]["min"] == min(ratios) and r["pipeline_over_bare"]["max"] == max(ratios)
+    assert r["bare_best"]["fps"] == max(r["bare_layouts"].values())
+    assert set(r["per_camera"]) == {"bench-0", "bench-1"}  # both cameras were served
+    for pc in r["per_camera"].values():
+        assert pc["fps"] > 0 and 0 < pc["latency_p50_ms"] <= pc["latency_p95_ms"]
+    assert r["whole_pipeline"]["frames"] > 0 and r["whole_pipeline"]["fps"] > 0
+    assert 0 < r["whole_pipeline"]["infer_busy"] <= 1.0
+    assert {"pre", "infer", "post", "latency"} <= set(r["whole_pipeline"]["step_ms"])
+    assert 0 < r["tracker_rules_features"]["ms"]
+    assert r["full_detect"]["pre_ms"] > 0 and r["full_detect"]["decode_ms"] > 0
+    assert 50 < r["peak_rss_1_camera_mb"] < r["peak_rss_mb"] + 20 < 2000
+    assert r["rss_per_extra_camera_mb"] == pytest.approx(r["peak_rss_mb"] - r["peak_rss_1_camera_mb"], abs=0.2)
     assert r["cameras_sustainable"] == cameras_sustainable(r["whole_pipeline"]["fps"], 5.0)
     table = format_table(r)
-    assert "whole pipeline / bare inference" in table and "this box can sustain" in table
+    for text in ("whole pipeline / bare inference", "whole pipeline / best bare", "camera bench-1:", "this box can sustain"):
+        assert text in table
+
+
+def test_bench_refuses_nonsense_options(tmp_path: Path) -> None:
+    clip = tmp_path / "c.avi"
+    clip.write_bytes(b"x")
+    with pytest.raises(ConfigError):
+        bench_config(BenchOptions(source=str(clip), cameras=0))
+    with pytest.raises(ConfigError):
+        bench_config(BenchOptions(source=str(clip), rounds=0))
+    with pytest.raises(SystemExit):
+        main(["bench", "--frame-size", "1920by1080"])
+
+
+def test_bench_config_gives_every_camera_the_clip_looped(tmp_path: Path) -> None:
+    clip = tmp_path / "c.avi"
+    clip.write_bytes(b"x")
+    cfg = bench_config(BenchOptions(model="light_person_192", source=str(clip), cameras=3))
+    assert [c.id for c in cfg.cameras] == ["bench-0", "bench-1", "bench-2"]
+    assert all(c.source == str(clip) and c.loop and c.model == "light_person_192" for c in cfg.cameras)
+
+
+@pytest.mark.assets
+def test_scaled_clip_makes_a_camera_of_another_resolution(short_clip: Path, tmp_path: Path) -> None:
+    from edge.tools.bench import scaled_clip
+
+    out = scaled_clip(str(short_clip), (320, 180), tmp_path, frames=12)
+    cap = cv2.VideoCapture(out)
+    n = 0
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        assert img.shape == (180, 320, 3)
+        n += 1
+    cap.release()
+    assert n == 12
 
 
 def test_peak_rss_of_a_child_is_its_own_not_the_parents() -> None:
