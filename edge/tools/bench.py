@@ -233,6 +233,42 @@ def scaled_clip(source: str, size: tuple[int, int], out_dir: Path, frames: int =
     return str(out)
 
 
+#: Thread roles for the CPU breakdown, by thread name prefix; FFmpeg's decoder threads ("av:...") count
+#: with capture, other unnamed native threads are onnxruntime's and OpenCV's pools.
+ROLES = (
+    ("infer-", "inference workers"),
+    ("capture-", "capture + decode"),
+    ("av:", "capture + decode"),
+    ("detect-", "detect threads (gate, pre-processing)"),
+    ("rules-", "rules threads (decoding, NMS, tracker, rules, events)"),
+)
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds used so far by this process's threads, summed by role (Linux; {} elsewhere)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+            comm = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        name = names.get(int(tid))
+        role = "other (main, uplink)" if name is not None else "onnxruntime / OpenCV pools"
+        for prefix, what in ROLES:
+            if (name or comm).startswith(prefix):
+                role = what
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 class AgentRun:
     """The real Agent over the config's cameras, in a thread, that can be paused between measured
     segments (so bare inference can be timed on an idle agent, interleaved with the agent's own).
@@ -258,8 +294,10 @@ class AgentRun:
         self.rows: list[tuple[str, dict[str, float]]] = []  # (camera, step timings) of measured frames
         self.measured_s = 0.0
         self.busy_s = 0.0
+        self.cpu_s: dict[str, float] = {}  # thread CPU over the measured segments, by role
         self._from: float | None = None
         self._busy_from = 0.0
+        self._cpu_from: dict[str, float] = {}
         self.frame: np.ndarray | None = None
         self.agent = Agent(cfg, on_step=self._on_step)
         self.code: int | None = None
@@ -285,13 +323,14 @@ class AgentRun:
                 self.frame = result.frame.image
             self._since_resume += 1
             if self._measuring and self._from is None and self._since_resume > self._skip:
-                self._from, self._busy_from = now, self._busy()
+                self._from, self._busy_from, self._cpu_from = now, self._busy(), thread_cpu_s()
             elif self._measuring and self._from is not None:
                 self.rows.append((result.frame.camera_id, result.timing_ms))
-            while self._paused:
+            if self._paused:  # park here until resumed; only the controller is told
                 self._blocked += 1
                 self._cv.notify_all()
-                self._cv.wait()
+                while self._paused:
+                    self._cv.wait()
                 self._blocked -= 1
 
     def _alive(self) -> None:
@@ -333,6 +372,8 @@ class AgentRun:
             now = time.perf_counter()
             self.measured_s += now - start
             self.busy_s += self._busy() - self._busy_from
+            for role, v in thread_cpu_s().items():
+                self.cpu_s[role] = self.cpu_s.get(role, 0.0) + v - self._cpu_from.get(role, 0.0)
             self._measuring = False
             self._paused = True
             while self._blocked < len(self.cameras):
@@ -376,8 +417,8 @@ class AgentRun:
         }
 
 
-def bare_fps(session: Any, feeds: dict[str, np.ndarray], workers: int, seconds: float) -> float:
-    """Runs per second of ``session.run`` alone with ``workers`` threads calling it at once."""
+def bare_fps(session: Any, feeds: dict[str, np.ndarray], workers: int, seconds: float) -> tuple[float, float]:
+    """(runs per second, CPU ms per run) of ``session.run`` alone with ``workers`` threads calling it at once."""
     counts = [0] * workers
     ends = [0.0] * workers
     gate = threading.Barrier(workers + 1)
@@ -396,11 +437,18 @@ def bare_fps(session: Any, feeds: dict[str, np.ndarray], workers: int, seconds: 
     threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(workers)]
     for th in threads:
         th.start()
+    cpu0 = _process_cpu_s()
     start.append(time.perf_counter())
     gate.wait()
     for th in threads:
         th.join()
-    return sum(counts) / (max(ends) - start[0])
+    runs = sum(counts)
+    return runs / (max(ends) - start[0]), (_process_cpu_s() - cpu0) * 1000.0 / runs
+
+
+def _process_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def bare_layouts(cores: int, agent_layout: tuple[int, int], cameras: int) -> list[tuple[int, int]]:
@@ -442,6 +490,7 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
     run = AgentRun(cfg)
     runs: list[dict[str, Any]] = []
     bare: list[dict[str, float]] = []
+    bare_cpu: list[dict[str, float]] = []
     sessions: dict[int, Any] = {}
     feeds: dict[str, np.ndarray] = {}
     rss_kb = 0.0
@@ -468,8 +517,11 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
                         sessions[threads] = OnnxSession(path, threads=threads, provider=cam.detector.provider)
                         for _ in range(3):
                             sessions[threads].run(feeds)
-            bare.append({layout_name(x): bare_fps(sessions[x[1]], feeds, x[0], seconds) for x in layouts})
+            timed = {layout_name(x): bare_fps(sessions[x[1]], feeds, x[0], seconds) for x in layouts}
+            bare.append({k: v[0] for k, v in timed.items()})
+            bare_cpu.append({k: v[1] for k, v in timed.items()})
         total = run.summary(run.rows, run.measured_s, run.busy_s)
+        total["cpu_ms_per_frame"] = {k: v * 1000.0 / max(1, total["frames"]) for k, v in run.cpu_s.items()}
     finally:
         run.stop()
     assert frame is not None
@@ -479,6 +531,7 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
         "runs": runs,
         "total": total,
         "bare": bare,
+        "bare_cpu_ms": {k: statistics.median(b[k] for b in bare_cpu) for k in bare_cpu[0]},
         "agent_layout": layout_name(agent_layout),
         "threads": plan.threads,
         "workers": plan.workers,
@@ -596,7 +649,9 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "frames": run["frames"],
             "step_ms": {k: round(v, 2) for k, v in run["step_ms"].items()},
             "infer_busy": None if run["infer_busy"] is None else round(run["infer_busy"], 3),
+            "cpu_ms_per_frame": {k: round(v, 2) for k, v in sorted(run["cpu_ms_per_frame"].items())},
         },
+        "cpu": cpu_ceiling(run["cpu_ms_per_frame"], pipe["bare_cpu_ms"][best_layout], os.cpu_count() or 1, pipe_fps),
         "per_camera": {
             cid: {k: round(v, 2) for k, v in pc.items()} for cid, pc in run["per_camera"].items()
         },
@@ -623,6 +678,21 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         result["peak_rss_1_camera_mb"] = round(one_cam_rss, 1)
         result["rss_per_extra_camera_mb"] = round((pipe["peak_rss_mb"] - one_cam_rss) / (n - 1), 1)
     return result
+
+
+def cpu_ceiling(per_frame: dict[str, float], bare_cpu_ms: float, cores: int, fps: float) -> dict[str, float]:
+    """Where the CPU goes. When the pipeline keeps every core busy, its fps can be at most
+    ``cores / CPU per frame``: the ratio to the best bare fps (``cores / bare CPU per run`` when bare
+    inference fills the cores) is then bounded by ``bare CPU per run / pipeline CPU per frame``."""
+    total = sum(per_frame.values())
+    return {
+        "ms_per_frame": round(total, 2),
+        "inference_ms_per_frame": round(per_frame.get("inference workers", 0.0), 2),
+        "bare_ms_per_run": round(bare_cpu_ms, 2),
+        "cores_busy": round(total * fps / 1000.0, 2),
+        "ceiling_over_best_bare": round(bare_cpu_ms / total, 3) if total else 0.0,
+        "cores": cores,
+    }
 
 
 def peak_rss_kb() -> float:
@@ -706,6 +776,15 @@ def format_table(r: dict[str, Any]) -> str:
     busy = r["whole_pipeline"].get("infer_busy")
     if busy is not None:
         lines.append(f"inference workers busy: {busy:.1%} of the time")
+    cpu = r.get("cpu") or {}
+    if cpu.get("ms_per_frame"):
+        parts = "  ".join(f"{k} {v:.2f}" for k, v in r["whole_pipeline"]["cpu_ms_per_frame"].items())
+        lines.append(f"CPU per frame {cpu['ms_per_frame']:.2f} ms: {parts}")
+    if cpu.get("ms_per_frame") and cpu["cores_busy"] >= 0.9 * cpu["cores"]:  # CPU-bound: the ceiling applies
+        lines.append(
+            f"cores busy {cpu['cores_busy']:.2f} of {cpu['cores']}; bare inference takes {cpu['bare_ms_per_run']:.2f} ms CPU "
+            f"per run, so with every core busy pipeline / best bare cannot pass {cpu['ceiling_over_best_bare']:.3f}"
+        )
     steps = r["whole_pipeline"].get("step_ms") or {}
     if steps:
         lines.append("agent step medians (ms): " + "  ".join(f"{k} {v:.2f}" for k, v in steps.items()))
