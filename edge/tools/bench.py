@@ -7,20 +7,24 @@ or a model and three zones (``--model``), on ``--cameras`` cameras that all play
 1. capture + decode   frames/s the capture source (reader thread, cv2 decode) delivers;
 2. tracker + rules    median ByteTracker + CameraAnalytics (rules and features) per frame,
                       on the real detections of the clip;
-3. whole pipeline     the real ``Agent`` with every camera in video time, every frame inferred,
-                      for ``--seconds`` after a warm-up, in a child process, ``--rounds`` times;
-   bare inference     after each agent run, in the same warm process: ``session.run`` alone on a
-                      real frame, in the agent's thread layout (``workers`` runs at once of
-                      ``threads`` threads each) and, with several cameras, in every layout that
-                      fills the cores, so the ratios pipeline / bare compare numbers taken side by
-                      side; reported as the median of the rounds with their range (the spread);
-   full detect        pre-process + inference + decode + NMS of that frame in series, one thread;
-4. peak RSS           the child's own peak resident memory after its first agent run, before any
-                      bare session is loaded (``VmHWM``; ``ru_maxrss`` would include the parent's
-                      peak, which Linux carries across fork+exec); with several cameras a second,
-                      one-camera child gives the memory each further camera adds;
-5. per camera         each camera's frames/s and latency (p50/p95, from its frame's pre-processing
-                      to the end of its rules: queueing for the shared inference included).
+3. whole pipeline     the real ``Agent`` with every camera in video time, every frame inferred, in a
+                      child process; ``--rounds`` segments of ``--seconds`` each (after a warm-up);
+   bare inference     between the segments, with the agent paused (idle), in the same process:
+                      ``session.run`` alone on a real frame of the clip, in the agent's thread layout
+                      (``workers`` runs at once of ``threads`` threads each) and, with several cameras,
+                      in every layout that fills the cores; so each round's ratio pipeline / bare
+                      compares numbers taken side by side, and the rounds give the spread;
+   full detect        pre-process + inference + decode + NMS of that frame in series;
+4. CPU per frame      every thread's CPU time over the measured segments, by role (inference,
+                      capture, detect, rules, pools): where the time goes, and -- when the cores are
+                      full -- the ceiling that puts on pipeline / best bare;
+5. peak RSS           the child's own peak resident memory after its first segment, before any bare
+                      session is loaded (``VmHWM``; ``ru_maxrss`` would include the parent's peak,
+                      which Linux carries across fork+exec); then again in children that play the
+                      clip in real time through the capture's one-frame slot, as live cameras do (with
+                      several cameras, also one alone: the memory each further camera adds);
+6. per camera         each camera's frames/s and latency (p50/p95, from its frame's pre-processing to
+                      the end of its rules: queueing for the shared inference included).
 
 The sizing line divides the whole-pipeline fps, at 80 % load, by ``detect_fps``. Progress goes to
 stderr, one line per stage.
@@ -57,6 +61,7 @@ DEFAULT_CLIP = "media/intel_one-by-one-person-detection.mp4"
 DEFAULT_MODEL = "yolox_nano_416"
 LOAD_FACTOR = 0.8  # leave 20 % of the CPU for capture spikes, uplink and the OS
 WARM_S = 1.0  # the first second of an agent run (model warm-up, threads starting) is not measured
+LIVE_S = 5.0  # seconds of the live-camera memory runs
 SCALED_FRAMES = 300  # frames of the clip re-encoded for --frame-size (the cameras loop over them)
 # Three zones over the shared clip's floor: where people come in, cross and leave.
 BENCH_ZONES: list[dict[str, Any]] = [
@@ -298,7 +303,7 @@ class AgentRun:
         self._from: float | None = None
         self._busy_from = 0.0
         self._cpu_from: dict[str, float] = {}
-        self.frame: np.ndarray | None = None
+        self.started = False  # a first frame went through
         self.agent = Agent(cfg, on_step=self._on_step)
         self.code: int | None = None
         self._thread = threading.Thread(target=self._run, name="bench-agent", daemon=True)
@@ -319,8 +324,7 @@ class AgentRun:
     def _on_step(self, result: Any) -> None:
         with self._cv:
             now = time.perf_counter()
-            if self.frame is None:
-                self.frame = result.frame.image
+            self.started = True
             self._since_resume += 1
             if self._measuring and self._from is None and self._since_resume > self._skip:
                 self._from, self._busy_from, self._cpu_from = now, self._busy(), thread_cpu_s()
@@ -342,7 +346,7 @@ class AgentRun:
         self._thread.start()
         deadline = time.perf_counter() + 120.0
         with self._cv:
-            while self.frame is None:
+            while not self.started:
                 self._alive()
                 if time.perf_counter() > deadline:
                     raise CaptureError("the agent processed no frame within 120 s")
@@ -417,6 +421,25 @@ class AgentRun:
         }
 
 
+def clip_frame(source: str, index: int = 100) -> np.ndarray:
+    """Frame ``index`` of the clip (or its last one): a real frame with something in view."""
+    import cv2
+
+    cap = cv2.VideoCapture(source)
+    frame: np.ndarray | None = None
+    try:
+        for _ in range(index + 1):
+            ok, img = cap.read()
+            if not ok:
+                break
+            frame = img
+    finally:
+        cap.release()
+    if frame is None:
+        raise CaptureError(f"{source}: no frame decoded; is it a video cv2 can read?")
+    return frame
+
+
 def bare_fps(session: Any, feeds: dict[str, np.ndarray], workers: int, seconds: float) -> tuple[float, float]:
     """(runs per second, CPU ms per run) of ``session.run`` alone with ``workers`` threads calling it at once."""
     counts = [0] * workers
@@ -486,7 +509,8 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
     plan = InferenceHub(cfg.cameras).plans[InferenceHub.key(cam)]
     agent_layout = (plan.workers, plan.threads)
     layouts = bare_layouts(cores, agent_layout, n)
-    say(f"starting the agent with {n} camera(s): inference {plan.workers} worker(s) x {plan.threads} thread(s)")
+    if not memory_only:
+        say(f"starting the agent with {n} camera(s): inference {plan.workers} worker(s) x {plan.threads} thread(s)")
     run = AgentRun(cfg)
     runs: list[dict[str, Any]] = []
     bare: list[dict[str, float]] = []
@@ -498,7 +522,8 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
     try:
         run.start()
         for r in range(rounds):
-            say(f"round {r + 1}/{rounds}: the agent for {seconds:g} s, then bare session.run for {seconds:g} s per layout")
+            if not memory_only:
+                say(f"round {r + 1}/{rounds}: the agent for {seconds:g} s, then bare session.run for {seconds:g} s per layout")
             before, busy0, measured0 = len(run.rows), run.busy_s, run.measured_s
             run.segment(seconds)
             runs.append(run.summary(run.rows[before:], run.measured_s - measured0, run.busy_s - busy0))
@@ -506,8 +531,7 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
                 rss_kb = peak_rss_kb()
                 if memory_only:
                     return {"peak_rss_mb": rss_kb / 1024.0, "cameras": n}
-                frame = run.frame
-                assert frame is not None
+                frame = clip_frame(str(cam.source))  # read here: the agent keeps no frame for the bench
                 det = OnnxDetector(load_manifest(cam.model), warmup=False)
                 feeds = {k: v.copy() for k, v in det.pre(frame)[0].items()}
                 path = det.session.path
@@ -589,12 +613,10 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     ana = measure_analytics(cfg, samples, max(repeats, len(samples)))
     request = {"seconds": opts.seconds, "rounds": opts.rounds, "repeats": repeats}
     pipe = measure_pipeline(cfg, request)
-    one_cam_rss = None
+    live_s = min(LIVE_S, max(2.0, 2 * opts.seconds))
+    live = {n: live_memory(cfg, n, live_s)}
     if n > 1:
-        say("one camera alone, for the memory each further camera adds")
-        single = parse_config({**cfg.model_dump(mode="json"), "cameras": [cfg.cameras[0].model_dump(mode="json")]})
-        one = measure_pipeline(single, {**request, "rounds": 1, "seconds": min(opts.seconds, 5.0), "memory_only": True})
-        one_cam_rss = float(one["peak_rss_mb"])
+        live[1] = live_memory(cfg, 1, live_s)
     agent_layout = pipe["agent_layout"]
     fps = [run["fps"] for run in pipe["runs"]]
     bare_same = [b[agent_layout] for b in pipe["bare"]]
@@ -674,10 +696,20 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             f"({pipe_fps:.1f} fps whole pipeline, {LOAD_FACTOR:.0%} load)"
         ),
     }
-    if one_cam_rss is not None:
-        result["peak_rss_1_camera_mb"] = round(one_cam_rss, 1)
-        result["rss_per_extra_camera_mb"] = round((pipe["peak_rss_mb"] - one_cam_rss) / (n - 1), 1)
+    result["peak_rss_live_mb"] = {str(k): round(v, 1) for k, v in sorted(live.items())}
+    if n > 1:
+        result["rss_per_extra_camera_live_mb"] = round((live[n] - live[1]) / (n - 1), 1)
     return result
+
+
+def live_memory(cfg: SiteConfig, cameras: int, seconds: float = LIVE_S) -> float:
+    """Peak RSS (MB) of the agent with ``cameras`` cameras playing the clip in real time: frames
+    arrive at the clip's own rate through the capture's one-frame slot, as from a live camera."""
+    say(f"memory: the agent with {cameras} camera(s) as live cameras (the clip in real time) for {seconds:g} s")
+    data = cfg.model_dump(mode="json")
+    data["cameras"] = [{**c, "playback": "realtime"} for c in data["cameras"][:cameras]]
+    out = measure_pipeline(parse_config(data, source="bench"), {"seconds": seconds, "rounds": 1, "memory_only": True})
+    return float(out["peak_rss_mb"])
 
 
 def cpu_ceiling(per_frame: dict[str, float], bare_cpu_ms: float, cores: int, fps: float) -> dict[str, float]:
@@ -788,12 +820,13 @@ def format_table(r: dict[str, Any]) -> str:
     steps = r["whole_pipeline"].get("step_ms") or {}
     if steps:
         lines.append("agent step medians (ms): " + "  ".join(f"{k} {v:.2f}" for k, v in steps.items()))
-    lines.append(f"peak RSS (agent, {r['cameras']} camera(s)): {r['peak_rss_mb']:.1f} MB")
-    if "rss_per_extra_camera_mb" in r:
-        lines.append(
-            f"peak RSS with 1 camera: {r['peak_rss_1_camera_mb']:.1f} MB; each further camera adds "
-            f"{r['rss_per_extra_camera_mb']:.1f} MB"
-        )
+    live = r.get("peak_rss_live_mb") or {}
+    lines.append(
+        f"peak RSS (agent, {r['cameras']} camera(s)): {r['peak_rss_mb']:.1f} MB flat out (video time); as live cameras: "
+        + ", ".join(f"{v:.1f} MB with {k}" for k, v in live.items())
+    )
+    if "rss_per_extra_camera_live_mb" in r:
+        lines.append(f"each further live camera adds {r['rss_per_extra_camera_live_mb']:.1f} MB")
     lines.append(r["summary"])
     return "\n".join(lines)
 
