@@ -274,6 +274,18 @@ def thread_cpu_s() -> dict[str, float]:
     return out
 
 
+def others_cpu_s() -> float:
+    """CPU seconds the whole machine has used (``/proc/stat``) minus this process's own: what other
+    processes took. 0 where /proc is missing."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / tick - _process_cpu_s()
+
+
 class AgentRun:
     """The real Agent over the config's cameras, in a thread, that can be paused between measured
     segments (so bare inference can be timed on an idle agent, interleaved with the agent's own).
@@ -303,6 +315,8 @@ class AgentRun:
         self._from: float | None = None
         self._busy_from = 0.0
         self._cpu_from: dict[str, float] = {}
+        self.others_s = 0.0  # CPU seconds other processes used during the measured segments
+        self._others_from = 0.0
         self.started = False  # a first frame went through
         self.agent = Agent(cfg, on_step=self._on_step)
         self.code: int | None = None
@@ -328,6 +342,7 @@ class AgentRun:
             self._since_resume += 1
             if self._measuring and self._from is None and self._since_resume > self._skip:
                 self._from, self._busy_from, self._cpu_from = now, self._busy(), thread_cpu_s()
+                self._others_from = others_cpu_s()
             elif self._measuring and self._from is not None:
                 self.rows.append((result.frame.camera_id, result.timing_ms))
             if self._paused:  # park here until resumed; only the controller is told
@@ -378,6 +393,7 @@ class AgentRun:
             self.busy_s += self._busy() - self._busy_from
             for role, v in thread_cpu_s().items():
                 self.cpu_s[role] = self.cpu_s.get(role, 0.0) + v - self._cpu_from.get(role, 0.0)
+            self.others_s += others_cpu_s() - self._others_from
             self._measuring = False
             self._paused = True
             while self._blocked < len(self.cameras):
@@ -546,6 +562,7 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
             bare_cpu.append({k: v[1] for k, v in timed.items()})
         total = run.summary(run.rows, run.measured_s, run.busy_s)
         total["cpu_ms_per_frame"] = {k: v * 1000.0 / max(1, total["frames"]) for k, v in run.cpu_s.items()}
+        total["other_processes_cores"] = run.others_s / run.measured_s if run.measured_s else 0.0
     finally:
         run.stop()
     assert frame is not None
@@ -673,6 +690,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "infer_busy": None if run["infer_busy"] is None else round(run["infer_busy"], 3),
             "cpu_ms_per_frame": {k: round(v, 2) for k, v in sorted(run["cpu_ms_per_frame"].items())},
         },
+        "other_processes_cores": round(run["other_processes_cores"], 2),
         "cpu": cpu_ceiling(run["cpu_ms_per_frame"], pipe["bare_cpu_ms"][best_layout], os.cpu_count() or 1, pipe_fps),
         "per_camera": {
             cid: {k: round(v, 2) for k, v in pc.items()} for cid, pc in run["per_camera"].items()
@@ -782,6 +800,8 @@ def format_table(r: dict[str, Any]) -> str:
     ob, obb = r["pipeline_over_bare"], r["pipeline_over_best"]
     lines = [
         f"edge-agent bench  {m['date_utc']}  {m['cpu']} ({m['cores']} cores, load {m['load_avg_1m']})  python {m['python']}",
+        f"other processes used {r['other_processes_cores']:.2f} core(s) while the agent was measured"
+        + ("  -- a loaded machine: every figure is lower than on a quiet one" if r["other_processes_cores"] >= 0.2 else ""),
         f"model {r['model']}  {r['cameras']} camera(s)  inference {lay['workers']} worker(s) x {lay['threads']} thread(s)"
         f"  {r['frame_size']}  {r['zones']} zones  source {r['source']}",
         "",
