@@ -224,7 +224,7 @@ class InferenceScheduler:
             t0 = self._clock()
             try:
                 job.run()
-            except BaseException as exc:  # handed to the camera that waits for it
+            except Exception as exc:  # handed to the camera that waits for it
                 job.error = exc
             finally:
                 dt = self._clock() - t0
