@@ -100,6 +100,9 @@ def test_bench_measures_every_stage_with_two_cameras(short_clip: Path, capfd: py
     assert {"pre", "infer", "post", "latency"} <= set(r["whole_pipeline"]["step_ms"])
     assert 0 < r["tracker_rules_features"]["ms"]
     assert r["full_detect"]["pre_ms"] > 0 and r["full_detect"]["decode_ms"] > 0
+    assert set(r["live"]["per_camera"]) == {"bench-0", "bench-1"}
+    for pc in r["live"]["per_camera"].values():  # at the clip's own 10 fps nothing queues for long
+        assert pc["fps"] > 0 and 0 < pc["latency_p50_ms"] <= pc["latency_p95_ms"]
     live = r["peak_rss_live_mb"]
     assert set(live) == {"1", "2"} and 50 < live["1"] < 2000 and 50 < r["peak_rss_mb"] < 2000
     assert r["rss_per_extra_camera_live_mb"] == pytest.approx(live["2"] - live["1"], abs=0.2)
