@@ -210,7 +210,10 @@ class Agent:
             cr.stats.on_processed(frame.t, result.timing_ms.get("detect", 0.0), result.inferred)
             self.events.submit(result.drafts, cr.model)
             if self.on_step is not None:
-                self.on_step(result)
+                try:
+                    self.on_step(result)
+                except Exception as exc:  # an observer's bug (replay drawing, a test) must not stop the camera
+                    self._stage_error(cr, exc)
 
     def _source_status(self, cr: CameraRuntime, status: SourceStatus) -> None:
         if status.state is SourceState.ENDED:
