@@ -116,11 +116,13 @@ def main() -> None:
     print(f"{'work':52} {'jsonschema /s':>14} {'fastjsonschema /s':>18} {'ratio':>6}")
     for name, a, b in rows:
         print(f"{name:52} {a:14,.0f} {b:18,.0f} {b / a:6.1f}")
+    from importlib.metadata import version
+
     print(
         json.dumps(
             {
-                "jsonschema": jsonschema.__version__ if hasattr(jsonschema, "__version__") else "?",
-                "fastjsonschema": fastjsonschema.VERSION,
+                "jsonschema": version("jsonschema"),
+                "fastjsonschema": version("fastjsonschema"),
                 "schemas": str(resources.files("edge.events").joinpath("schemas")),
             }
         )

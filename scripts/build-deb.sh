@@ -2,8 +2,8 @@
 # Build the Debian package a fleet installs: dist/edge_<version>_<arch>.deb.
 #
 #   bash scripts/build-deb.sh                              # this machine's architecture and python3
-#   bash scripts/build-deb.sh --arch arm64 --python 3.11   # Raspberry Pi OS Bookworm, 64-bit
-#   bash scripts/build-deb.sh --arch arm64 --python 3.13   # Raspberry Pi OS Trixie, 64-bit
+#   bash scripts/build-deb.sh --arch arm64 --python 3.11   # Raspberry Pi OS Bookworm, 64-bit (+deb12)
+#   bash scripts/build-deb.sh --arch arm64 --python 3.13   # Raspberry Pi OS Trixie, 64-bit (+deb13)
 #
 # The package carries the edge wheel and every runtime dependency as wheels for the target
 # (downloaded with pip from the hash-locked requirements/box-py<XY>-<machine>.txt, binary only);
@@ -45,7 +45,9 @@ for tool in dpkg-deb python3; do
   command -v "$tool" >/dev/null || { echo "build-deb: $tool is missing (apt-get install dpkg-dev python3-venv)" >&2; exit 2; }
 done
 VERSION=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
-DEBVER="$VERSION-$REVISION"
+# One package per Debian release: its python3 fixes the wheels' CPython ABI.
+case "$PYVER" in 3.11) DIST=deb12 ;; 3.13) DIST=deb13 ;; *) DIST="py$PYTAG" ;; esac
+DEBVER="$VERSION-$REVISION+$DIST"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/edge-deb.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -85,7 +87,7 @@ next_minor="${PYVER%%.*}.$(( ${PYVER##*.} + 1 ))"
 recommends="systemd"
 [ "$ARCH" = arm64 ] && recommends="python3-lgpio, systemd"
 size=$(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
-target="Debian/Raspberry Pi OS, $ARCH"
+target="Debian/Raspberry Pi OS $DIST, $ARCH"
 sed -e "s/@VERSION@/$DEBVER/" -e "s/@ARCH@/$ARCH/" -e "s/@SIZE@/$size/" \
     -e "s/@PYDEPENDS@/python3 (>= $PYVER), python3 (<< $next_minor)/" \
     -e "s/@RECOMMENDS@/$recommends/" -e "s/@PYVER@/$PYVER/" -e "s|@TARGET@|$target|" \
