@@ -3,7 +3,7 @@
 The package is installed into a throwaway root: a copy-on-write overlay of this machine's own Debian
 system, entered with chroot in a private mount namespace, so dpkg, adduser, the maintainer scripts
 and the agent run as on a box while this machine stays untouched. Needs root and overlayfs (CI has
-both). Wall time here: about two minutes (build ~20 s, each dpkg -i ~20 s, the short demo ~15 s).
+both). Wall time: about 95 s on a loaded 2-core machine (build ~20 s, each dpkg -i ~20-30 s).
 """
 
 from __future__ import annotations
