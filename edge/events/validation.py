@@ -70,7 +70,7 @@ def _explain(exc: fastjsonschema.JsonSchemaValueException) -> Problem:
     if rule == "additionalProperties":
         return where, str(exc.message).replace(str(exc.name), "", 1).strip().replace(
             "must not contain", "has unexpected field(s)"
-        ).replace(" properties", "")
+        ).replace(" properties", "")[:300]
     if rule in ("enum", "const"):
         shown = repr(value)[:80]
         allowed = rule_def if rule == "enum" else [rule_def]
