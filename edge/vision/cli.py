@@ -196,7 +196,7 @@ def _register_quantize(msub: Any) -> None:
     q.add_argument(
         "--keep-float",
         default="auto",
-        help="parts left float: 'auto' (default: the head, and the stem too if int8 there loses agreement on the "
+        help="parts left float: 'auto' (default: the head, and the stem too when that gains agreement on the "
         "calibration frames), 'none', or a list such as 'stem,head'",
     )
     q.add_argument(

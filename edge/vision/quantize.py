@@ -14,9 +14,11 @@ ranges come from the site's own frames, pre-processed exactly as the manifest sa
   reshapes, the concatenation of box offsets with scores). One int8 scale for box offsets and
   scores together is what loses most agreement, and these layers are a small part of the time;
 * the **stem** (the first convolution and any depthwise convolution before the next full one,
-  which see raw pixels at full resolution) is kept float only when quantizing it loses agreement
-  on the calibration frames: int8 costs YOLOX-Nano a lot there, NanoDet nothing, and keeping it
-  float costs NanoDet much of its speed-up. ``--keep-float`` fixes the choice.
+  which see raw pixels at full resolution) is kept float only when that gains agreement on the
+  calibration frames: with the head alone float, the candidate with the stem float too is tried
+  unless agreement there is already perfect, and kept only if strictly better. int8 costs
+  YOLOX-Nano a lot in the stem, NanoDet nothing, and a float stem costs NanoDet most of its
+  speed-up. ``--keep-float`` fixes the choice.
 
 Agreement is measured the way the agent sees detections (manifest thresholds, canonical classes):
 each float detection is paired one-to-one with an int8 detection of the same label, highest IoU
@@ -309,6 +311,18 @@ def float_nodes(model: Any, parts: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
+def ladder_step(fits: Sequence[float | None]) -> tuple[int, bool]:
+    """(best candidate so far, whether to try the next) from the fit agreements seen in ladder order.
+
+    Best is the highest agreement on the calibration frames, a tie going to the earlier (faster)
+    candidate; the next is tried unless the last was perfect or had nothing to be judged on.
+    """
+    scores = [-1.0 if f is None else f for f in fits]
+    best = max(range(len(scores)), key=lambda k: (scores[k], -k))
+    last = fits[-1]
+    return best, last is not None and last < 1.0
+
+
 def _conv_group(node: Any) -> int:
     return next((int(a.i) for a in node.attribute if a.name == "group"), 1)
 
@@ -594,7 +608,7 @@ def quantize_model(
         ladder = [opts.keep_float] if opts.keep_float is not None else list(_LADDER)
         fit_imgs = [calibration.images[i] for i in even_split(len(calibration.images), _FIT_FRAMES, 0)[0]]
         fit_float = _detect_all(float_det, fit_imgs) if len(ladder) > 1 else []
-        best: tuple[float, int] | None = None
+        fits: list[float | None] = []
         for k, parts in enumerate(ladder):
             groups = float_nodes(graph, parts)
             exclude = sorted({n for names in groups.values() for n in names})
@@ -611,13 +625,10 @@ def quantize_model(
                     "fit_agreement": fit,
                 }
             )
-            score = -1.0 if fit is None else fit
-            if best is None or score > best[0]:
-                best = (score, k)
-            if fit is None or fit >= opts.min_agreement:
+            fits.append(fit)
+            chosen, go_on = ladder_step(fits)
+            if not go_on:
                 break
-        assert best is not None
-        chosen = best[1]
         tmp_out = out_dir / f".{name}.onnx.part"
         shutil.copyfile(work / f"candidate{chosen}.onnx", tmp_out)
         os.replace(tmp_out, onnx_path)

@@ -18,7 +18,7 @@ import pytest
 
 from edge.types import Detections
 from edge.vision.cli import register
-from edge.vision.quantize import even_split, measure_agreement
+from edge.vision.quantize import even_split, ladder_step, measure_agreement
 from tests.fixtures.assets import require_asset
 
 PERSON_CLIP = "media/intel_one-by-one-person-detection.mp4"
@@ -105,6 +105,22 @@ def test_agreement_without_float_detections_is_undefined() -> None:
     a = measure_agreement([dets()], [dets((*BOX, 0))])
     assert a.fraction is None and a.mean_iou is None and a.int8_detections == 1
     assert a.per_class == {"person": (0, 1)}
+
+
+@pytest.mark.parametrize(
+    ("fits", "best", "try_next"),
+    [
+        ([1.0], 0, False),  # head alone perfect on the calibration frames: stop, keep the stem int8
+        ([0.98], 0, True),  # not perfect: try the stem float too
+        ([0.98, 1.0], 1, False),
+        ([0.98, 0.98], 0, True),  # a tie keeps the faster candidate
+        ([0.5, 0.3], 0, True),
+        ([None], 0, False),  # nothing to judge by (no detections on the calibration frames)
+        ([0.2, None], 0, False),
+    ],
+)
+def test_ladder_step(fits: list[float | None], best: int, try_next: bool) -> None:
+    assert ladder_step(fits) == (best, try_next)
 
 
 # ---- inputs a technician gets wrong ------------------------------------------------------------
@@ -291,6 +307,22 @@ def test_quantize_writes_a_loadable_int8_model_and_installs_it(quantized: dict[s
     onnx = pytest.importorskip("onnx")
     ops = {n.op_type for n in onnx.load(str(onnx_file)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # the parts kept float are float in the graph: YOLOX-Nano's 9 prediction convolutions (cls, reg,
+    # obj at 3 strides) and, with the stem, the stem conv and the depthwise conv after it
+    graph = onnx.load(str(onnx_file)).graph
+    float_w = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    float_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in float_w]
+    keep = report["calibration"]["keep_float"]
+    assert len(float_convs) == 9 + 2 * ("stem" in keep), keep
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    assert producer[graph.output[0].name] != "DequantizeLinear"
+    # auto: the choice follows the ladder rule on the fit agreements it recorded
+    sel = report["calibration"]["selection"]
+    assert [c["keep_float"] for c in sel] == [["head"], ["stem", "head"]][: len(sel)]
+    fits = [c["fit_agreement"] for c in sel]
+    best, _ = ladder_step(fits)
+    assert keep == sel[best]["keep_float"]
+    assert len(sel) == 2 or fits[0] == 1.0
     # installed: the same two files, byte for byte
     inst: Path = quantized["inst"]
     assert sorted(p.name for p in inst.iterdir()) == [onnx_file.name, yaml_file.name]
@@ -363,12 +395,16 @@ def test_impossible_threshold_refuses_and_installs_nothing(
         [
             "model", "quantize", "yolox_nano_416", "--source", str(clip), "--calib", "8", "--holdout", "12",
             "--keep-float", "head", "--out", str(tmp_path / "o"), "--threads", "1", "--repeats", "1",
-            "--install", "--install-dir", str(inst), "--min-agreement", "1.01",
+            "--install", "--install-dir", str(inst), "--min-agreement", "1.01", "--json",
         ],
         capsys,
     )  # fmt: skip
     assert rc == 1, out + err
     assert not inst.exists()
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["installed"] == [] and report["passed"] is False
+    (only,) = report["calibration"]["selection"]  # --keep-float given: no ladder
+    assert only["keep_float"] == ["head"] and only["fit_agreement"] is None
     line = err.strip().splitlines()[-1]
     assert line.startswith("refused to install yolox_nano_416_int8_site:")
     assert "below --min-agreement 101%" in line and "nothing installed" in line
