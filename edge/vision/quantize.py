@@ -15,10 +15,11 @@ ranges come from the site's own frames, pre-processed exactly as the manifest sa
   scores together is what loses most agreement, and these layers are a small part of the time;
 * the **stem** (the first convolution and any depthwise convolution before the next full one,
   which see raw pixels at full resolution) is kept float only when that gains agreement on the
-  calibration frames: with the head alone float, the candidate with the stem float too is tried
-  unless agreement there is already perfect, and kept only if strictly better. int8 costs
-  YOLOX-Nano a lot in the stem, NanoDet nothing, and a float stem costs NanoDet most of its
-  speed-up. ``--keep-float`` fixes the choice.
+  calibration frames: unless the head-only candidate matches every float detection there, the
+  candidate with the stem float too is tried and kept if it matches more, or as many with a mean
+  IoU at least 0.01 higher. int8 costs YOLOX-Nano a lot in the stem (its agreement on unseen
+  scenes drops most there), NanoDet nothing, and a float stem costs NanoDet most of its speed-up.
+  ``--keep-float`` fixes the choice.
 
 Agreement is measured the way the agent sees detections (manifest thresholds, canonical classes):
 each float detection is paired one-to-one with an int8 detection of the same label, highest IoU
@@ -65,6 +66,7 @@ METHODS = ("minmax-avg", "minmax", "percentile", "entropy")
 PARTS = ("stem", "head")
 _LADDER: tuple[tuple[str, ...], ...] = (("head",), ("stem", "head"))  # tried in order by --keep-float auto
 _FIT_FRAMES = 64  # at most this many calibration frames choose between the ladder's candidates
+_FIT_IOU_GAIN = 0.01  # mean IoU a slower candidate must gain, at equal matched fraction, to be chosen
 _MIN_OPSET = 13
 INSTALL_HINT = "pip install edge[quantize]"
 
@@ -311,16 +313,21 @@ def float_nodes(model: Any, parts: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def ladder_step(fits: Sequence[float | None]) -> tuple[int, bool]:
-    """(best candidate so far, whether to try the next) from the fit agreements seen in ladder order.
+def ladder_step(fits: Sequence[tuple[float, float] | None]) -> tuple[int, bool]:
+    """(best candidate so far, whether to try the next) from the fits seen in ladder order.
 
-    Best is the highest agreement on the calibration frames, a tie going to the earlier (faster)
-    candidate; the next is tried unless the last was perfect or had nothing to be judged on.
+    A fit is (matched fraction, mean IoU) on the calibration frames, None when the float model
+    found nothing there. A later (slower) candidate beats the best so far with a higher matched
+    fraction, or the same fraction and a mean IoU higher by at least ``_FIT_IOU_GAIN``. The next is
+    tried unless the last matched everything or had nothing to be judged on.
     """
-    scores = [-1.0 if f is None else f for f in fits]
-    best = max(range(len(scores)), key=lambda k: (scores[k], -k))
+    best = 0
+    for k in range(1, len(fits)):
+        f, b = fits[k], fits[best]
+        if f is not None and (b is None or f[0] > b[0] or (f[0] == b[0] and f[1] >= b[1] + _FIT_IOU_GAIN)):
+            best = k
     last = fits[-1]
-    return best, last is not None and last < 1.0
+    return best, last is not None and last[0] < 1.0
 
 
 def _conv_group(node: Any) -> int:
@@ -506,7 +513,11 @@ class QuantizeReport:
             f"kept float: {kept} ({self.quantize_s:.0f} s)",
         ]
         for s in self.selection:
-            fit = "n/a" if s["fit_agreement"] is None else f"{s['fit_agreement']:.1%}"
+            fit = (
+                "n/a"
+                if s["fit_agreement"] is None
+                else f"{s['fit_agreement']:.1%} matched, mean IoU {s['fit_mean_iou']:.3f}"
+            )
             lines.append(
                 f"  candidate keep-float {'+'.join(s['keep_float']) or 'none'}: {fit} on calibration frames"
             )
@@ -608,21 +619,24 @@ def quantize_model(
         ladder = [opts.keep_float] if opts.keep_float is not None else list(_LADDER)
         fit_imgs = [calibration.images[i] for i in even_split(len(calibration.images), _FIT_FRAMES, 0)[0]]
         fit_float = _detect_all(float_det, fit_imgs) if len(ladder) > 1 else []
-        fits: list[float | None] = []
+        fits: list[tuple[float, float] | None] = []
         for k, parts in enumerate(ladder):
             groups = float_nodes(graph, parts)
             exclude = sorted({n for names in groups.values() for n in names})
             cand = work / f"candidate{k}.onnx"
             _quantize(prepared, cand, cal_feeds, opts.method, exclude)
-            fit: float | None = None
+            fit: tuple[float, float] | None = None
             if len(ladder) > 1:
                 det = OnnxDetector(manifest, cfg, model_path=cand, warmup=False)
-                fit = measure_agreement(fit_float, _detect_all(det, fit_imgs)).fraction
+                a = measure_agreement(fit_float, _detect_all(det, fit_imgs))
+                if a.fraction is not None and a.mean_iou is not None:
+                    fit = (a.fraction, a.mean_iou)
             selection.append(
                 {
                     "keep_float": list(parts),
                     "nodes": {p: len(v) for p, v in groups.items()},
-                    "fit_agreement": fit,
+                    "fit_agreement": None if fit is None else fit[0],
+                    "fit_mean_iou": None if fit is None else fit[1],
                 }
             )
             fits.append(fit)

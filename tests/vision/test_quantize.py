@@ -110,16 +110,17 @@ def test_agreement_without_float_detections_is_undefined() -> None:
 @pytest.mark.parametrize(
     ("fits", "best", "try_next"),
     [
-        ([1.0], 0, False),  # head alone perfect on the calibration frames: stop, keep the stem int8
-        ([0.98], 0, True),  # not perfect: try the stem float too
-        ([0.98, 1.0], 1, False),
-        ([0.98, 0.98], 0, True),  # a tie keeps the faster candidate
-        ([0.5, 0.3], 0, True),
+        ([(1.0, 0.95)], 0, False),  # head alone matches everything on the calibration frames: stop
+        ([(0.98, 0.90)], 0, True),  # not everything: try the stem float too
+        ([(0.98, 0.90), (1.0, 0.90)], 1, False),  # more matched
+        ([(0.98, 0.90), (0.98, 0.95)], 1, True),  # as many matched, boxes closer by >= 0.01
+        ([(0.98, 0.90), (0.98, 0.905)], 0, True),  # a hair closer is not worth the slower stem
+        ([(0.98, 0.90), (0.90, 0.99)], 0, True),
         ([None], 0, False),  # nothing to judge by (no detections on the calibration frames)
-        ([0.2, None], 0, False),
+        ([(0.2, 0.2), None], 0, False),
     ],
 )
-def test_ladder_step(fits: list[float | None], best: int, try_next: bool) -> None:
+def test_ladder_step(fits: list[tuple[float, float] | None], best: int, try_next: bool) -> None:
     assert ladder_step(fits) == (best, try_next)
 
 
@@ -319,10 +320,10 @@ def test_quantize_writes_a_loadable_int8_model_and_installs_it(quantized: dict[s
     # auto: the choice follows the ladder rule on the fit agreements it recorded
     sel = report["calibration"]["selection"]
     assert [c["keep_float"] for c in sel] == [["head"], ["stem", "head"]][: len(sel)]
-    fits = [c["fit_agreement"] for c in sel]
+    fits = [None if c["fit_agreement"] is None else (c["fit_agreement"], c["fit_mean_iou"]) for c in sel]
     best, _ = ladder_step(fits)
     assert keep == sel[best]["keep_float"]
-    assert len(sel) == 2 or fits[0] == 1.0
+    assert len(sel) == 2 or fits[0] is None or fits[0][0] == 1.0
     # installed: the same two files, byte for byte
     inst: Path = quantized["inst"]
     assert sorted(p.name for p in inst.iterdir()) == [onnx_file.name, yaml_file.name]
