@@ -49,19 +49,17 @@ import numpy as np
 import yaml
 
 from edge.capture.opencv import IMAGE_EXT, read_video_frames, video_frame_count
-from edge.classes import class_name
 from edge.config.detector import DetectorConfig
 from edge.errors import CaptureError, ModelError
 from edge.types import Detections
+from edge.vision.agreement import IOU_MATCH, Agreement, measure_agreement
 from edge.vision.detector import OnnxDetector
 from edge.vision.manifest import Manifest, file_sha256, load_manifest, resolve_model_file
-from edge.vision.nms import iou_matrix
 from edge.vision.preprocess import Preprocessor, read_image
 from edge.vision.runtime import OnnxSession
 
 log = logging.getLogger(__name__)
 
-IOU_MATCH = 0.7
 METHODS = ("minmax-avg", "minmax", "percentile", "entropy")
 PARTS = ("stem", "head")
 _LADDER: tuple[tuple[str, ...], ...] = (("head",), ("stem", "head"))  # tried in order by --keep-float auto
@@ -167,85 +165,6 @@ def take_frames(path: str, kind: str, n_calib: int, n_hold: int) -> tuple[SiteFr
     return (
         SiteFrames(path, kind, total, list(cal), [got[i] for i in cal]),
         SiteFrames(path, kind, total, list(hold), [got[i] for i in hold]),
-    )
-
-
-# ---- agreement ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Agreement:
-    """How far the int8 model's detections agree with the float model's on the same frames."""
-
-    frames: int
-    float_detections: int
-    int8_detections: int
-    matched: int  # float detections paired with an int8 one of the same label at IoU >= 0.7
-    iou_sum: float  # IoU of each float detection's pair (0 when unpaired), summed
-    per_class: dict[str, tuple[int, int]]  # canonical class -> (float count, int8 count)
-
-    @property
-    def fraction(self) -> float | None:
-        """Matched fraction of the float detections; None when the float model found nothing."""
-        return self.matched / self.float_detections if self.float_detections else None
-
-    @property
-    def mean_iou(self) -> float | None:
-        return self.iou_sum / self.float_detections if self.float_detections else None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "frames": self.frames,
-            "iou_match": IOU_MATCH,
-            "float_detections": self.float_detections,
-            "int8_detections": self.int8_detections,
-            "matched": self.matched,
-            "matched_fraction": self.fraction,
-            "mean_iou": self.mean_iou,
-            "per_class": {k: {"float": f, "int8": q} for k, (f, q) in self.per_class.items()},
-        }
-
-
-def pair_detections(a: Detections, b: Detections) -> list[tuple[int, int, float]]:
-    """One-to-one pairs (i in a, j in b, IoU) of the same label, highest IoU first, IoU > 0."""
-    if len(a.xyxy) == 0 or len(b.xyxy) == 0:
-        return []
-    iou = iou_matrix(a.xyxy.astype(np.float64), b.xyxy.astype(np.float64))
-    iou[a.label_id[:, None] != b.label_id[None, :]] = 0.0
-    pairs: list[tuple[int, int, float]] = []
-    used_a: set[int] = set()
-    used_b: set[int] = set()
-    for flat in np.argsort(-iou, axis=None, kind="stable"):
-        i, j = divmod(int(flat), iou.shape[1])
-        v = float(iou[i, j])
-        if v <= 0.0:
-            break
-        if i in used_a or j in used_b:
-            continue
-        used_a.add(i)
-        used_b.add(j)
-        pairs.append((i, j, v))
-    return pairs
-
-
-def measure_agreement(float_dets: Sequence[Detections], int8_dets: Sequence[Detections]) -> Agreement:
-    matched = 0
-    iou_sum = 0.0
-    counts: dict[str, list[int]] = {}
-    for f, q in zip(float_dets, int8_dets, strict=True):
-        for side, dets in enumerate((f, q)):
-            for cid in dets.class_id:
-                counts.setdefault(class_name(int(cid)), [0, 0])[side] += 1
-        for _, _, v in pair_detections(f, q):
-            iou_sum += v
-            matched += v >= IOU_MATCH
-    return Agreement(
-        frames=len(float_dets),
-        float_detections=sum(len(d.xyxy) for d in float_dets),
-        int8_detections=sum(len(d.xyxy) for d in int8_dets),
-        matched=matched,
-        iou_sum=iou_sum,
-        per_class={k: (v[0], v[1]) for k, v in sorted(counts.items())},
     )
 
 
@@ -595,7 +514,7 @@ def quantize_model(
 ) -> QuantizeReport:
     """Quantize model ``ref`` on ``calibration`` frames; judge it on ``holdout``; write .onnx + manifest."""
     opts.check()
-    onnx = require_onnx()
+    require_onnx()
     manifest = load_manifest(ref)
     float_path = resolve_model_file(manifest)
     if not calibration.images:
@@ -611,38 +530,13 @@ def quantize_model(
     cfg = DetectorConfig(threads=opts.threads[0])
     float_det = OnnxDetector(manifest, cfg)
     t0 = time.perf_counter()
-    selection: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edge-quantize-") as tmp:
         work = Path(tmp)
         prepared = _prepare(float_path, work)
-        graph = onnx.load(str(prepared))
         ladder = [opts.keep_float] if opts.keep_float is not None else list(_LADDER)
+        job = _Job(prepared, work, cal_feeds, opts.method)
         fit_imgs = [calibration.images[i] for i in even_split(len(calibration.images), _FIT_FRAMES, 0)[0]]
-        fit_float = _detect_all(float_det, fit_imgs) if len(ladder) > 1 else []
-        fits: list[tuple[float, float] | None] = []
-        for k, parts in enumerate(ladder):
-            groups = float_nodes(graph, parts)
-            exclude = sorted({n for names in groups.values() for n in names})
-            cand = work / f"candidate{k}.onnx"
-            _quantize(prepared, cand, cal_feeds, opts.method, exclude)
-            fit: tuple[float, float] | None = None
-            if len(ladder) > 1:
-                det = OnnxDetector(manifest, cfg, model_path=cand, warmup=False)
-                a = measure_agreement(fit_float, _detect_all(det, fit_imgs))
-                if a.fraction is not None and a.mean_iou is not None:
-                    fit = (a.fraction, a.mean_iou)
-            selection.append(
-                {
-                    "keep_float": list(parts),
-                    "nodes": {p: len(v) for p, v in groups.items()},
-                    "fit_agreement": None if fit is None else fit[0],
-                    "fit_mean_iou": None if fit is None else fit[1],
-                }
-            )
-            fits.append(fit)
-            chosen, go_on = ladder_step(fits)
-            if not go_on:
-                break
+        selection, chosen = _climb(ladder, job, float_det, fit_imgs)
         tmp_out = out_dir / f".{name}.onnx.part"
         shutil.copyfile(work / f"candidate{chosen}.onnx", tmp_out)
         os.replace(tmp_out, onnx_path)
@@ -678,6 +572,54 @@ def quantize_model(
         json.dumps(report.as_dict(), indent=1) + "\n", encoding="utf-8"
     )
     return report
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A prepared graph, a scratch folder, the calibration feeds and the range method."""
+
+    prepared: Path
+    work: Path
+    feeds: list[dict[str, np.ndarray]] = field(repr=False)
+    method: str
+
+
+def _climb(
+    ladder: list[tuple[str, ...]], job: _Job, float_det: OnnxDetector, fit_imgs: list[np.ndarray]
+) -> tuple[list[dict[str, Any]], int]:
+    """Quantize each candidate of the ladder in turn (``work/candidate<k>.onnx``) until
+    ``ladder_step`` says stop; with more than one candidate, each is judged on ``fit_imgs`` (the
+    calibration frames). Returns what was tried (for the report) and the index of the one kept."""
+    manifest = float_det.manifest
+    graph = require_onnx().load(str(job.prepared))
+    fit_float = _detect_all(float_det, fit_imgs) if len(ladder) > 1 else []
+    selection: list[dict[str, Any]] = []
+    fits: list[tuple[float, float] | None] = []
+    chosen = 0
+    for k, parts in enumerate(ladder):
+        groups = float_nodes(graph, parts)
+        exclude = sorted({n for names in groups.values() for n in names})
+        cand = job.work / f"candidate{k}.onnx"
+        _quantize(job.prepared, cand, job.feeds, job.method, exclude)
+        fit: tuple[float, float] | None = None
+        if len(ladder) > 1:
+            det = OnnxDetector(manifest, float_det.cfg, model_path=cand, warmup=False)
+            a = measure_agreement(fit_float, _detect_all(det, fit_imgs))
+            if a.fraction is not None and a.mean_iou is not None:
+                fit = (a.fraction, a.mean_iou)
+        selection.append(
+            {
+                "keep_float": list(parts),
+                "nodes": {p: len(v) for p, v in groups.items()},
+                "fit_agreement": None if fit is None else fit[0],
+                "fit_mean_iou": None if fit is None else fit[1],
+            }
+        )
+        fits.append(fit)
+        chosen, go_on = ladder_step(fits)
+        if not go_on:
+            break
+    return selection, chosen
 
 
 def write_manifest(report: QuantizeReport) -> None:

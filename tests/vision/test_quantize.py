@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from edge.types import Detections
+from edge.vision.agreement import measure_agreement
 from edge.vision.cli import register
-from edge.vision.quantize import even_split, ladder_step, measure_agreement
+from edge.vision.quantize import even_split, ladder_step
 from tests.fixtures.assets import require_asset
 
 PERSON_CLIP = "media/intel_one-by-one-person-detection.mp4"
