@@ -22,7 +22,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -384,8 +384,9 @@ def video_frame_count(path: str) -> int:
 _SEEK_GAP = 300  # frames: closer wanted frames are reached by decoding forward, farther ones by seeking
 
 
-def read_video_frames(path: str, indices: list[int]) -> list[tuple[int, np.ndarray]]:
-    """``(index, BGR image)`` for each wanted 0-based frame index of a video file, in order.
+def iter_video_frames(path: str, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, BGR image)`` for each wanted 0-based frame index of a video file, in order,
+    one decoded frame in memory at a time.
 
     Close frames are reached by decoding forward (exact); a gap of more than 300 frames is
     seeked (the container's seek, exact for the usual H.264/MP4 files). Frames past the real end
@@ -396,7 +397,6 @@ def read_video_frames(path: str, indices: list[int]) -> list[tuple[int, np.ndarr
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise CaptureError(f"cannot open {path} as a video (unsupported container or codec)")
-    out: list[tuple[int, np.ndarray]] = []
     pos = 0
     try:
         for want in sorted(set(indices)):
@@ -411,7 +411,11 @@ def read_video_frames(path: str, indices: list[int]) -> list[tuple[int, np.ndarr
             if not ok or image is None:
                 break
             pos += 1
-            out.append((want, image))
+            yield want, image
     finally:
         cap.release()
-    return out
+
+
+def read_video_frames(path: str, indices: list[int]) -> list[tuple[int, np.ndarray]]:
+    """``iter_video_frames`` as a list."""
+    return list(iter_video_frames(path, indices))

@@ -191,7 +191,8 @@ def _register_quantize(msub: Any) -> None:
     q.add_argument(
         "--calibration",
         default="minmax-avg",
-        help="range method: minmax-avg (default: per-frame extremes averaged), minmax, percentile, entropy",
+        help="range method: minmax-avg (default: per-frame extremes averaged), minmax, percentile, entropy "
+        "(the last two hold every activation of every calibration frame in memory: several GB)",
     )
     q.add_argument(
         "--keep-float",
@@ -267,7 +268,9 @@ def cmd_model_quantize(args: argparse.Namespace) -> int:
             return 2
     print(json.dumps(report.as_dict()) if args.json else report.text(), flush=True)
     if not report.passed:
-        hint = "try more --calib frames, footage closer to the site, or --keep-float stem,head"
+        hint = "try more --calib frames or footage closer to the site" + (
+            "" if "stem" in report.keep_float else ", or --keep-float stem,head"
+        )
         if args.install:
             print(
                 f"refused to install {report.name}: {report.verdict()}; nothing installed ({hint})",

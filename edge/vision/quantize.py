@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edge.capture.opencv import IMAGE_EXT, read_video_frames, video_frame_count
+from edge.capture.opencv import IMAGE_EXT, iter_video_frames, video_frame_count
 from edge.config.detector import DetectorConfig
 from edge.errors import CaptureError, ModelError
 from edge.types import Detections
@@ -89,13 +89,35 @@ def require_onnx() -> Any:
 
 @dataclass(frozen=True)
 class SiteFrames:
-    """Frames taken from one source: a video (ids are frame indices) or a folder (file names)."""
+    """Frames sampled from one source: a video (ids are frame indices) or a folder (file names).
+
+    Iterating reads them again from the source, one frame in memory at a time: 128 frames of a
+    1080p camera would otherwise hold 800 MB on a box with 2-4 GB.
+    """
 
     origin: str
     kind: str  # "video" or "images"
     total: int  # frames (or images) in the source
     ids: list[int | str]
-    images: list[np.ndarray] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self.kind == "images":
+            for name in self.ids:
+                try:
+                    yield read_image(str(Path(self.origin) / str(name)))
+                except ValueError as exc:
+                    raise CaptureError(str(exc)) from None
+        else:
+            for _, image in iter_video_frames(self.origin, [int(i) for i in self.ids]):
+                yield image
+
+    def subset(self, n: int) -> SiteFrames:
+        """At most ``n`` of these frames, spread evenly."""
+        keep = even_split(len(self.ids), n, 0)[0]
+        return SiteFrames(self.origin, self.kind, self.total, [self.ids[k] for k in keep])
 
 
 def even_split(total: int, n_calib: int, n_hold: int) -> tuple[list[int], list[int]]:
@@ -132,25 +154,25 @@ def list_images(folder: str) -> list[Path]:
 
 
 def take_frames(path: str, kind: str, n_calib: int, n_hold: int) -> tuple[SiteFrames, SiteFrames]:
-    """Calibration and hold-out frames sampled evenly from a video file or an image folder."""
+    """Calibration and hold-out frames sampled evenly from a video file or an image folder.
+
+    Every sampled frame is read once here, so an unreadable file or a video shorter than its
+    container states is found before any work is done.
+    """
     if kind == "images":
         files = list_images(path)
-        total = len(files)
-        cal, hold = even_split(total, n_calib, n_hold)
-
-        def load(idx: list[int]) -> SiteFrames:
-            imgs = []
-            for i in idx:
-                try:
-                    imgs.append(read_image(str(files[i])))
-                except ValueError as exc:
-                    raise CaptureError(str(exc)) from None
-            return SiteFrames(path, kind, total, [files[i].name for i in idx], imgs)
-
-        return load(cal), load(hold)
+        cal, hold = even_split(len(files), n_calib, n_hold)
+        out = (
+            SiteFrames(path, kind, len(files), [files[i].name for i in cal]),
+            SiteFrames(path, kind, len(files), [files[i].name for i in hold]),
+        )
+        for frames in out:
+            for _ in frames:  # raises CaptureError naming an unreadable image
+                pass
+        return out
     total = video_frame_count(path)
     cal, hold = even_split(total, n_calib, n_hold)
-    got = dict(read_video_frames(path, cal + hold))
+    got = {i for i, _ in iter_video_frames(path, cal + hold)}
     if len(got) < len(cal) + len(hold):
         # the container over-stated its length: sample again within what was really there
         real = max(got) + 1 if got else 0
@@ -159,12 +181,10 @@ def take_frames(path: str, kind: str, n_calib: int, n_hold: int) -> tuple[SiteFr
             raise CaptureError(f"{path}: no frame could be decoded")
         total = real
         cal, hold = even_split(total, n_calib, n_hold)
-        got = dict(read_video_frames(path, cal + hold))
-    cal = [i for i in cal if i in got]
-    hold = [i for i in hold if i in got]
+        got = {i for i, _ in iter_video_frames(path, cal + hold)}
     return (
-        SiteFrames(path, kind, total, list(cal), [got[i] for i in cal]),
-        SiteFrames(path, kind, total, list(hold), [got[i] for i in hold]),
+        SiteFrames(path, kind, total, [i for i in cal if i in got]),
+        SiteFrames(path, kind, total, [i for i in hold if i in got]),
     )
 
 
@@ -464,16 +484,22 @@ class QuantizeReport:
         return "\n".join(lines)
 
 
-def _feeds(pre: Preprocessor, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-    out = []
-    for img in images:
-        feeds, _ = pre(img)
-        out.append({k: v.copy() for k, v in feeds.items()})  # the pre-processor may reuse buffers
-    return out
+def _feeds(pre: Preprocessor, image: np.ndarray) -> dict[str, np.ndarray]:
+    feeds, _ = pre(image)
+    return {k: v.copy() for k, v in feeds.items()}  # the pre-processor may reuse its buffers
 
 
-def _detect_all(det: OnnxDetector, images: Sequence[np.ndarray]) -> list[Detections]:
-    return [det.detect_image(img) for img in images]
+def _detect_both(
+    a: OnnxDetector, b: OnnxDetector | None, frames: SiteFrames
+) -> tuple[list[Detections], list[Detections]]:
+    """Detections of ``a`` and ``b`` (if given) on every frame, in one pass over the source."""
+    da: list[Detections] = []
+    db: list[Detections] = []
+    for img in frames:
+        da.append(a.detect_image(img))
+        if b is not None:
+            db.append(b.detect_image(img))
+    return da, db
 
 
 def bench_pair(
@@ -517,16 +543,16 @@ def quantize_model(
     require_onnx()
     manifest = load_manifest(ref)
     float_path = resolve_model_file(manifest)
-    if not calibration.images:
+    if not len(calibration):
         raise CaptureError(f"no calibration frames could be taken from {calibration.origin}")
-    if not holdout.images:
+    if not len(holdout):
         raise CaptureError(f"no held-out frames could be taken from {holdout.origin}")
     name = opts.name or f"{manifest.name}_int8_site"
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}.onnx"
     manifest_path = out_dir / f"{name}.yaml"
     pre = Preprocessor(manifest.input)
-    cal_feeds = _feeds(pre, calibration.images)
+    cal_feeds = [_feeds(pre, img) for img in calibration]
     cfg = DetectorConfig(threads=opts.threads[0])
     float_det = OnnxDetector(manifest, cfg)
     t0 = time.perf_counter()
@@ -535,8 +561,7 @@ def quantize_model(
         prepared = _prepare(float_path, work)
         ladder = [opts.keep_float] if opts.keep_float is not None else list(_LADDER)
         job = _Job(prepared, work, cal_feeds, opts.method)
-        fit_imgs = [calibration.images[i] for i in even_split(len(calibration.images), _FIT_FRAMES, 0)[0]]
-        selection, chosen = _climb(ladder, job, float_det, fit_imgs)
+        selection, chosen = _climb(ladder, job, float_det, calibration.subset(_FIT_FRAMES))
         tmp_out = out_dir / f".{name}.onnx.part"
         shutil.copyfile(work / f"candidate{chosen}.onnx", tmp_out)
         os.replace(tmp_out, onnx_path)
@@ -545,10 +570,8 @@ def quantize_model(
     sha = file_sha256(onnx_path)
 
     int8_det = OnnxDetector(manifest, cfg, model_path=onnx_path)
-    agreement = measure_agreement(
-        _detect_all(float_det, holdout.images), _detect_all(int8_det, holdout.images)
-    )
-    bench_feeds = _feeds(pre, holdout.images[:1])[0]
+    agreement = measure_agreement(*_detect_both(float_det, int8_det, holdout))
+    bench_feeds = _feeds(pre, next(iter(holdout)))
     speed = [bench_pair(float_path, onnx_path, bench_feeds, t, opts.repeats) for t in opts.threads]
     report = QuantizeReport(
         float_model=manifest,
@@ -585,14 +608,14 @@ class _Job:
 
 
 def _climb(
-    ladder: list[tuple[str, ...]], job: _Job, float_det: OnnxDetector, fit_imgs: list[np.ndarray]
+    ladder: list[tuple[str, ...]], job: _Job, float_det: OnnxDetector, fit_frames: SiteFrames
 ) -> tuple[list[dict[str, Any]], int]:
     """Quantize each candidate of the ladder in turn (``work/candidate<k>.onnx``) until
-    ``ladder_step`` says stop; with more than one candidate, each is judged on ``fit_imgs`` (the
+    ``ladder_step`` says stop; with more than one candidate, each is judged on ``fit_frames`` (the
     calibration frames). Returns what was tried (for the report) and the index of the one kept."""
     manifest = float_det.manifest
     graph = require_onnx().load(str(job.prepared))
-    fit_float = _detect_all(float_det, fit_imgs) if len(ladder) > 1 else []
+    fit_float = _detect_both(float_det, None, fit_frames)[0] if len(ladder) > 1 else []
     selection: list[dict[str, Any]] = []
     fits: list[tuple[float, float] | None] = []
     chosen = 0
@@ -604,7 +627,7 @@ def _climb(
         fit: tuple[float, float] | None = None
         if len(ladder) > 1:
             det = OnnxDetector(manifest, float_det.cfg, model_path=cand, warmup=False)
-            a = measure_agreement(fit_float, _detect_all(det, fit_imgs))
+            a = measure_agreement(fit_float, _detect_both(det, None, fit_frames)[0])
             if a.fraction is not None and a.mean_iou is not None:
                 fit = (a.fraction, a.mean_iou)
         selection.append(

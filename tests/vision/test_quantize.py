@@ -158,6 +158,7 @@ def test_missing_onnx_names_the_extra(
         (["no_such_model", "--images", "{frames}"], "unknown model 'no_such_model'"),
         (["yolox_nano_416", "--images", "{tmp}/empty"], "no images"),
         (["yolox_nano_416", "--images", "{tmp}/absent"], "not a folder"),
+        (["yolox_nano_416", "--images", "{tmp}/bad"], "x.png: cannot read as an image"),
         (["yolox_nano_416", "--source", "{tmp}/absent.mp4"], "absent.mp4 not found"),
         (["yolox_nano_416", "--images", "{frames}", "--calib", "0"], "--calib 0"),
         (["yolox_nano_416", "--images", "{frames}", "--keep-float", "neck"], "--keep-float neck"),
@@ -169,6 +170,8 @@ def test_bad_input_is_one_line_and_exit_2(
     args: list[str], message: str, frames_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"not a png at all")
     argv = [a.format(frames=frames_dir, tmp=tmp_path) for a in args]
     rc, out, err = cli(["model", "quantize", *argv, "--out", str(tmp_path / "o")], capsys)
     assert rc == 2, out + err
@@ -410,6 +413,7 @@ def test_impossible_threshold_refuses_and_installs_nothing(
     line = err.strip().splitlines()[-1]
     assert line.startswith("refused to install yolox_nano_416_int8_site:")
     assert "below --min-agreement 101%" in line and "nothing installed" in line
+    assert "--keep-float stem,head" in line  # the stem was quantized: the hint offers keeping it float
     assert "% of float detections (" in line and "at IoU >= 0.7 on 12 held-out frames" in line
 
 
