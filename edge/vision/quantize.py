@@ -7,9 +7,9 @@ ranges come from the site's own frames, pre-processed exactly as the manifest sa
 ``Preprocessor`` the agent runs). Defaults, chosen by measurement (docs/models.md):
 
 * calibration ``minmax-avg``: the mean over frames of each tensor's per-frame minimum and
-  maximum. The plain global min/max lets one unusual frame stretch a range and lose resolution
-  everywhere else; histogram methods (percentile, entropy) took 5-20x longer here for no better
-  agreement;
+  maximum, so one unusual frame cannot stretch a range alone. The global min/max agreed no
+  better; the histogram methods (percentile, entropy) took 5-11x longer and hold every
+  activation of every frame in memory (8.6 GB peak at 64 frames) for no better agreement;
 * the **head** stays float: the last convolutions and everything after them (sigmoids,
   reshapes, the concatenation of box offsets with scores). One int8 scale for box offsets and
   scores together is what loses most agreement, and these layers are a small part of the time;
