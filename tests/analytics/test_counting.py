@@ -15,10 +15,10 @@ import pytest
 
 from edge.classes import CAR, PERSON
 from edge.config import parse_config
-from edge.errors import ConfigError
 from edge.config.rules import RulesConfig
 from edge.config.site import CameraConfig
 from edge.config.zones import ZoneConfig
+from edge.errors import ConfigError
 from edge.geometry import points_in_polygon, reach_frame_edges, to_pixels
 from edge.rules import CameraAnalytics
 from edge.tracking import ByteTracker
