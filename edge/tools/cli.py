@@ -43,7 +43,8 @@ def summary_text(summary: dict[str, Any]) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from edge.tools.assets import ensure_model_path
-    from edge.tools.eval import EvalOptions, format_report, run_eval
+    from edge.tools.eval import EvalOptions, run_eval
+    from edge.tools.eval_report import format_report
 
     ensure_model_path()
     report = run_eval(

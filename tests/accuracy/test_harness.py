@@ -13,13 +13,12 @@ from edge.cli import main
 from edge.errors import ConfigError
 from edge.tools.eval import (
     EvalOptions,
-    aggregates,
     attributed_bikes,
-    format_report,
     match_episodes,
     match_operators,
     run_eval,
 )
+from edge.tools.eval_report import aggregates, format_report
 from edge.tools.eval_spec import CaseSpec, load_spec
 from tests.accuracy.readme import REPO, figures
 from tests.fixtures.assets import require_asset

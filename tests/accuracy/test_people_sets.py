@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.tools.eval import EvalOptions, format_report, run_eval
+from edge.tools.eval import EvalOptions, run_eval
+from edge.tools.eval_report import format_report
 from tests.accuracy.readme import REPO, row_for
 from tests.fixtures.assets import require_asset
 
