@@ -282,7 +282,9 @@ class CameraAnalytics:
             return out
         free = detections
         if len(tracks):
-            free = free[iou_matrix(free.xyxy, tracks.xyxy).max(axis=1) < _TAKEN_IOU]
+            same = iou_matrix(free.xyxy, tracks.xyxy) >= _TAKEN_IOU
+            same &= free.class_id[:, None] == tracks.class_id[None, :]
+            free = free[~same.any(axis=1)]
         if self.masks_px and len(free):
             masked = np.zeros(len(free), bool)
             for poly in self.masks_px:

@@ -123,15 +123,16 @@ def detector_identity(cam: CameraConfig, sha256: str) -> str:
 
 
 class _EvalAgent(Agent):
-    """The agent, its camera's detector wrapped in ``CachedDetector`` before the camera starts."""
+    """The agent, its camera's ONNX detector wrapped in ``CachedDetector`` before the camera starts."""
 
     cache_dir: Path | None = None
     wrapped: CachedDetector | None = None
 
     def _start_camera(self, cr: CameraRuntime) -> None:
         det = cr.pipeline.detector
-        self.wrapped = CachedDetector(det, detector_identity(cr.cam, det.sha256), self.cache_dir)
-        cr.pipeline.detector = self.wrapped
+        if cr.cam.model != "motion":  # the motion backend keeps state from frame to frame: never memoised
+            self.wrapped = CachedDetector(det, detector_identity(cr.cam, det.sha256), self.cache_dir)
+            cr.pipeline.detector = self.wrapped
         super()._start_camera(cr)
 
 
@@ -212,7 +213,7 @@ class CaseResult:
     frames: int = 0
     video_s: float = 0.0
     wall_s: float = 0.0
-    inferred: int = 0
+    inferred: int | None = 0  # model inferences run (None: the model-free backend, every frame)
     rows: list[Row] = field(default_factory=list)
     episodes: list[EpisodeResult] = field(default_factory=list)
     episodes_checked: bool = False  # the case labels episodes (possibly none)
@@ -376,7 +377,7 @@ def run_case(
         frames=rec.frames,
         video_s=round(rec.video_s, 3),
         wall_s=round(wall, 3),
-        inferred=agent.wrapped.inferred if agent.wrapped is not None else 0,
+        inferred=agent.wrapped.inferred if agent.wrapped is not None else None,
     )
     end_bare = bare.counts(rec.last_image, cam) if bare is not None and rec.last_image is not None else None
     for zone, by_class in case.truth.counts.items():
@@ -518,9 +519,8 @@ def run_eval(opts: EvalOptions, stream: IO[str] | None = None) -> dict[str, Any]
             )
             results.append(res)
             if opts.progress:
-                err.write(
-                    f"    {res.frames} frames ({res.video_s:.1f} s) in {res.wall_s:.1f} s, {res.inferred} inferred\n"
-                )
+                inferred = "" if res.inferred is None else f", {res.inferred} inferred"
+                err.write(f"    {res.frames} frames ({res.video_s:.1f} s) in {res.wall_s:.1f} s{inferred}\n")
                 err.flush()
     finally:
         quiet.setLevel(old_level)
