@@ -43,6 +43,25 @@ def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iw
 
 
+def ios_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,M) intersection over the *smaller* box's area of xyxy boxes ``a`` (N,4) and ``b`` (M,4).
+
+    1.0 when one box lies wholly inside the other whatever their sizes (where IoU would be small):
+    the test for a fragment of an object inside the whole object's box.
+    """
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return np.zeros((a.shape[0], b.shape[0]), np.float32)
+    inter = _intersection(a, b)
+    area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
+    area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
+    np.maximum(smaller, 1e-6, out=smaller)
+    inter /= smaller
+    return inter
+
+
 def anchors(xyxy: np.ndarray) -> np.ndarray:
     """Bottom-centre of each xyxy box, (N,2): where an object stands on the ground."""
     b = np.asarray(xyxy).reshape(-1, 4)
@@ -93,6 +112,58 @@ def distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     u = np.clip((ap * ab[None]).sum(axis=2) / denom[None], 0.0, 1.0)
     closest = a[None] + u[..., None] * ab[None]
     return np.sqrt(((pts[:, None, :] - closest) ** 2).sum(axis=2)).min(axis=1)
+
+
+FRAME_EDGE_TOL = 1e-3  # a normalised coordinate this close to 0 or 1 lies on the frame border
+FRAME_EDGE_PAD_PX = 2.0  # how far past the border such a vertex is moved when compiled to pixels
+
+
+def reach_frame_edges(
+    polygon: np.ndarray, width: float, height: float, pad: float = FRAME_EDGE_PAD_PX
+) -> np.ndarray:
+    """A region's (V,2) vertices with every one on (or beyond) a frame border moved ``pad`` past it.
+
+    Boxes are clipped to the frame, so the nearest objects -- cut by the frame's bottom or side --
+    have their anchor exactly on the border; a strict point-in-polygon test puts such a point outside
+    a zone drawn to the border. Moving the border vertices outwards makes the zone's border edges
+    lie outside the frame, so everything on the border is inside. ``width``/``height`` are the frame
+    size in the polygon's units (pixels, or 1, 1 for normalised points; pass ``pad`` in the same units).
+    """
+    p = np.array(polygon, np.float64).reshape(-1, 2)
+    for axis, size in ((0, float(width)), (1, float(height))):
+        tol = FRAME_EDGE_TOL * size
+        col = p[:, axis]
+        col[col <= tol] = np.minimum(col[col <= tol], -pad)
+        col[col >= size - tol] = np.maximum(col[col >= size - tol], size + pad)
+    return p
+
+
+def clip_polygon_to_rect(polygon: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """The part of a (V,2) polygon inside the rectangle [x0, x1] x [y0, y1] (Sutherland-Hodgman).
+
+    Used for the area of a zone that reaches beyond the frame: only the part in view is on the ground
+    the camera sees. Returns (K,2), K = 0 when nothing is inside.
+    """
+    pts: list[tuple[float, float]] = [
+        (float(q[0]), float(q[1])) for q in np.asarray(polygon, np.float64).reshape(-1, 2)
+    ]
+    for axis, bound, keep_above in ((0, x0, True), (0, x1, False), (1, y0, True), (1, y1, False)):
+        if not pts:
+            break
+
+        def inside(q: tuple[float, float], axis: int = axis, bound: float = bound, above: bool = keep_above) -> bool:
+            return q[axis] >= bound if above else q[axis] <= bound
+
+        out: list[tuple[float, float]] = []
+        for i, cur in enumerate(pts):
+            prev = pts[i - 1]
+            if inside(cur) != inside(prev):
+                u = (bound - prev[axis]) / (cur[axis] - prev[axis])
+                out.append((prev[0] + u * (cur[0] - prev[0]), prev[1] + u * (cur[1] - prev[1])))
+            if inside(cur):
+                out.append(cur)
+        pts = out
+    return np.asarray(pts, np.float64).reshape(-1, 2)
 
 
 def polygon_area(polygon: np.ndarray) -> float:

@@ -22,7 +22,12 @@ class Analytics(Protocol):
     """The per-camera rules (``edge.rules.CameraAnalytics``)."""
 
     def update(
-        self, frame: Frame, tracks: Tracks, motion_energy: Mapping[str, float] | None = None
+        self,
+        frame: Frame,
+        tracks: Tracks,
+        motion_energy: Mapping[str, float] | None = None,
+        *,
+        detections: Detections | None = None,
     ) -> list[EventDraft]: ...
 
     def feature_record(self, t: float, ts: float) -> EventDraft | None: ...
@@ -172,7 +177,7 @@ class CameraPipeline:
                 p.motion_energy = self._energy
         t2 = perf()
         tracks = self.tracker.update(p.detections, frame.t, (frame.width, frame.height))
-        drafts.extend(self.analytics.update(frame, tracks, p.motion_energy or None))
+        drafts.extend(self.analytics.update(frame, tracks, p.motion_energy or None, detections=p.detections))
         record = self.analytics.feature_record(frame.t, frame.ts)
         if record is not None:
             drafts.append(record)

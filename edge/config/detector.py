@@ -59,7 +59,7 @@ class DetectorConfig(StrictModel):
         default="none",
         description=(
             "Extra inference on crops so small far objects are found: 'zones' crops around each configured zone, "
-            "'tiles' splits the frame in tile_grid tiles; detections are merged with the full frame's by NMS."
+            "'tiles' splits the frame in tile_grid tiles; detections are fused with the full frame's (boxes cut by a crop edge dropped, NMS, then fragments inside another pass's box merged: roi_merge_ios)."
         ),
     )
     tile_grid: tuple[int, int] = Field(default=(2, 2), description="Tiles [columns, rows] for roi='tiles'.")
@@ -68,6 +68,15 @@ class DetectorConfig(StrictModel):
         ge=0.0,
         le=1.0,
         description="Margin added around each zone crop / tile, as a fraction of its size.",
+    )
+    roi_merge_ios: float = Field(
+        default=0.6,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "With roi set: a box lying this much (intersection over the smaller box's area) inside a box of the "
+            "same class from another pass is a fragment of that object and is dropped; 1 turns it off."
+        ),
     )
     roi_full_frame: bool = Field(
         default=True,

@@ -87,7 +87,10 @@ class MembershipConfig(StrictModel):
     hold_unseen_s: float = Field(
         5.0,
         ge=0,
-        description="An object that vanishes (occluded, missed) still counts as in the zone for this long.",
+        description=(
+            "An object that vanishes (occluded, missed) still counts as a member of the zone for this long "
+            "(may be shorter than exit_s). Crowd zones count what is visible now and do not hold anyone."
+        ),
     )
 
 

@@ -1,4 +1,4 @@
-"""Sub-commands of the field tools: ``replay``, ``calibrate`` and ``bench``."""
+"""Sub-commands of the field tools: ``replay``, ``eval``, ``calibrate`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -39,6 +39,27 @@ def summary_text(summary: dict[str, Any]) -> str:
     ]
     lines += [f"  {p}" for p in summary["files"]]
     return "\n".join(lines)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from edge.tools.assets import ensure_model_path
+    from edge.tools.eval import EvalOptions, run_eval
+    from edge.tools.eval_report import format_report
+
+    ensure_model_path()
+    report = run_eval(
+        EvalOptions(
+            spec=args.spec,
+            baseline=args.baseline,
+            cases=tuple(args.case or ()),
+            cache_dir=args.cache,
+            config=args.config,
+            baseline_model=args.baseline_model,
+            progress=not args.quiet,
+        )
+    )
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -101,6 +122,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_replay)
+
+    p = subparsers.add_parser(
+        "eval",
+        help="measure the pipeline's accuracy on a labelled set: per case figure, truth, error; MAE, precision/recall",
+    )
+    p.add_argument("spec", help="labelled-set spec YAML (see docs/accuracy.md), e.g. tests/accuracy/sets/crowd-photos.yaml")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also count with the bare detector on the same frames (the model alone at its own thresholds)",
+    )
+    p.add_argument("--baseline-model", default=None, help="bare detector's model (default: the camera's model)")
+    p.add_argument("--case", action="append", help="run only this case id (repeatable)")
+    p.add_argument("--config", default=None, help="run this site config instead of the spec's (compare settings)")
+    p.add_argument(
+        "--cache", default=None, help="folder to keep detections between runs (same model, settings and frame)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_eval)
 
     p = subparsers.add_parser(
         "calibrate", help="serve the calibration page on 127.0.0.1 to draw zones and ground points"

@@ -2,9 +2,11 @@
 
 Pipeline per pass: pre-process (letterbox/stretch, normalise) -> ``session.run`` -> the family
 decoder -> boxes back to original pixels -> the output guard -> per-label thresholds -> NMS.
-Optional region-of-interest passes (crops around zones, or tiles) are merged with the full frame
-by NMS; then boxes are clipped, mapped to canonical classes and filtered by area, aspect and
-exclusion masks.
+Optional region-of-interest passes (crops around zones, or tiles) are fused with the full frame
+(``fuse_passes``: boxes cut by a crop's inner edge dropped, IoU NMS, then a containment merge that
+drops a box lying mostly inside a same-label box from another pass -- the fragment a crop sees of an
+object the full frame sees whole); then boxes are clipped, mapped to canonical classes and filtered
+by area, aspect and exclusion masks.
 
 The output guard drops decoded rows that no sane model produces (a NaN/inf box or score, a score
 outside 0..1, a box more than ``ABSURD_BOX_FACTOR`` image sizes away) and counts them; a model
@@ -26,7 +28,7 @@ import numpy as np
 from edge.config.detector import DetectorConfig
 from edge.config.site import CameraConfig
 from edge.errors import ModelError
-from edge.geometry import points_in_polygon
+from edge.geometry import ios_matrix, points_in_polygon, reach_frame_edges
 from edge.ports import Detector
 from edge.types import Detections, Frame
 from edge.vision.adapters import DecodeContext, Decoder, RawDetections, get_decoder
@@ -223,7 +225,8 @@ class OnnxDetector:
         self.nms_mode = mode
         self.nms_iou = self.cfg.nms_iou or manifest.decoder.nms_iou
         self.zones = [np.asarray(z, np.float64) for z in zones]
-        self.masks = [np.asarray(m, np.float64) for m in masks]
+        # Normalised anchors are tested against the masks: a mask drawn to the frame's border covers it.
+        self.masks = [reach_frame_edges(np.asarray(m, np.float64), 1.0, 1.0, 1e-3) for m in masks]
         self.last_timing_ms: dict[str, float] = {"pre": 0.0, "infer": 0.0, "post": 0.0}
         self._roi_cache: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
         self.guard = OutputGuard(self.name)
@@ -371,30 +374,14 @@ class OnnxDetector:
     def _merge(
         self, passes: list[tuple[PassResult, tuple[int, int, int, int] | None]], w: int, h: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        boxes, scores, labels = [], [], []
-        has_full = any(r is None for _, r in passes)
-        for p, r in passes:
-            b = p.raw.xyxy
-            keep = np.ones(b.shape[0], bool)
-            if r is not None:
-                b = b + np.array([r[0], r[1], r[0], r[1]], np.float32)
-                if has_full:
-                    # a box cut by a crop edge inside the frame is partial: the full pass sees it whole
-                    tol = 2.0
-                    cut = (
-                        ((b[:, 0] <= r[0] + tol) & (r[0] > 0))
-                        | ((b[:, 1] <= r[1] + tol) & (r[1] > 0))
-                        | ((b[:, 2] >= r[2] - tol) & (r[2] < w))
-                        | ((b[:, 3] >= r[3] - tol) & (r[3] < h))
-                    )
-                    keep = ~cut
-            boxes.append(b[keep])
-            scores.append(p.raw.score[keep])
-            labels.append(p.raw.label[keep])
-        xyxy, score, label = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
         iou = self.nms_iou if self.nms_mode != "none" else 0.5
-        k = nms(xyxy, score, iou, label if self.nms_mode != "agnostic" else None)
-        return xyxy[k], score[k], label[k]
+        return fuse_passes(
+            [(p.raw.xyxy, p.raw.score, p.raw.label, r) for p, r in passes],
+            (w, h),
+            iou=iou,
+            merge_ios=self.cfg.roi_merge_ios,
+            class_aware=self.nms_mode != "agnostic",
+        )
 
     def _filters(self, xyxy: np.ndarray, cls: np.ndarray, w: int, h: int) -> np.ndarray:
         keep = np.ones(xyxy.shape[0], bool)
@@ -417,6 +404,73 @@ class OnnxDetector:
             for poly in self.masks:
                 keep &= ~points_in_polygon(anchor, poly)
         return keep
+
+
+PassBoxes = tuple[np.ndarray, np.ndarray, np.ndarray, "tuple[int, int, int, int] | None"]
+CUT_TOL_PX = 2.0  # a box within this of a crop's inner edge is cut by it
+
+
+def fuse_passes(
+    passes: Sequence[PassBoxes],
+    size: tuple[int, int],
+    *,
+    iou: float,
+    merge_ios: float,
+    class_aware: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fuse the detections of a full-frame pass and crop passes into one set of (xyxy, score, label).
+
+    ``passes`` are (xyxy in the crop's pixels, score, label, crop rect or None for the full frame).
+    Three steps, as sliced-inference tools do:
+
+    1. with a full-frame pass, a crop's box touching one of the crop's *inner* edges (not the frame's)
+       is cut by it: dropped, the full frame (or the neighbouring, overlapping crop) sees it whole;
+    2. greedy IoU NMS over everything (same-size duplicates of one object from two passes);
+    3. containment merge: best score first, a box from *another* pass whose intersection over the
+       smaller box's area with a kept box of the same label is at least ``merge_ios`` is the same
+       object (a head-and-shoulders fragment a tile sees inside the person the full frame sees, or
+       the other way round) and is dropped. Boxes of one pass never merge this way: the model's own NMS
+       already separated them, and in a crowd a small person often stands inside a near person's box.
+       ``merge_ios`` >= 1 turns the step off.
+    """
+    w, h = size
+    boxes, scores, labels, origin = [], [], [], []
+    has_full = any(r is None for *_, r in passes)
+    for k, (xyxy, score, label, r) in enumerate(passes):
+        b = np.asarray(xyxy, np.float32).reshape(-1, 4)
+        keep = np.ones(b.shape[0], bool)
+        if r is not None:
+            b = b + np.array([r[0], r[1], r[0], r[1]], np.float32)
+            if has_full:
+                tol = CUT_TOL_PX
+                cut = (
+                    ((b[:, 0] <= r[0] + tol) & (r[0] > 0))
+                    | ((b[:, 1] <= r[1] + tol) & (r[1] > 0))
+                    | ((b[:, 2] >= r[2] - tol) & (r[2] < w))
+                    | ((b[:, 3] >= r[3] - tol) & (r[3] < h))
+                )
+                keep = ~cut
+        boxes.append(b[keep])
+        scores.append(np.asarray(score)[keep])
+        labels.append(np.asarray(label)[keep])
+        origin.append(np.full(int(keep.sum()), k, np.int32))
+    xyxy, score, label = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
+    src = np.concatenate(origin)
+    if score.size == 0:
+        return xyxy, score, label
+    kept = nms(xyxy, score, iou, label if class_aware else None)
+    xyxy, score, label, src = xyxy[kept], score[kept], label[kept], src[kept]  # best score first
+    if merge_ios >= 1.0 or score.size < 2:
+        return xyxy, score, label
+    inside = ios_matrix(xyxy, xyxy) >= merge_ios
+    inside &= src[:, None] != src[None, :]
+    if class_aware:
+        inside &= label[:, None] == label[None, :]
+    alive = np.ones(score.size, bool)
+    for i in range(score.size):  # rows are in descending score: a kept box removes what it contains
+        if alive[i]:
+            alive &= ~inside[i]
+    return xyxy[alive], score[alive], label[alive]
 
 
 def _merge_overlapping(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:

@@ -1,0 +1,60 @@
+"""The README's accuracy table, read back so the tests hold the code to the figures it publishes.
+
+A row is ``| use case | labelled set | command | pipeline | bare detector |``; the command names a spec
+under ``tests/accuracy/sets/``. Figures in the last two cells are written as ``<name> <number>`` with the
+names below (``MAE 3.60``, ``per-frame MAE 0.01``, ``recall 1.00`` ...); anything else in the cell is prose.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+_FIGURE = re.compile(r"(per-frame MAE|line MAE|MAE|recall|precision|accuracy)\s+(-?[0-9]+(?:\.[0-9]+)?)")
+_SPEC = re.compile(r"tests/accuracy/sets/[\w.-]+\.yaml")
+
+
+@dataclass(frozen=True)
+class AccuracyRow:
+    use_case: str
+    spec: str  # tests/accuracy/sets/<name>.yaml
+    command: str
+    pipeline: dict[str, float]
+    bare: dict[str, float]
+
+
+def figures(cell: str) -> dict[str, float]:
+    return {name: float(value) for name, value in _FIGURE.findall(cell)}
+
+
+def accuracy_rows(readme: Path = REPO / "README.md") -> list[AccuracyRow]:
+    """Every row of the README's "Accuracy" section whose command runs a spec of tests/accuracy/sets."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.find("\n## Accuracy")
+    if start < 0:
+        return []
+    end = text.find("\n## ", start + 5)
+    rows: list[AccuracyRow] = []
+    for line in text[start : end if end > 0 else None].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 5 or not _SPEC.search(cells[2]):
+            continue
+        rows.append(
+            AccuracyRow(
+                use_case=cells[0],
+                spec=_SPEC.search(cells[2]).group(0),  # type: ignore[union-attr]
+                command=cells[2].strip("`"),
+                pipeline=figures(cells[3]),
+                bare=figures(cells[4]),
+            )
+        )
+    return rows
+
+
+def row_for(spec: str) -> AccuracyRow:
+    """The README row whose command runs ``spec`` (a path under tests/accuracy/sets/)."""
+    found = [r for r in accuracy_rows() if r.spec == spec]
+    assert found, f"README.md's Accuracy table has no row running {spec}"
+    return found[0]
