@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,6 +38,7 @@ from edge.errors import CaptureError, ConfigError
 from edge.tools.draw import annotate, class_counts, draw_zones
 from edge.tools.heatmap import render_heatmap, save_png
 from edge.tools.plots import ZoneSeries, render_timeseries
+from edge.tools.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -112,60 +112,6 @@ def probe_duration(source: str, hold_s: float) -> float | None:
         return float(n / fps) if n > 0 and fps > 0 else None
     finally:
         cap.release()
-
-
-class ProgressBar:
-    """``[#####-----]  48%  67.0/139.4 s video  21.3 fps`` on stderr, redrawn at most 5 times a second."""
-
-    def __init__(
-        self,
-        total_s: float | None,
-        stream: IO[str] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        tty: bool | None = None,
-    ):
-        self.total_s = total_s
-        self.stream = stream if stream is not None else sys.stderr
-        self.clock = clock
-        self.start = clock()
-        self._last_draw = -1.0
-        self.frames = 0
-        self.video_s = 0.0
-        self._last_step = -1
-        isatty = getattr(self.stream, "isatty", None)
-        self.tty = bool(isatty()) if callable(isatty) and tty is None else bool(tty)
-
-    def update(self, video_s: float, force: bool = False) -> None:
-        self.frames += 1
-        self.video_s = video_s
-        now = self.clock()
-        if not self.tty:  # a log file: one line per 10 % instead of carriage-return redraws
-            step = int(10 * video_s / self.total_s) if self.total_s else int(video_s // 60)
-            if step > self._last_step or force:
-                self._last_step = step
-                self.stream.write(self.render(now) + "\n")
-                self.stream.flush()
-            return
-        if not force and now - self._last_draw < 0.2:
-            return
-        self._last_draw = now
-        self.stream.write("\r" + self.render(now))
-        self.stream.flush()
-
-    def render(self, now: float) -> str:
-        fps = self.frames / max(now - self.start, 1e-9)
-        if self.total_s:
-            frac = min(max(self.video_s / self.total_s, 0.0), 1.0)
-            bar = "#" * int(frac * 30)
-            return f"[{bar:<30}] {frac * 100:3.0f}%  {self.video_s:6.1f}/{self.total_s:.1f} s video  {fps:5.1f} fps"
-        return f"{self.video_s:7.1f} s video  {self.frames} frames  {fps:5.1f} fps"
-
-    def close(self) -> None:
-        self.frames -= 1  # the forced redraw is not a frame
-        self.update(self.video_s, force=True)
-        if self.tty:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 class _VideoOut:
