@@ -53,6 +53,12 @@ class ZoneSeries:
         ts.append(float(t))
         vs.append(v)
 
+    def replace_last(self, zone_id: str, metric: str, value: float) -> None:
+        """Overwrite the most recent sample of (metric, zone); nothing when there is none."""
+        ts, vs = self._data.get(metric, {}).get(zone_id, ([], []))
+        if vs and math.isfinite(value):
+            vs[-1] = float(value)
+
     def metrics(self) -> list[str]:
         first = [m for m in METRIC_ORDER if m in self._data]
         return first + sorted(m for m in self._data if m not in METRIC_ORDER)

@@ -318,6 +318,12 @@ class ReplayRecorder:
                 value = st.get(metric)
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     self.series.add(vt, zid, metric, float(value))
+            # The state's density is rounded to 0.001 /m2 (the event payload's precision): a person or
+            # two in a large zone would plot as a staircase. Draw it from the same state's smoothed
+            # count and area -- the rule's own definition -- so the density panel follows the count's.
+            smoothed, area = st.get("count_smoothed"), st.get("area_m2")
+            if isinstance(smoothed, int | float) and isinstance(area, int | float) and area > 0:
+                self.series.replace_last(zid, "density", float(smoothed) / float(area))
             if isinstance(st.get("area_m2"), int | float):
                 self.area_m2[zid] = float(st["area_m2"])
             if isinstance(st.get("los"), str):

@@ -259,7 +259,7 @@ def chart_over_time(data: ReportData) -> bytes:
                     peak = max(peak, float(vs.max()))
             top = peak * 1.15 if peak > 0 else 0.01
             ax.set_ylim(0, top)
-            ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
             ticks = ax.get_yticks()
             step = float(ticks[1] - ticks[0]) if len(ticks) > 1 else top
             ax.yaxis.set_major_formatter(FuncFormatter(density_formatter(step)))
