@@ -55,7 +55,7 @@ class ZoneSeries:
 
     def replace_last(self, zone_id: str, metric: str, value: float) -> None:
         """Overwrite the most recent sample of (metric, zone); nothing when there is none."""
-        ts, vs = self._data.get(metric, {}).get(zone_id, ([], []))
+        _, vs = self._data.get(metric, {}).get(zone_id, ([], []))
         if vs and math.isfinite(value):
             vs[-1] = float(value)
 
