@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +21,35 @@ import yaml
 
 from edge.config import load_config
 from edge.errors import ConfigError
-from edge.tools.calibrate import CalibrateServer, CalibrateState, reprojection
+from edge.tools.calibrate import CalibrateServer, CalibrateState, check_ground_points
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+SITE_YAML = """\
+# Test pole: a kerb camera. This comment must survive a save from the page.
+config_version: 1
+device_id: pole-1
+site_id: test-site   # the site, as the city names it
+cameras:
+  - id: cam0
+    source: {source}
+    model: motion        # no model download in tests
+    zones:
+      # The school kerb, drawn on the first visit.
+      - id: kerb
+        kind: no_parking
+        polygon: [[0.1, 0.7], [0.9, 0.7], [0.9, 0.9]]
+# Rules left at their defaults.
+"""
+COMMENTS = (
+    "# Test pole: a kerb camera. This comment must survive a save from the page.",
+    "site_id: test-site   # the site, as the city names it",
+    "    model: motion        # no model download in tests",
+    "      # The school kerb, drawn on the first visit.",
+    "# Rules left at their defaults.",
+)
 
 
 @pytest.fixture
@@ -29,23 +57,8 @@ def site(tmp_path: Path) -> Path:
     img = np.full((432, 768, 3), (60, 90, 60), np.uint8)
     cv2.rectangle(img, (100, 300), (700, 400), (120, 120, 120), -1)
     cv2.imwrite(str(tmp_path / "street.png"), img)
-    cfg = {
-        "config_version": 1,
-        "device_id": "pole-1",
-        "site_id": "test-site",
-        "cameras": [
-            {
-                "id": "cam0",
-                "source": str(tmp_path / "street.png"),
-                "model": "motion",
-                "zones": [
-                    {"id": "kerb", "kind": "no_parking", "polygon": [[0.1, 0.7], [0.9, 0.7], [0.9, 0.9]]}
-                ],
-            }
-        ],
-    }
     path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    path.write_text(SITE_YAML.format(source=tmp_path / "street.png"))
     return path
 
 
@@ -56,9 +69,29 @@ def server(site: Path) -> Iterator[CalibrateServer]:
     srv.stop()
 
 
-def _get(url: str) -> tuple[int, Any, dict[str, str]]:
+def _root(url: str) -> str:
+    u = urllib.parse.urlsplit(url)
+    return f"{u.scheme}://{u.netloc}/"
+
+
+def _token(url: str) -> str:
+    """The session token the page carries (what the page's own JS sends back)."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        page = r.read().decode()
+    m = re.search(r'<meta name="edge-token" content="([^"]+)">', page)
+    assert m, "the page carries no session token"
+    return m.group(1)
+
+
+def _get(url: str, token: str | None = "auto", headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
+    base = _root(url)
+    h = dict(headers or {})
+    if token == "auto":
+        token = _token(base)
+    if token:
+        h["X-Edge-Token"] = token
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=h), timeout=30) as r:
             body = r.read()
             ctype = r.headers.get("Content-Type", "")
             return r.status, json.loads(body) if "json" in ctype else body, dict(r.headers)
@@ -66,11 +99,21 @@ def _get(url: str) -> tuple[int, Any, dict[str, str]]:
         return e.code, json.loads(e.read()), dict(e.headers)
 
 
-def _post(url: str, body: Any) -> tuple[int, Any]:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+def _post(
+    url: str, body: Any, token: str | None = "auto", headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    base = _root(url)
+    h = {"Content-Type": "application/json", **(headers or {})}
+    if token == "auto":
+        token = _token(base)
+    if token:
+        h["X-Edge-Token"] = token
+    req = urllib.request.Request(url, json.dumps(body).encode(), h)
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
+        with urllib.request.urlopen(req, timeout=30) as r:
+            ctype = r.headers.get("Content-Type", "")
+            data = r.read()
+            return r.status, json.loads(data) if "json" in ctype else data
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
 
@@ -193,17 +236,279 @@ def test_static_files_cannot_escape_the_static_dir(server: CalibrateServer) -> N
     assert status == 200 and b"function" in body
 
 
-def test_reprojection_is_exact_for_a_true_homography() -> None:
-    img = [[0.1, 0.9], [0.9, 0.9], [0.8, 0.5], [0.2, 0.5], [0.5, 0.7]]
-    h = np.array([[0.05, 0.01, -3.0], [0.002, 0.08, -20.0], [0.0001, 0.002, 1.0]])
-    px = np.array(img) * [800, 600]
-    pts = np.c_[px, np.ones(len(px))] @ h.T
-    ground = (pts[:, :2] / pts[:, 2:]).tolist()
-    assert reprojection(img, ground, 800, 600)["max_error_m"] < 1e-3
-    ground[4] = [ground[4][0] + 2.0, ground[4][1]]  # one point mis-measured by 2 m
-    assert reprojection(img, ground, 800, 600)["max_error_m"] > 0.3
-    with pytest.raises(ValueError, match="at least 4"):
-        reprojection(img[:3], ground[:3], 800, 600)
+def _true_ground(img: list[list[float]], w: int = 800, h: int = 600) -> list[list[float]]:
+    """Metres of image points under a known oblique homography (a camera looking down a street)."""
+    m = np.array([[0.05, 0.01, -3.0], [0.002, 0.08, -20.0], [0.0001, 0.002, 1.0]])
+    px = np.array(img) * [w, h]
+    pts = np.c_[px, np.ones(len(px))] @ m.T
+    return (pts[:, :2] / pts[:, 2:]).tolist()
+
+
+IMG6 = [[0.1, 0.9], [0.9, 0.9], [0.8, 0.5], [0.2, 0.5], [0.5, 0.7], [0.35, 0.6]]
+
+
+def test_ground_check_passes_consistent_points() -> None:
+    r = check_ground_points(IMG6, _true_ground(IMG6), 800, 600)
+    assert r["ok"] is True and r["suspect"] is None
+    assert max(r["loo_errors_m"]) < 1e-3 and r["message"].startswith("OK")
+
+
+@pytest.mark.parametrize("bad", range(6))
+def test_ground_check_names_the_mistyped_point(bad: int) -> None:
+    ground = _true_ground(IMG6)
+    ground[bad] = [ground[bad][0] + 2.0, ground[bad][1]]  # one distance typed 2 m off
+    r = check_ground_points(IMG6, ground, 800, 600)
+    assert r["suspect"] == bad, r
+    assert r["ok"] is False and r["message"].startswith(f"G{bad + 1} does not fit")
+    assert r["loo_errors_m"][bad] == pytest.approx(2.0, abs=0.01)  # the others place it where it is
+
+
+def test_ground_check_with_five_points_finds_the_error_but_asks_for_a_sixth() -> None:
+    img5 = IMG6[:5]
+    ground = _true_ground(img5)
+    ground[1] = [ground[1][0], ground[1][1] + 1.0]
+    r = check_ground_points(img5, ground, 800, 600)
+    assert r["ok"] is False and r["suspect"] is None
+    assert "click a sixth point" in r["message"]
+
+
+def test_ground_check_needs_five_points_because_four_always_fit() -> None:
+    img4 = IMG6[:4]
+    wrong = _true_ground(img4)
+    wrong[2] = [wrong[2][0] + 5.0, wrong[2][1]]
+    # A plain fit of 4 points reports 0 m whatever was typed: that is why the check refuses it.
+    from edge.geometry import Homography
+
+    src = np.array(img4) * [800, 600]
+    assert Homography.fit(src, np.array(wrong)).residuals_m(src, np.array(wrong)).max() < 1e-6
+    with pytest.raises(ValueError, match="at least 5 are needed.*click 1 more"):
+        check_ground_points(img4, wrong, 800, 600)
+    with pytest.raises(ValueError, match="one metre pair per point"):
+        check_ground_points(IMG6, _true_ground(IMG6)[:5], 800, 600)
+
+
+def test_homography_api_returns_the_check(server: CalibrateServer) -> None:
+    ground = _true_ground(IMG6, 768, 432)
+    ground[4] = [ground[4][0], ground[4][1] + 1.5]
+    status, r = _post(
+        server.url + "api/homography", {"camera": "cam0", "image_points": IMG6, "ground_points_m": ground}
+    )
+    assert status == 200 and r["suspect"] == 4, r
+    status, r = _post(
+        server.url + "api/homography", {"camera": "cam0", "image_points": IMG6[:4], "ground_points_m": ground[:4]}
+    )
+    assert status == 400 and "at least 5" in r["error"]
+
+
+# ---------------------------------------------------------------- who may write
+
+
+def test_api_refuses_requests_without_the_page_token(server: CalibrateServer, site: Path) -> None:
+    before = site.read_text()
+    zones = [{"id": "evil", "kind": "count", "polygon": [[0, 0], [1, 0], [1, 1]]}]
+    status, r = _post(server.url + "api/save", {"camera": "cam0", "zones": zones}, token=None)
+    assert status == 403 and "token" in r["error"]
+    status, r = _post(server.url + "api/save", {"camera": "cam0", "zones": zones}, token="guessed")
+    assert status == 403
+    status, r, _ = _get(server.url + "api/config", token=None)
+    assert status == 403
+    status, _, _ = _get(server.url + "api/snapshot?camera=cam0", token=None)
+    assert status == 403  # the camera picture is not for other pages either
+    assert site.read_text() == before and not Path(str(site) + ".bak").exists()
+
+
+def test_api_refuses_other_origins_even_with_the_token(server: CalibrateServer, site: Path) -> None:
+    before = site.read_text()
+    zones = [{"id": "evil", "kind": "count", "polygon": [[0, 0], [1, 0], [1, 1]]}]
+    status, r = _post(
+        server.url + "api/save", {"camera": "cam0", "zones": zones}, headers={"Origin": "https://evil.example"}
+    )
+    assert status == 403 and "evil.example" in r["error"]
+    port = server.url.rsplit(":", 1)[1].strip("/")
+    status, r = _post(
+        server.url + "api/save", {"camera": "cam0", "zones": []}, headers={"Origin": f"http://localhost:{port}"}
+    )
+    assert status == 200, r  # the page itself, opened as localhost through a tunnel
+    assert site.read_text() != before
+
+
+def test_a_rebound_host_name_gets_nothing(server: CalibrateServer) -> None:
+    """DNS rebinding: a hostile name resolving to 127.0.0.1 sends its own Host; page and API refuse it."""
+    status, r, _ = _get(server.url, token=None, headers={"Host": "evil.example:8470"})
+    assert status == 403 and "Host" in r["error"]
+    status, r, _ = _get(server.url + "api/config", headers={"Host": "evil.example:8470"})
+    assert status == 403
+
+
+def test_save_needs_json(server: CalibrateServer) -> None:
+    """A cross-site form post cannot send JSON with a custom header: a form-encoded body is refused."""
+    req = urllib.request.Request(
+        server.url + "api/save",
+        b"camera=cam0",
+        {"Content-Type": "application/x-www-form-urlencoded", "X-Edge-Token": server.state.token},
+    )
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req, timeout=10)
+    assert exc.value.code == 415
+
+
+def test_save_keeps_the_yaml_comments(server: CalibrateServer, site: Path) -> None:
+    zones = [
+        {"id": "kerb", "kind": "no_parking", "polygon": [[0.1, 0.7], [0.9, 0.7], [0.9, 0.9]]},
+        {"id": "plaza", "kind": "crowd", "area_m2": 40, "polygon": [[0.2, 0.2], [0.5, 0.2], [0.5, 0.5]]},
+    ]
+    lines = [{"id": "gate", "a": [0.1, 0.5], "b": [0.9, 0.5], "classes": ["person"]}]
+    status, r = _post(server.url + "api/save", {"camera": "cam0", "zones": zones, "lines": lines})
+    assert status == 200 and r["comments_kept"] is True, r
+    text = site.read_text()
+    for comment in COMMENTS:
+        assert comment in text.splitlines(), comment
+    cam = load_config(site).cameras[0]
+    assert [z.id for z in cam.zones] == ["kerb", "plaza"] and cam.lines[0].id == "gate"
+
+
+def test_save_drops_fields_the_kind_does_not_use(server: CalibrateServer, site: Path) -> None:
+    """A zone switched from bike bay to crowd on the page leaves no capacity or operator behind."""
+    zones = [
+        {"id": "kerb", "kind": "crowd", "capacity": 12, "operator": "hellobike", "area_m2": 30,
+         "polygon": [[0.1, 0.7], [0.9, 0.7], [0.9, 0.9]], "exclude": [[[0.4, 0.75], [0.5, 0.75], [0.5, 0.85]]]},
+    ]
+    status, r = _post(server.url + "api/save", {"camera": "cam0", "zones": zones})
+    assert status == 200, r
+    z = load_config(site).cameras[0].zones[0]
+    assert (z.kind, z.capacity, z.operator, z.area_m2) == ("crowd", None, None, 30.0)
+    assert z.exclude == [[(0.4, 0.75), (0.5, 0.75), (0.5, 0.85)]]
+
+
+def test_config_api_says_which_fields_each_kind_uses(server: CalibrateServer) -> None:
+    status, data, _ = _get(server.url + "api/config")
+    assert status == 200
+    fields = data["kind_fields"]
+    assert "capacity" in fields["bike_bay"] and "capacity" not in fields["crowd"]
+    assert "operator" not in fields["crowd"] and "area_m2" in fields["crowd"]
+    assert "limit_s" in fields["no_parking"] and "limit_s" not in fields["count"]
+    assert all("schedule" in f for f in fields.values())
+    assert "vehicle" in data["class_names"] and data["min_check_points"] == 5
+
+
+# ---------------------------------------------------------------- a file source: position, live view
+
+
+def _clip(path: Path, n: int = 50, fps: float = 10.0) -> Path:
+    """A dark street; a white 'object' appears from frame 20 on, moving right."""
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (320, 240))
+    for i in range(n):
+        img = np.full((240, 320, 3), 40, np.uint8)
+        cv2.putText(img, f"{i:03d}", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 2)
+        if i >= 20:
+            img[150:200, 40 + 4 * i : 70 + 4 * i] = 255
+        wr.write(img)
+    wr.release()
+    return path
+
+
+def _file_site(tmp_path: Path, source: Path, model: str = "motion") -> Path:
+    p = tmp_path / "file-site.yaml"
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "config_version": 1, "device_id": "pole-1", "site_id": "t",
+                "cameras": [{
+                    "id": "cam0", "source": str(source), "model": model, "detect_fps": 10,
+                    "calibration": {"image_points": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                                    "ground_points_m": [[0, 0], [8, 0], [8, 6], [0, 6]]},
+                    "zones": [{"id": "road", "kind": "count", "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}],
+                }],
+            }
+        )
+    )
+    return p
+
+
+def test_snapshot_of_a_file_follows_its_position(tmp_path: Path) -> None:
+    clip = _clip(tmp_path / "c.avi")
+    srv = CalibrateServer(CalibrateState.load(_file_site(tmp_path, clip), timeout_s=5), port=0).start()
+    try:
+        status, data, _ = _get(srv.url + "api/config")
+        cam = data["cameras"][0]
+        assert cam["source_kind"] == "file" and cam["duration_s"] == pytest.approx(5.0, abs=0.01)
+        status, body, headers = _get(srv.url + "api/snapshot?camera=cam0&at=3.0")
+        assert status == 200 and headers["X-Position"] == "3.00"
+        img = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        assert img[175, 40 + 4 * 30 + 15].min() > 200  # frame 30: the object is there
+        # Later pictures (no 'at') stay at that position, not frame 0.
+        _, body, headers = _get(srv.url + "api/snapshot?camera=cam0")
+        assert headers["X-Position"] == "3.00"
+    finally:
+        srv.stop()
+
+
+def test_live_view_plays_the_file_on_with_tracks_and_counts(tmp_path: Path) -> None:
+    clip = _clip(tmp_path / "c.avi", n=80)
+    srv = CalibrateServer(CalibrateState.load(_file_site(tmp_path, clip), timeout_s=5), port=0).start()
+    try:
+        token = _token(srv.url)
+        _get(srv.url + "api/snapshot?camera=cam0&at=2.0", token=token)
+        zones = [{"id": "road", "kind": "count", "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}]
+        positions = []
+        frames = []
+        stamps = []
+        for _ in range(6):
+            time.sleep(0.3)
+            stamps.append(time.monotonic())
+            req = urllib.request.Request(
+                srv.url + "api/live", json.dumps({"camera": "cam0", "zones": zones, "lines": []}).encode(),
+                {"Content-Type": "application/json", "X-Edge-Token": token},
+            )
+            with urllib.request.urlopen(req, timeout=30) as r:
+                assert r.headers["Content-Type"] == "image/jpeg"
+                positions.append(float(r.headers["X-Position"]))
+                frames.append(cv2.imdecode(np.frombuffer(r.read(), np.uint8), cv2.IMREAD_COLOR))
+    finally:
+        srv.stop()
+    assert positions[0] == pytest.approx(2.0, abs=0.05)  # from where the page was, not from 0
+    assert all(b > a for a, b in zip(positions, positions[1:], strict=False)), positions  # plays on in real time
+    # In real time: the file moved on about as much as the wall clock between the polls.
+    assert positions[-1] - positions[0] == pytest.approx(stamps[-1] - stamps[0], abs=0.35)
+    last = frames[-1]
+    assert last.shape == (240, 320, 3)
+    # Drawn: the zone tinted by the annotator and the HUD panel at the bottom left (darkened).
+    assert not np.array_equal(last[100:140, 100:300], np.full((40, 200, 3), 40, np.uint8))
+    assert last[235, 5].max() < 40
+
+
+def test_live_view_of_a_camera_that_is_gone_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    p = _file_site(tmp_path, tmp_path / "missing.avi")
+    srv = CalibrateServer(CalibrateState.load(p, timeout_s=2), port=0).start()
+    try:
+        status, r = _post(srv.url + "api/live", {"camera": "cam0", "zones": None, "lines": None})
+    finally:
+        srv.stop()
+    assert status == 503 and "missing.avi" in r["error"]
+
+
+@pytest.mark.assets
+@pytest.mark.slow
+def test_detection_preview_uses_the_files_current_position(tmp_path: Path, assets: Path) -> None:
+    """The person clip's first frame is an empty room; at 30 s someone stands at the table."""
+    from tests.fixtures.assets import require_asset
+
+    clip = require_asset("media/intel_one-by-one-person-detection.mp4")
+    require_asset("models/yolox_nano_416.onnx")
+    srv = CalibrateServer(CalibrateState.load(_file_site(tmp_path, clip, "yolox_nano_416"), timeout_s=10), port=0).start()
+    try:
+        token = _token(srv.url)
+        _get(srv.url + "api/snapshot?camera=cam0&at=0", token=token)
+        status, at0, _ = _get(srv.url + "api/detect?camera=cam0", token=token)
+        assert status == 200 and at0["position_s"] == 0.0
+        _get(srv.url + "api/snapshot?camera=cam0&at=30", token=token)
+        status, at30, _ = _get(srv.url + "api/detect?camera=cam0", token=token)
+    finally:
+        srv.stop()
+    assert [d for d in at0["detections"] if d["class"] == "person"] == []
+    assert at30["position_s"] == pytest.approx(30.0, abs=0.2)
+    people = [d for d in at30["detections"] if d["class"] == "person"]
+    assert len(people) == 1 and people[0]["confidence"] > 0.5, at30
 
 
 def test_load_refuses_an_invalid_config(tmp_path: Path) -> None:
