@@ -380,6 +380,12 @@ def check_ground_points(
         best = int(np.argmin(rest))
         if rest[best] <= SUSPECT_M / 2 and loo[best] > SUSPECT_M:
             suspect = best
+    # What the page shows per point: with a culprit found, how far each point is from the fit of
+    # the points that agree (the culprit: from its prediction) -- not predictions spoiled by it.
+    off_by = loo.copy()
+    if suspect is not None:
+        keep = np.arange(n) != suspect
+        off_by = Homography.fit(src[keep], dst[keep]).residuals_m(src, dst)
     if suspect is not None:
         message = (
             f"G{suspect + 1} does not fit: the other points put it {loo[suspect]:.2f} m from where you typed; "
@@ -401,6 +407,7 @@ def check_ground_points(
         "errors_m": [round(float(e), 3) for e in full],
         "max_error_m": round(float(full.max()), 3),
         "loo_errors_m": [round(float(e), 3) if np.isfinite(e) else None for e in loo],
+        "off_by_m": [round(float(e), 3) if np.isfinite(e) else None for e in off_by],
         "suspect": suspect,
         "ok": worst <= SUSPECT_M and bool(finite.size),
         "message": message,

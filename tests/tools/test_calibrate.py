@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -261,6 +262,9 @@ def test_ground_check_names_the_mistyped_point(bad: int) -> None:
     assert r["suspect"] == bad, r
     assert r["ok"] is False and r["message"].startswith(f"G{bad + 1} does not fit")
     assert r["loo_errors_m"][bad] == pytest.approx(2.0, abs=0.01)  # the others place it where it is
+    # What the page shows: the culprit 2 m off, every other point on the fit of the points that agree.
+    assert r["off_by_m"][bad] == pytest.approx(2.0, abs=0.01)
+    assert max(e for i, e in enumerate(r["off_by_m"]) if i != bad) < 0.01
 
 
 def test_ground_check_with_five_points_finds_the_error_but_asks_for_a_sixth() -> None:
@@ -281,7 +285,7 @@ def test_ground_check_needs_five_points_because_four_always_fit() -> None:
 
     src = np.array(img4) * [800, 600]
     assert Homography.fit(src, np.array(wrong)).residuals_m(src, np.array(wrong)).max() < 1e-6
-    with pytest.raises(ValueError, match="at least 5 are needed.*click 1 more"):
+    with pytest.raises(ValueError, match=r"at least 5 are needed.*click 1 more"):
         check_ground_points(img4, wrong, 800, 600)
     with pytest.raises(ValueError, match="one metre pair per point"):
         check_ground_points(IMG6, _true_ground(IMG6)[:5], 800, 600)
@@ -365,6 +369,23 @@ def test_save_keeps_the_yaml_comments(server: CalibrateServer, site: Path) -> No
         assert comment in text.splitlines(), comment
     cam = load_config(site).cameras[0]
     assert [z.id for z in cam.zones] == ["kerb", "plaza"] and cam.lines[0].id == "gate"
+
+
+def test_a_layout_it_cannot_edit_in_place_is_still_saved(tmp_path: Path) -> None:
+    """A config written in flow style: saved plainly (valid, comments gone) and the page is told so."""
+    p = tmp_path / "flow.yaml"
+    p.write_text(
+        "# flow style\nconfig_version: 1\ndevice_id: d\nsite_id: s\n"
+        f"cameras: [{{id: cam0, source: {tmp_path / 'x.png'}, model: motion}}]\n"
+    )
+    srv = CalibrateServer(CalibrateState.load(p, timeout_s=2), port=0).start()
+    try:
+        zones = [{"id": "z", "kind": "count", "polygon": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]}]
+        status, r = _post(srv.url + "api/save", {"camera": "cam0", "zones": zones})
+    finally:
+        srv.stop()
+    assert status == 200 and r["comments_kept"] is False
+    assert [z.id for z in load_config(p).cameras[0].zones] == ["z"]
 
 
 def test_save_drops_fields_the_kind_does_not_use(server: CalibrateServer, site: Path) -> None:
@@ -467,7 +488,7 @@ def test_live_view_plays_the_file_on_with_tracks_and_counts(tmp_path: Path) -> N
     finally:
         srv.stop()
     assert positions[0] == pytest.approx(2.0, abs=0.05)  # from where the page was, not from 0
-    assert all(b > a for a, b in zip(positions, positions[1:], strict=False)), positions  # plays on in real time
+    assert all(b > a for a, b in itertools.pairwise(positions)), positions  # plays on in real time
     # In real time: the file moved on about as much as the wall clock between the polls.
     assert positions[-1] - positions[0] == pytest.approx(stamps[-1] - stamps[0], abs=0.35)
     last = frames[-1]
@@ -553,64 +574,259 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def _shot(browser: Any, tmp_path: Path, name: str) -> Path:
+    """A screenshot in the test's folder (and in $EDGE_SCREENSHOTS, to look at after a run)."""
+    import os
+
+    out = tmp_path / f"{name}.png"
+    browser.save_screenshot(str(out))
+    keep = os.environ.get("EDGE_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(out, Path(keep) / out.name)
+    assert out.stat().st_size > 10_000
+    return out
+
+
+class _Page:
+    """Clicks on the canvas in picture fractions (selenium 4 offsets are from the element's centre)."""
+
+    def __init__(self, browser: Any) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.b = browser
+        self.canvas = browser.find_element(By.ID, "canvas")
+        self.w, self.h = self.canvas.size["width"], self.canvas.size["height"]
+
+    def at(self, fx: float, fy: float) -> tuple[int, int]:
+        return int((fx - 0.5) * self.w), int((fy - 0.5) * self.h)
+
+    def click(self, fx: float, fy: float) -> None:
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(self.b).move_to_element_with_offset(self.canvas, *self.at(fx, fy)).click().perform()
+
+    def drag(self, a: tuple[float, float], b: tuple[float, float]) -> None:
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        mid = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+        ActionChains(self.b).move_to_element_with_offset(self.canvas, *self.at(*a)).click_and_hold().move_to_element_with_offset(
+            self.canvas, *self.at(*mid)
+        ).move_to_element_with_offset(self.canvas, *self.at(*b)).release().perform()
+
+    def button(self, element_id: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.b.find_element(By.ID, element_id).click()
+
+    def type_into(self, element_id: str, text: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        el = self.b.find_element(By.ID, element_id)
+        el.clear()
+        el.send_keys(text)
+        self.b.execute_script("arguments[0].dispatchEvent(new Event('change'))", el)
+
+    def field_ids(self) -> set[str]:
+        from selenium.webdriver.common.by import By
+
+        return {e.get_attribute("id") for e in self.b.find_elements(By.CSS_SELECTOR, "#form [id]")}
+
+    def body(self, attr: str) -> str | None:
+        from selenium.webdriver.common.by import By
+
+        return self.b.find_element(By.TAG_NAME, "body").get_attribute(f"data-{attr}")
+
+
+def _open(browser: Any, url: str, what: str = "loaded") -> _Page:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    page = None
+    WebDriverWait(browser, 20).until(lambda d: _Page(d).body("snapshot") == what)
+    page = _Page(browser)
+    return page
+
+
+def _save(browser: Any, page: _Page) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page.button("save")
+    WebDriverWait(browser, 15).until(lambda d: page.body("saved") in ("ok", "error"))
+    assert page.body("saved") == "ok", browser.find_element(By.ID, "problems").text
+
+
 @pytest.mark.browser
 @pytest.mark.slow
-def test_browser_round_trip_draw_zone_and_save(
+def test_browser_draws_a_zone_an_exclusion_and_a_line_and_saves(
     browser: Any, server: CalibrateServer, site: Path, tmp_path: Path
 ) -> None:
-    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
-    wait = WebDriverWait(browser, 15)
-    browser.get(server.url)
-    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-snapshot") == "loaded")
-    canvas = browser.find_element(By.ID, "canvas")
-    cw, ch = canvas.size["width"], canvas.size["height"]
-    assert abs(cw / ch - 768 / 432) < 0.02  # the canvas took the snapshot's size
+    page = _open(browser, server.url)
+    assert abs(page.w / page.h - 768 / 432) < 0.02  # the canvas took the picture's size
 
-    # Draw a quadrilateral in the upper half: four clicks then "Finish zone".
-    browser.find_element(By.ID, "mode-draw").click()
-    corners = [(0.20, 0.15), (0.60, 0.15), (0.60, 0.45), (0.20, 0.45)]
-    for fx, fy in corners:
-        # selenium 4 offsets are from the element's centre
-        ActionChains(browser).move_to_element_with_offset(
-            canvas, int((fx - 0.5) * cw), int((fy - 0.5) * ch)
-        ).click().perform()
-    browser.find_element(By.ID, "finish-zone").click()
+    # A zone: four clicks then "Finish shape". It starts as a count zone: only classes and schedule.
+    page.button("mode-zone")
+    for fx, fy in [(0.20, 0.15), (0.60, 0.15), (0.60, 0.45), (0.20, 0.45)]:
+        page.click(fx, fy)
+    page.button("finish")
+    assert page.field_ids() >= {"zone-field-id", "zone-field-kind", "classes", "schedule"}
+    assert "zone-field-capacity" not in page.field_ids()
+    page.type_into("zone-field-id", "plaza")
 
-    # Name it, make it a bike bay.
-    zone_id = browser.find_element(By.ID, "zone-field-id")
-    zone_id.clear()
-    zone_id.send_keys("bay-north")
-    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", zone_id)
-    Select(browser.find_element(By.ID, "zone-field-kind")).select_by_value("bike_bay")
-    capacity = browser.find_element(By.ID, "zone-field-capacity")  # the form is rebuilt after each change
-    capacity.send_keys("12")
-    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", capacity)
-    items = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#zone-list li")]
-    assert any(t.startswith("bay-north") for t in items), items
+    # As a crowd zone it asks for the area and the LOS table, never a capacity or an operator.
+    Select(browser.find_element(By.ID, "zone-field-kind")).select_by_value("crowd")
+    ids = page.field_ids()
+    assert {"zone-field-area_m2", "zone-field-los_table"} <= ids
+    assert not {"zone-field-capacity", "zone-field-operator", "zone-field-limit_s", "zone-field-zone_type"} & ids
+    page.type_into("zone-field-area_m2", "60")
 
-    browser.save_screenshot(str(tmp_path / "calibrate.png"))
-    browser.find_element(By.ID, "save").click()
-    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-saved") in ("ok", "error"))
-    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-saved") == "ok", (
-        browser.find_element(By.ID, "problems").text
-    )
-    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "saved to"))
+    # A schedule as rows: weekdays 07:00-19:00 by default, then Saturday ticked too.
+    page.button("add-window")
+    browser.find_element(By.CSS_SELECTOR, '#schedule input[data-day="sat"]').click()
+    start = browser.find_element(By.CSS_SELECTOR, "#schedule input.start")
+    browser.execute_script("arguments[0].value = '08:30'; arguments[0].dispatchEvent(new Event('change'))", start)
+
+    # An exclusion inside it (a kiosk), drawn on the picture.
+    page.button("mode-exclude")
+    for fx, fy in [(0.30, 0.25), (0.40, 0.25), (0.40, 0.35)]:
+        page.click(fx, fy)
+    page.click(0.30, 0.25)  # clicking the first corner closes it
+
+    # A counting line drawn right to left: "in" is a crossing up the picture (to its right).
+    page.button("mode-line")
+    page.click(0.85, 0.6)
+    page.click(0.15, 0.6)
+    assert page.field_ids() >= {"line-field-id", "classes", "swap-line"}
+    page.type_into("line-field-id", "crossing")
+
+    _shot(browser, tmp_path, "calibrate-drawn")
+    _save(browser, page)
 
     cfg = load_config(site)  # what check-config runs
-    zones = {z.id: z for z in cfg.cameras[0].zones}
-    assert set(zones) == {"kerb", "bay-north"}
-    bay = zones["bay-north"]
-    assert bay.kind == "bike_bay" and bay.capacity == 12
-    xs = [p[0] for p in bay.polygon]
-    ys = [p[1] for p in bay.polygon]
-    assert len(bay.polygon) == 4
+    cam = cfg.cameras[0]
+    zones = {z.id: z for z in cam.zones}
+    assert set(zones) == {"kerb", "plaza"}
+    plaza = zones["plaza"]
+    assert plaza.kind == "crowd" and plaza.area_m2 == 60 and plaza.capacity is None
+    xs, ys = [p[0] for p in plaza.polygon], [p[1] for p in plaza.polygon]
     assert min(xs) == pytest.approx(0.20, abs=0.01) and max(xs) == pytest.approx(0.60, abs=0.01)
     assert min(ys) == pytest.approx(0.15, abs=0.01) and max(ys) == pytest.approx(0.45, abs=0.01)
+    assert len(plaza.exclude) == 1 and len(plaza.exclude[0]) == 3
+    assert plaza.exclude[0][1][0] == pytest.approx(0.40, abs=0.01)
+    assert plaza.schedule is not None
+    w = plaza.schedule.windows[0]
+    assert (w.days, w.start, w.end) == (["mon", "tue", "wed", "thu", "fri", "sat"], "08:30", "19:00")
+    (line,) = cam.lines
+    assert line.id == "crossing" and line.classes == ["person"]
+    assert line.a[0] == pytest.approx(0.85, abs=0.01) and line.b[0] == pytest.approx(0.15, abs=0.01)
+    text = site.read_text()
+    for comment in COMMENTS:  # the technician's comments survive the page
+        assert comment in text.splitlines(), comment
     assert Path(str(site) + ".bak").exists()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_edits_shapes_and_checks_ground_points(browser: Any, site: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    data = yaml.safe_load(site.read_text())
+    data["cameras"][0]["zones"].append(
+        {"id": "bay", "kind": "bike_bay", "capacity": 8, "polygon": [[0.6, 0.1], [0.8, 0.1], [0.8, 0.3], [0.6, 0.3]],
+         "exclude": [[[0.65, 0.15], [0.7, 0.15], [0.7, 0.2]]]}
+    )
+    data["cameras"][0]["lines"] = [{"id": "door", "a": [0.1, 0.5], "b": [0.5, 0.5]}]
+    site.write_text(yaml.safe_dump(data, sort_keys=False))
+    srv = CalibrateServer(CalibrateState.load(site, timeout_s=5), port=0).start()
+    try:
+        page = _open(browser, srv.url)
+        # Drag kerb's first corner (0.1, 0.7) to (0.15, 0.6); drag the line's far end to (0.5, 0.4).
+        page.drag((0.1, 0.7), (0.15, 0.6))
+        page.drag((0.5, 0.5), (0.5, 0.4))
+        # The bay is a bike bay: capacity and operator are there, area is not.
+        page.click(0.75, 0.25)
+        ids = page.field_ids()
+        assert {"zone-field-capacity", "zone-field-operator"} <= ids and "zone-field-area_m2" not in ids
+        # Select the bay's exclusion on the picture and delete just it; then select the line and delete it.
+        page.click(0.685, 0.17)
+        page.button("delete")
+        page.click(0.3, 0.45)  # on the line, now from (0.1, 0.5) to (0.5, 0.4)
+        assert browser.find_element(By.CSS_SELECTOR, "#line-list li.selected").text.startswith("door")
+        page.button("delete")
+        # Six ground points, G3 mistyped by 2 m: the check names it; corrected, it passes.
+        page.button("mode-ground")
+        pts = [(0.1, 0.95), (0.9, 0.95), (0.8, 0.55), (0.2, 0.55), (0.5, 0.75), (0.97, 0.5)]
+        true_m = _true_ground([list(p) for p in pts], 768, 432)
+        metres = [[round(x, 2), round(y, 2)] for x, y in true_m]
+        typed = [list(m) for m in metres]
+        typed[2][0] += 2.0
+        for fx, fy in pts:
+            page.click(fx, fy)
+        rows = browser.find_elements(By.CSS_SELECTOR, "#ground-table tbody tr")
+        assert len(rows) == 6
+        for row, (mx, my) in zip(rows, typed, strict=True):
+            for cls, v in ((".gx", mx), (".gy", my)):
+                inp = row.find_element(By.CSS_SELECTOR, cls)
+                inp.send_keys(str(v))
+                browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", inp)
+        page.button("check-ground")
+        WebDriverWait(browser, 10).until(lambda d: page.body("check") not in (None, ""))
+        assert page.body("check") == "suspect-3", browser.find_element(By.ID, "ground-result").text
+        assert "G3 does not fit" in browser.find_element(By.ID, "ground-result").text
+        assert "suspect" in browser.find_elements(By.CSS_SELECTOR, "#ground-table tbody tr")[2].get_attribute("class")
+        _shot(browser, tmp_path, "calibrate-ground-check")
+        g3 = browser.find_elements(By.CSS_SELECTOR, "#ground-table tbody tr")[2].find_element(By.CSS_SELECTOR, ".gx")
+        g3.clear()
+        g3.send_keys(str(metres[2][0]))
+        browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", g3)
+        page.button("check-ground")
+        WebDriverWait(browser, 10).until(lambda d: page.body("check") == "ok")
+        # The label of the point near the right edge stays inside the picture (drawn flipped left).
+        _shot(browser, tmp_path, "calibrate-ground-ok")
+        _save(browser, page)
+    finally:
+        srv.stop()
+
+    cam = load_config(site).cameras[0]
+    zones = {z.id: z for z in cam.zones}
+    moved = zones["kerb"].polygon[0]
+    assert moved[0] == pytest.approx(0.15, abs=0.01) and moved[1] == pytest.approx(0.6, abs=0.01)
+    assert zones["kerb"].polygon[1:] == [(0.9, 0.7), (0.9, 0.9)]
+    assert zones["bay"].exclude == [] and zones["bay"].capacity == 8
+    assert cam.lines == []
+    assert cam.calibration is not None and len(cam.calibration.image_points) == 6
+    assert [list(p) for p in cam.calibration.ground_points_m] == metres
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_live_view_of_a_file(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    clip = _clip(tmp_path / "c.avi", n=120)
+    srv = CalibrateServer(CalibrateState.load(_file_site(tmp_path, clip), timeout_s=5), port=0).start()
+    try:
+        page = _open(browser, srv.url)
+        browser.execute_script(
+            "const s = document.getElementById('position'); s.value = '3'; s.dispatchEvent(new Event('change'))"
+        )
+        WebDriverWait(browser, 10).until(lambda d: "at 3.0 s" in d.find_element("id", "status").text)
+        page.button("live")
+        WebDriverWait(browser, 20).until(lambda d: int(page.body("live-frames") or 0) >= 4)
+        label = browser.find_element("id", "position-label").text
+        assert float(label.split()[0]) > 3.0  # the file played on from where the slider was
+        _shot(browser, tmp_path, "calibrate-live")
+        page.button("live")  # stop
+        n = int(page.body("live-frames") or 0)
+        time.sleep(1.5)
+        assert int(page.body("live-frames") or 0) <= n + 1
+    finally:
+        srv.stop()
 
 
 @pytest.mark.assets
@@ -641,82 +857,3 @@ def test_detection_preview_runs_the_configured_model(tmp_path: Path, assets: Pat
     x1, y1, x2, y2 = best["box"]
     assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
     assert (x2 - x1) * (y2 - y1) > 0.2  # the pickup fills most of the picture
-
-
-@pytest.mark.browser
-@pytest.mark.slow
-def test_browser_move_vertex_delete_zone_and_ground_points(browser: Any, site: Path) -> None:
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    data = yaml.safe_load(site.read_text())
-    data["cameras"][0]["zones"].append(
-        {
-            "id": "bay",
-            "kind": "bike_bay",
-            "capacity": 8,
-            "polygon": [[0.6, 0.1], [0.8, 0.1], [0.8, 0.3], [0.6, 0.3]],
-        }
-    )
-    site.write_text(yaml.safe_dump(data, sort_keys=False))
-    srv = CalibrateServer(CalibrateState.load(site, timeout_s=5), port=0).start()
-    try:
-        wait = WebDriverWait(browser, 15)
-        browser.get(srv.url)
-        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-snapshot") == "loaded")
-        canvas = browser.find_element(By.ID, "canvas")
-        cw, ch = canvas.size["width"], canvas.size["height"]
-
-        def at(fx: float, fy: float) -> tuple[int, int]:
-            return int((fx - 0.5) * cw), int((fy - 0.5) * ch)
-
-        # Drag kerb's first vertex (0.1, 0.7) to (0.15, 0.6).
-        ActionChains(browser).move_to_element_with_offset(
-            canvas, *at(0.1, 0.7)
-        ).click_and_hold().move_to_element_with_offset(canvas, *at(0.13, 0.65)).move_to_element_with_offset(
-            canvas, *at(0.15, 0.6)
-        ).release().perform()
-        # Select the bay by clicking inside it, then delete it.
-        ActionChains(browser).move_to_element_with_offset(canvas, *at(0.7, 0.2)).click().perform()
-        assert browser.find_element(By.CSS_SELECTOR, "#zone-list li.selected").text.startswith("bay")
-        browser.find_element(By.ID, "delete-zone").click()
-        assert [li.text.split()[0] for li in browser.find_elements(By.CSS_SELECTOR, "#zone-list li")] == [
-            "kerb"
-        ]
-
-        # Four ground points with their metres.
-        browser.find_element(By.ID, "mode-ground").click()
-        pts = [(0.1, 0.95), (0.9, 0.95), (0.8, 0.55), (0.2, 0.55)]
-        metres = [(0, 0), (12, 0), (11, 8), (1, 8)]
-        for fx, fy in pts:
-            ActionChains(browser).move_to_element_with_offset(canvas, *at(fx, fy)).click().perform()
-        rows = browser.find_elements(By.CSS_SELECTOR, "#ground-table tbody tr")
-        assert len(rows) == 4
-        for row, (mx, my) in zip(rows, metres, strict=True):
-            for cls, v in ((".gx", mx), (".gy", my)):
-                inp = row.find_element(By.CSS_SELECTOR, cls)
-                inp.send_keys(str(v))
-                browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", inp)
-        browser.find_element(By.ID, "check-homography").click()
-        wait.until(lambda d: "reprojection error" in d.find_element(By.ID, "homography-result").text)
-
-        browser.find_element(By.ID, "save").click()
-        wait.until(
-            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-saved") in ("ok", "error")
-        )
-        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-saved") == "ok", (
-            browser.find_element(By.ID, "problems").text
-        )
-    finally:
-        srv.stop()
-
-    cam = load_config(site).cameras[0]
-    assert [z.id for z in cam.zones] == ["kerb"]
-    moved = cam.zones[0].polygon[0]
-    assert moved[0] == pytest.approx(0.15, abs=0.01) and moved[1] == pytest.approx(0.6, abs=0.01)
-    assert cam.zones[0].polygon[1:] == [(0.9, 0.7), (0.9, 0.9)]
-    assert cam.calibration is not None
-    assert [tuple(p) for p in cam.calibration.ground_points_m] == [(float(a), float(b)) for a, b in metres]
-    for got, (fx, fy) in zip(cam.calibration.image_points, pts, strict=True):
-        assert got[0] == pytest.approx(fx, abs=0.01) and got[1] == pytest.approx(fy, abs=0.01)

@@ -198,7 +198,8 @@ function render() {
     state.drawing.map(toPx).forEach(([x, y]) => { ctx.fillStyle = "#fff"; ctx.beginPath(); ctx.arc(x, y, lw * 2, 0, 7); ctx.fill(); });
   }
   const suspect = state.check ? state.check.suspect : null;
-  state.ground.forEach((g, i) => {
+  const showGround = !live || state.mode === "ground";
+  if (showGround) state.ground.forEach((g, i) => {
     const [x, y] = toPx([g.x, g.y]);
     const col = i === suspect ? "#ff4040" : "#0ff";
     ctx.strokeStyle = col; ctx.lineWidth = lw;
@@ -467,7 +468,7 @@ function renderGround() {
   const chk = state.check;
   state.ground.forEach((g, i) => {
     const tr = document.createElement("tr");
-    const off = chk && chk.loo_errors_m && chk.loo_errors_m[i] !== undefined && chk.loo_errors_m[i] !== null ? `${chk.loo_errors_m[i].toFixed(2)} m` : "";
+    const off = chk && chk.off_by_m && chk.off_by_m[i] !== undefined && chk.off_by_m[i] !== null ? `${chk.off_by_m[i].toFixed(2)} m` : "";
     tr.className = chk && chk.suspect === i ? "suspect" : "";
     tr.innerHTML = `<td>G${i + 1}</td><td>${g.x.toFixed(3)}, ${g.y.toFixed(3)}</td>` +
       `<td><input class="gx" type="number" step="0.01"></td><td><input class="gy" type="number" step="0.01"></td>` +
