@@ -5,12 +5,13 @@ recording, played in *video time* (as fast as the CPU allows, with the file's ow
 timestamps). The agent's uplink is pointed at a private outbox in the output directory and
 MQTT is switched off, so a replay never publishes. Written to ``--out``:
 
+* ``report.html``    the page an operator reads (``edge.tools.report``)
 * ``events.jsonl``   every event the agent built (except ``features``), one JSON object a line
 * ``features.jsonl`` the ``features`` records
 * ``annotated.avi`` (MJPG) or ``annotated.mp4`` (mp4v) -- or ``frames/*.jpg`` with ``--no-video``
   -- zones with live state, tracks with ids/class/parked time, counts and recent events
-* ``snapshot.png``   the annotated frame with the most tracks
-* ``heatmap.png``    the occupancy grid over the last frame
+* ``snapshot.png``   the busiest moment (most objects counted in the zones)
+* ``heatmap.png``    seconds of presence per grid cell, summed over the replay, over the last frame
 * ``timeseries.png`` per-zone counts, density and occupancy over video time
 * ``summary.json``
 """
