@@ -265,7 +265,12 @@ def detections_json(dets: Any, width: int, height: int) -> list[dict[str, Any]]:
         x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
         out.append(
             {
-                "box": [round(x1 / width, 4), round(y1 / height, 4), round(x2 / width, 4), round(y2 / height, 4)],
+                "box": [
+                    round(x1 / width, 4),
+                    round(y1 / height, 4),
+                    round(x2 / width, 4),
+                    round(y2 / height, 4),
+                ],
                 "class": class_name(int(dets.class_id[i])),
                 "confidence": round(float(dets.confidence[i]), 3),
             }
@@ -297,7 +302,9 @@ class LiveView:
 
     @staticmethod
     def _key(cam: CameraConfig) -> str:
-        return json.dumps([[z.model_dump(mode="json") for z in cam.zones], [ln.model_dump(mode="json") for ln in cam.lines]])
+        return json.dumps(
+            [[z.model_dump(mode="json") for z in cam.zones], [ln.model_dump(mode="json") for ln in cam.lines]]
+        )
 
     def set_geometry(self, cam: CameraConfig) -> None:
         """New zones or lines from the page: new rules (tracks carry on)."""
@@ -315,12 +322,19 @@ class LiveView:
 
         result = self.pipeline.step(frame)
         states = result.analytics.zone_states()
-        when = f"file at {frame.t:6.1f} s" if source_kind_of(self.cam) == "file" else time.strftime("%H:%M:%S")
+        when = (
+            f"file at {frame.t:6.1f} s" if source_kind_of(self.cam) == "file" else time.strftime("%H:%M:%S")
+        )
         counted = sum(int(st.get("count") or 0) for st in states.values())
         hud = [f"LIVE  {self.cam.id}  {when}", f"{len(result.tracks)} tracked, {counted} counted in zones"]
         return annotate(
-            frame.image, zones=self.cam.zones, lines=self.cam.lines, masks=self.cam.masks,
-            tracks=result.tracks, states=states, hud=hud,
+            frame.image,
+            zones=self.cam.zones,
+            lines=self.cam.lines,
+            masks=self.cam.masks,
+            tracks=result.tracks,
+            states=states,
+            hud=hud,
         )
 
 
@@ -414,7 +428,9 @@ def check_ground_points(
     }
 
 
-def reprojection(image_points: list[list[float]], ground_m: list[list[float]], width: int, height: int) -> dict[str, Any]:
+def reprojection(
+    image_points: list[list[float]], ground_m: list[list[float]], width: int, height: int
+) -> dict[str, Any]:
     """Alias kept for callers of the first version: the leave-one-out check."""
     return check_ground_points(image_points, ground_m, width, height)
 
@@ -503,8 +519,12 @@ class CalibrateState:
         try:
             edited = cam.model_copy(
                 update={
-                    "zones": [ZoneConfig.model_validate(z) for z in zones] if isinstance(zones, list) else cam.zones,
-                    "lines": [LineConfig.model_validate(ln) for ln in lines] if isinstance(lines, list) else cam.lines,
+                    "zones": [ZoneConfig.model_validate(z) for z in zones]
+                    if isinstance(zones, list)
+                    else cam.zones,
+                    "lines": [LineConfig.model_validate(ln) for ln in lines]
+                    if isinstance(lines, list)
+                    else cam.lines,
                 }
             )
         except ValueError:
@@ -569,7 +589,9 @@ class CalibrateState:
         if idx is None:
             raise ConfigError(f"no camera {camera_id!r}", [f"camera: no camera {camera_id!r} in this config"])
         cam = cams[idx]
-        edits: dict[str, Any] = {"zones": [_clean_zone(z, cam_zone_kinds(self.data, camera_id)) for z in zones]}
+        edits: dict[str, Any] = {
+            "zones": [_clean_zone(z, cam_zone_kinds(self.data, camera_id)) for z in zones]
+        }
         if "lines" in body:
             lines = body["lines"]
             if not isinstance(lines, list):
@@ -579,7 +601,9 @@ class CalibrateState:
             calib = body["calibration"]
             edits["calibration"] = (
                 {
-                    "image_points": [[round(float(x), 4), round(float(y), 4)] for x, y in calib["image_points"]],
+                    "image_points": [
+                        [round(float(x), 4), round(float(y), 4)] for x, y in calib["image_points"]
+                    ],
                     "ground_points_m": [[float(x), float(y)] for x, y in calib["ground_points_m"]],
                 }
                 if calib
@@ -596,7 +620,9 @@ class CalibrateState:
         try:
             text = splice_camera_keys(self.text, camera_id, edits)
         except SpliceError as exc:
-            log.warning("calibrate: cannot keep the layout of %s (%s); writing it plainly", self.config_path, exc)
+            log.warning(
+                "calibrate: cannot keep the layout of %s (%s); writing it plainly", self.config_path, exc
+            )
             text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None)
             comments_kept = False
         backup: Path | None = None
@@ -635,7 +661,11 @@ def cam_zone_kinds(data: dict[str, Any], camera_id: str) -> dict[str, str]:
 def _round_poly(poly: Any) -> Any:
     if not isinstance(poly, list):
         return poly
-    return [[round(float(p[0]), 4), round(float(p[1]), 4)] for p in poly if isinstance(p, list | tuple) and len(p) == 2]
+    return [
+        [round(float(p[0]), 4), round(float(p[1]), 4)]
+        for p in poly
+        if isinstance(p, list | tuple) and len(p) == 2
+    ]
 
 
 def _clean_zone(z: Any, _old_kinds: dict[str, str] | None = None) -> Any:
@@ -706,7 +736,9 @@ class _Handler(BaseHTTPRequestHandler):
             return "wrong Host: open the page as http://127.0.0.1:PORT/ (through an SSH tunnel from a laptop)"
         origin = self.headers.get("Origin")
         if origin is not None and origin not in {f"http://{h}" for h in hosts}:
-            return f"requests from {origin} are not accepted; only the calibration page itself may call this API"
+            return (
+                f"requests from {origin} are not accepted; only the calibration page itself may call this API"
+            )
         if api:
             sent = self.headers.get(TOKEN_HEADER, "")
             if not hmac.compare_digest(sent.encode(), self.server.state.token.encode()):

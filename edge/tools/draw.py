@@ -78,14 +78,16 @@ def put_label(
     *,
     scale: float = 0.45,
     text_colour: Colour = (255, 255, 255),
-) -> None:
-    """Text on a filled box (readable on any background); ``org`` is the box's bottom-left. In place."""
+) -> int:
+    """Text on a filled box (readable on any background), kept inside the image; ``org`` is the
+    box's bottom-left. In place; returns the box's bottom row (where a label under it can start)."""
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
     h, w = image.shape[:2]
     x = int(min(max(org[0], 0), max(w - tw - 4, 0)))
     y = int(min(max(org[1], th + base + 2), h - 1))
     cv2.rectangle(image, (x, y - th - base - 2), (x + tw + 4, y), colour, -1)
     cv2.putText(image, text, (x + 2, y - base), _FONT, scale, text_colour, 1, cv2.LINE_AA)
+    return y
 
 
 def _state_fields(state: Any) -> dict[str, Any]:
@@ -219,10 +221,11 @@ def draw_zones(
     for (pts, colour), zone in zip(polys, zones, strict=True):
         cv2.polylines(out, [pts], True, colour, 2, cv2.LINE_AA)
         top = pts[np.argmin(pts[:, 1] * w + pts[:, 0])]
-        put_label(out, f"{zone.id} ({KIND_WORDS.get(zone.kind, zone.kind)})", (int(top[0]), int(top[1]) - 2), colour)
+        title = f"{zone.id} ({KIND_WORDS.get(zone.kind, zone.kind)})"
+        bottom = put_label(out, title, (int(top[0]), int(top[1]) - 2), colour)
         extra = zone_summary(zone.kind, states.get(zone.id)) if states else ""
-        if extra:  # the live state goes just inside the zone, under its name
-            put_label(out, extra, (int(top[0]) + 3, int(top[1]) + 18), (40, 40, 40), scale=0.4)
+        if extra:  # the live state goes just inside the zone, under its name (never over it)
+            put_label(out, extra, (int(top[0]) + 3, max(int(top[1]) + 18, bottom + 18)), (40, 40, 40), scale=0.4)
     for line in lines:
         a, b = to_pixels([line.a, line.b], w, h)
         cv2.arrowedLine(

@@ -21,14 +21,20 @@ COLORMAP = cv2.COLORMAP_INFERNO
 
 
 def smooth_upsample(grid: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The coarse grid resized to ``width`` x ``height`` with bicubic interpolation between cell
-    centres (values clipped to the grid's range, so no negative seconds from overshoot)."""
+    """The coarse grid at ``width`` x ``height``, smooth: linear between cell centres (no overshoot,
+    so no negative seconds and no dark rings), then a Gaussian of a third of a cell to round off the
+    cells' square outline. The brightest point keeps the busiest cell's value."""
     g = np.asarray(grid, dtype=np.float64)
     if g.ndim != 2 or g.size == 0:
         raise ValueError(f"occupancy grid must be a non-empty 2-D array, got shape {g.shape}")
     g = np.nan_to_num(np.clip(g, 0.0, None))
-    big = cv2.resize(g.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
-    return np.clip(big.astype(np.float64), 0.0, float(g.max()))
+    big = cv2.resize(g.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    sx, sy = width / g.shape[1] / 3.0, height / g.shape[0] / 3.0
+    big = cv2.GaussianBlur(big, (0, 0), sigmaX=max(sx, 0.5), sigmaY=max(sy, 0.5), borderType=cv2.BORDER_REPLICATE)
+    out = np.clip(big.astype(np.float64), 0.0, None)
+    # The blur lowers a lone peak; scale back so the brightest point is the busiest cell's seconds.
+    top = float(out.max())
+    return out * (float(g.max()) / top) if top > 0 else out
 
 
 def colourise(

@@ -43,7 +43,15 @@ from edge.tools.draw import annotate, class_counts, draw_zones, zone_summary
 from edge.tools.heatmap import render_heatmap, save_png
 from edge.tools.plots import ZoneSeries, render_timeseries
 from edge.tools.progress import ProgressBar
-from edge.tools.report import EVENT_WORDS, PERIODIC_KINDS, KeyFrame, ReportData, ReportEvent, write_report
+from edge.tools.report import (
+    EVENT_WORDS,
+    PERIODIC_KINDS,
+    KeyFrame,
+    ReportData,
+    ReportEvent,
+    plural,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +299,7 @@ class ReplayRecorder:
             self.last_image = frame.image
             captions, self._pending_captions = self._pending_captions, []
         counted = sum(int(st.get("count") or 0) for st in states.values())
-        if counted > self._best_count:  # the moment the zones held the most -> snapshot.png
+        if counted > self._best_count or self._best is None:  # the zones held the most -> snapshot.png
             self._best_count = counted
             per_zone = ", ".join(f"{z}: {int(st.get('count') or 0)}" for z, st in states.items() if st.get("count"))
             self._best = KeyFrame(vt, f"busiest moment: {counted} counted in the zones ({per_zone or 'none'})", image)
@@ -374,7 +382,8 @@ class ReplayRecorder:
             z: tuple(crowd_cfg.los_thresholds) if crowd_cfg.los_thresholds is not None else LOS_TABLES[t]
             for z, t in tables.items()
         }
-        chosen = [*self._event_frames[: self.MAX_EVENT_FRAMES], *([self._best] if self._best is not None else [])]
+        busiest = [self._best] if self._best is not None and self._best_count > 0 else []
+        chosen = [*self._event_frames[: self.MAX_EVENT_FRAMES], *busiest]
         # Fewer than four moments from events: add frames spread through the recording, busiest first.
         for _, kf in sorted(self._spaced, key=lambda p: -p[0]):
             if len(chosen) >= 4:
@@ -417,9 +426,9 @@ class ReplayRecorder:
             files.append(vid)
         data = self.report_data()
         if data.background is not None and data.grid is not None:
-            who = "/".join(data.grid_classes) or "object"
             heat = render_heatmap(
-                data.grid, data.background, title=f"{self.cam.id}: where each {who} stood", label_s=data.video_s
+                data.grid, data.background, title=f"{self.cam.id}: where {plural(data.grid_classes)} stood",
+                label_s=data.video_s,
             )
             files.append(save_png(self.out_dir / "heatmap.png", heat))
         if self._best is not None:

@@ -53,6 +53,14 @@ PERIODIC_KINDS = ("crowd_density", "bike_bay_status", "features", "device_health
 SEVERITY_ORDER = ("critical", "major", "minor", "info")
 
 
+def plural(names: Sequence[str]) -> str:
+    """``["person"]`` -> ``people``, ``["vehicle", "bicycle"]`` -> ``vehicles and bicycles``."""
+    words = [{"person": "people", "bus": "buses", "any": "objects"}.get(n, n + "s") for n in names] or [
+        "objects"
+    ]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def matplotlib_available() -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -132,10 +140,20 @@ def episodes(events: Sequence[ReportEvent]) -> tuple[list[Episode], list[ReportE
     for evs in by_incident.values():
         evs.sort(key=lambda e: e.t)
         end = next((e.t for e in evs if e.phase == "end"), None)
-        worst = min(evs, key=lambda e: SEVERITY_ORDER.index(e.severity) if e.severity in SEVERITY_ORDER else 9)
+        worst = min(
+            evs, key=lambda e: SEVERITY_ORDER.index(e.severity) if e.severity in SEVERITY_ORDER else 9
+        )
         first = evs[0]
         out.append(
-            Episode(first.kind, first.zone_id, first.t, end, worst.severity, first.reason, tuple(e.phase for e in evs))
+            Episode(
+                first.kind,
+                first.zone_id,
+                first.t,
+                end,
+                worst.severity,
+                first.reason,
+                tuple(e.phase for e in evs),
+            )
         )
     out.sort(key=lambda ep: ep.start)
     return out, sorted(instants, key=lambda e: e.t)
@@ -166,7 +184,9 @@ def zone_rows(data: ReportData) -> list[dict[str, str]]:
             row["density"] = "–" if z.kind != "crowd" else "no area: set area_m2 or a calibration"
             row["los"] = "–"
         _, occ = data.series.series("occupancy", z.id)
-        row["occupancy"] = f"{100 * float(occ.max()):.0f} % of {z.capacity}" if occ.size and z.capacity else "–"
+        row["occupancy"] = (
+            f"{100 * float(occ.max()):.0f} % of {z.capacity}" if occ.size and z.capacity else "–"
+        )
         rows.append(row)
     return rows
 
@@ -229,7 +249,9 @@ def chart_over_time(data: ReportData) -> bytes:
     has_occ = any(data.series.series("occupancy", z.id)[0].size for z in data.zones)
     eps, instants = episodes(data.events)
     rows = _timeline_rows(eps, instants)
-    panels = ["count"] + (["density"] if has_density else []) + (["occupancy"] if has_occ else []) + ["events"]
+    panels = (
+        ["count"] + (["density"] if has_density else []) + (["occupancy"] if has_occ else []) + ["events"]
+    )
     heights = [3.0 if p != "events" else max(1.0, 0.45 * len(rows) + 0.6) for p in panels]
     fig = Figure(figsize=(10, sum(heights) + 0.8), layout="constrained")
     axes = fig.subplots(len(panels), 1, sharex=True, gridspec_kw={"height_ratios": heights})
@@ -243,8 +265,14 @@ def chart_over_time(data: ReportData) -> bytes:
                 ax.step(ts, vs, where="post", color=colour[z.id], linewidth=1.8, label=f"{z.id}: counted now")
                 sts, svs = data.series.series("count_smoothed", z.id)
                 if sts.size:
-                    ax.plot(sts, svs, color=colour[z.id], linewidth=1.2, linestyle="--",
-                            label=f"{z.id}: smoothed\n(density = this ÷ {_area_text(data, z.id)})")
+                    ax.plot(
+                        sts,
+                        svs,
+                        color=colour[z.id],
+                        linewidth=1.2,
+                        linestyle="--",
+                        label=f"{z.id}: smoothed\n(density = this ÷ {_area_text(data, z.id)})",
+                    )
             ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=2))
             ax.set_ylim(bottom=0, top=max(1.0, ax.get_ylim()[1]))
             ax.set_ylabel("objects in zone")
@@ -265,17 +293,29 @@ def chart_over_time(data: ReportData) -> bytes:
             ax.yaxis.set_major_formatter(FuncFormatter(density_formatter(step)))
             ax.set_ylabel("persons per m²")
             _los_guides(ax, data, top)
-            ax.set_title("Crowd density (smoothed count ÷ zone area) and level of service", loc="left", fontsize=10)
+            ax.set_title(
+                "Crowd density (smoothed count ÷ zone area) and level of service", loc="left", fontsize=10
+            )
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, framealpha=0.9)
         elif panel == "occupancy":
             for z in data.zones:
                 ts, vs = data.series.series("occupancy", z.id)
                 if ts.size:
-                    ax.plot(ts, 100 * vs, color=colour[z.id], linewidth=1.8, label=f"{z.id} (capacity {z.capacity})")
+                    ax.plot(
+                        ts,
+                        100 * vs,
+                        color=colour[z.id],
+                        linewidth=1.8,
+                        label=f"{z.id} (capacity {z.capacity})",
+                    )
             ax.axhline(100, color="#c0392b", linewidth=1, linestyle=":")
             ax.set_ylabel("% of capacity")
             ax.set_ylim(bottom=0)
-            ax.set_title("Bike bay occupancy (bikes ÷ capacity; above 100 % the bay overflows)", loc="left", fontsize=10)
+            ax.set_title(
+                "Bike bay occupancy (bikes ÷ capacity; above 100 % the bay overflows)",
+                loc="left",
+                fontsize=10,
+            )
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, framealpha=0.9)
         else:
             _draw_timeline(ax, rows, t_end)
@@ -295,23 +335,43 @@ def _los_guides(ax: Any, data: ReportData, top: float) -> None:
         for lv, b in zip(LEVELS, bounds, strict=False):
             if b <= top:
                 ax.axhline(b, color="#888888", linewidth=0.8, linestyle=":")
-                ax.text(ax.get_xlim()[1], b, f" {lv}|{LEVELS[LEVELS.index(lv) + 1]} ", va="bottom", ha="right",
-                        fontsize=7, color="#555555")
+                ax.text(
+                    ax.get_xlim()[1],
+                    b,
+                    f" {lv}|{LEVELS[LEVELS.index(lv) + 1]} ",
+                    va="bottom",
+                    ha="right",
+                    fontsize=7,
+                    color="#555555",
+                )
                 drawn = True
         if not drawn and bounds:
-            ax.text(0.99, 0.95, f"level of service A (free flow) throughout: A ends at {fmt_density(bounds[0])} /m² "
-                    f"({data.los_table.get(zid, 'walkway')} table)", transform=ax.transAxes, ha="right", va="top",
-                    fontsize=8, color="#555555")
+            ax.text(
+                0.99,
+                0.95,
+                f"level of service A (free flow) throughout: A ends at {fmt_density(bounds[0])} /m² "
+                f"({data.los_table.get(zid, 'walkway')} table)",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=8,
+                color="#555555",
+            )
         break
 
 
 def _timeline_rows(eps: list[Episode], instants: list[ReportEvent]) -> list[tuple[str, list[Any]]]:
     rows: dict[str, list[Any]] = {}
     for ep in eps:
-        rows.setdefault(f"{EVENT_WORDS.get(ep.kind, ep.kind)}" + (f" · {ep.zone_id}" if ep.zone_id else ""), []).append(ep)
+        rows.setdefault(
+            f"{EVENT_WORDS.get(ep.kind, ep.kind)}" + (f" · {ep.zone_id}" if ep.zone_id else ""), []
+        ).append(ep)
     for e in instants:
-        key = (f"crossings · {e.payload.get('line_id') or e.zone_id}" if e.kind == "line_crossing"
-               else EVENT_WORDS.get(e.kind, e.kind) + (f" · {e.zone_id}" if e.zone_id else ""))
+        key = (
+            f"crossings · {e.payload.get('line_id') or e.zone_id}"
+            if e.kind == "line_crossing"
+            else EVENT_WORDS.get(e.kind, e.kind) + (f" · {e.zone_id}" if e.zone_id else "")
+        )
         rows.setdefault(key, []).append(e)
     return list(rows.items())
 
@@ -320,23 +380,49 @@ _SEV_COLOUR = {"critical": "#8e0000", "major": "#d35400", "minor": "#f1c40f", "i
 
 
 def _draw_timeline(ax: Any, rows: list[tuple[str, list[Any]]], t_end: float) -> None:
-    ax.set_title("Events (bars: from start to end; open bars ran past the end of the recording)", loc="left", fontsize=10)
+    ax.set_title(
+        "Events (bars: from start to end; open bars ran past the end of the recording)",
+        loc="left",
+        fontsize=10,
+    )
     if not rows:
-        ax.text(0.5, 0.5, "no violations, overflows, tasks, surges, tamper or crossings in this recording",
-                transform=ax.transAxes, ha="center", va="center", fontsize=9, color="#555555")
+        ax.text(
+            0.5,
+            0.5,
+            "no violations, overflows, tasks, surges, tamper or crossings in this recording",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="#555555",
+        )
         ax.set_yticks([])
         return
     for y, (_label, items) in enumerate(rows):
         for it in items:
             if isinstance(it, Episode):
                 end = it.end if it.end is not None else t_end
-                ax.broken_barh([(it.start, max(end - it.start, t_end * 0.003))], (y - 0.3, 0.6),
-                               facecolors=_SEV_COLOUR.get(it.severity, "#7f8c8d"), alpha=0.85)
+                ax.broken_barh(
+                    [(it.start, max(end - it.start, t_end * 0.003))],
+                    (y - 0.3, 0.6),
+                    facecolors=_SEV_COLOUR.get(it.severity, "#7f8c8d"),
+                    alpha=0.85,
+                )
                 if it.end is None:
-                    ax.annotate("", xy=(t_end, y), xytext=(t_end - t_end * 0.02, y),
-                                arrowprops={"arrowstyle": "->", "color": "#333333"})
+                    ax.annotate(
+                        "",
+                        xy=(t_end, y),
+                        xytext=(t_end - t_end * 0.02, y),
+                        arrowprops={"arrowstyle": "->", "color": "#333333"},
+                    )
             else:
-                marker = "^" if it.payload.get("direction") == "in" else "v" if it.payload.get("direction") == "out" else "o"
+                marker = (
+                    "^"
+                    if it.payload.get("direction") == "in"
+                    else "v"
+                    if it.payload.get("direction") == "out"
+                    else "o"
+                )
                 ax.plot([it.t], [y], marker=marker, color="#2c3e50", markersize=6, linestyle="none")
     ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
@@ -358,18 +444,22 @@ def chart_heatmap(data: ReportData) -> bytes | None:
     ax = fig.subplots()
     ax.imshow(cv2.cvtColor(data.background, cv2.COLOR_BGR2RGB))
     ax.set_axis_off()
-    who = ", ".join(data.grid_classes) or "objects"
+    who = plural(data.grid_classes)
     rows, cols = grid.shape
     if top <= 0:
-        ax.set_title(f"Where {who} stood: nobody of these classes was seen in this recording", loc="left", fontsize=10)
+        ax.set_title(f"Where {who} stood: none were seen in this recording", loc="left", fontsize=10)
         return _png(fig)
     smooth = smooth_upsample(grid, w, h)
     norm = PowerNorm(gamma=0.5, vmin=0.0, vmax=top)
     alpha = np.clip(np.sqrt(smooth / top) * 1.6, 0.0, 0.8)  # faint where little time was spent
-    im = ax.imshow(smooth, cmap="inferno", norm=norm, alpha=alpha, extent=(0, w, h, 0), interpolation="bilinear")
+    im = ax.imshow(
+        smooth, cmap="inferno", norm=norm, alpha=alpha, extent=(0, w, h, 0), interpolation="bilinear"
+    )
     ax.set_title(
         f"Where {who} stood: seconds of presence per cell, summed over {data.video_s:.0f} s of recording",
-        loc="left", fontsize=10)
+        loc="left",
+        fontsize=10,
+    )
     bar = fig.colorbar(im, ax=ax, shrink=0.85, pad=0.01)
     if bar.solids is not None:
         bar.solids.set_alpha(1.0)
@@ -404,15 +494,18 @@ def _fmt_t(t: float) -> str:
 
 
 def _summary_sentences(data: ReportData, eps: list[Episode]) -> list[str]:
-    out = [f"{data.video_s:.0f} s of recording from camera <b>{html.escape(data.camera_id)}</b> "
-           f"({data.frames} frames analysed with {html.escape(data.model)})."]
+    out = [
+        f"{data.video_s:.0f} s of recording from camera <b>{html.escape(data.camera_id)}</b> "
+        f"({data.frames} frames analysed with {html.escape(data.model)})."
+    ]
     for z in data.zones:
         _, c = data.series.series("count", z.id)
         if not c.size:
             continue
         most = int(c.max())
         text = f"Zone <b>{html.escape(z.id)}</b> ({KIND_WORDS.get(z.kind, z.kind)}): " + (
-            f"at most {most} counted at once" if most else "nothing counted")
+            f"at most {most} counted at once" if most else "nothing counted"
+        )
         _, d = data.series.series("density", z.id)
         if d.size:
             levels = [lv for _, lv in data.los.get(z.id, [])]
@@ -420,7 +513,9 @@ def _summary_sentences(data: ReportData, eps: list[Episode]) -> list[str]:
             text += f"; density peaked at {fmt_density(float(d.max()))} persons/m², level of service {worst} ({LOS_WORDS[worst]}) at worst"
         out.append(text + ".")
     for line, tot in line_totals(data.events).items():
-        out.append(f"Line <b>{html.escape(line)}</b>: {tot.get('in', 0)} crossed in, {tot.get('out', 0)} crossed out.")
+        out.append(
+            f"Line <b>{html.escape(line)}</b>: {tot.get('in', 0)} crossed in, {tot.get('out', 0)} crossed out."
+        )
     alarms = [ep for ep in eps if ep.severity in ("critical", "major")]
     if eps:
         kinds = sorted({EVENT_WORDS.get(ep.kind, ep.kind) for ep in eps})
@@ -456,20 +551,32 @@ def build_html(data: ReportData) -> str:
         "<th>time with anyone in it</th><th>peak density</th><th>worst level of service</th><th>peak bay occupancy</th></tr>",
     ]
     for r in zone_rows(data):
-        parts.append("<tr>" + "".join(f"<td>{html.escape(r[k])}</td>" for k in
-                                      ("zone", "kind", "peak", "mean", "occupied", "density", "los", "occupancy")) + "</tr>")
+        parts.append(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(r[k])}</td>"
+                for k in ("zone", "kind", "peak", "mean", "occupied", "density", "los", "occupancy")
+            )
+            + "</tr>"
+        )
     parts.append("</table>")
     parts.append("<h2>Over time</h2>")
     if mpl:
-        parts.append("<figure>" + _img_tag(chart_over_time(data), "counts, density and events over time") +
-                     "<figcaption>Solid lines: objects each zone counted at that moment. Dashed: the smoothed "
-                     "count the density is computed from, so the density falls gently after people leave. "
-                     "The bottom rows are the events, on the same time axis.</figcaption></figure>")
+        parts.append(
+            "<figure>"
+            + _img_tag(chart_over_time(data), "counts, density and events over time")
+            + "<figcaption>Solid lines: objects each zone counted at that moment. Dashed: the smoothed "
+            "count the density is computed from, so the density falls gently after people leave. "
+            "The bottom rows are the events, on the same time axis.</figcaption></figure>"
+        )
     else:
         plot = render_timeseries(data.series, title=f"{data.camera_id}: per-zone numbers over time")
-        parts.append("<figure>" + _img_tag(_png_cv(plot), "per-zone time series") +
-                     "<figcaption>Drawn without matplotlib; <code>pip install edge[report]</code> gives the full "
-                     "charts with the events on the same time axis.</figcaption></figure>")
+        parts.append(
+            "<figure>"
+            + _img_tag(_png_cv(plot), "per-zone time series")
+            + "<figcaption>Drawn without matplotlib; <code>pip install edge[report]</code> gives the full "
+            "charts with the events on the same time axis.</figcaption></figure>"
+        )
     parts.append("<h2>Events</h2>")
     parts.append(_events_table(data, eps, instants))
     parts.append("<h2>Where people and objects stood</h2>")
@@ -478,17 +585,24 @@ def build_html(data: ReportData) -> str:
         heat = render_heatmap(data.grid, data.background, title="seconds of presence per cell")
         heat_png = _png_cv(heat)
     if heat_png is not None:
-        who = ", ".join(data.grid_classes) or "objects"
-        parts.append("<figure>" + _img_tag(heat_png, "heat map of presence") +
-                     f"<figcaption>The picture is divided into cells; each cell adds up the seconds any {html.escape(who)} "
-                     "stood with their feet in it, over the whole recording (two people for 10 s = 20 s). Brighter means "
-                     "longer; the colour scale is compressed (square root) so short visits still show, and values are "
-                     "smoothed between cell centres.</figcaption></figure>")
+        who = plural(data.grid_classes)
+        parts.append(
+            "<figure>"
+            + _img_tag(heat_png, "heat map of presence")
+            + f"<figcaption>The picture is divided into cells; each cell adds up the seconds {html.escape(who)} "
+            "stood in it (where the bottom-centre of their box was), over the whole recording: two for 10 s "
+            "make 20 s. Brighter means "
+            "longer; the colour scale is compressed (square root) so short visits still show, and values are "
+            "smoothed between cell centres.</figcaption></figure>"
+        )
     if data.key_frames:
         parts.append("<h2>Key moments</h2>")
         for kf in data.key_frames:
-            parts.append("<figure>" + _img_tag(_jpeg(kf.image), kf.caption, "image/jpeg") +
-                         f"<figcaption><b>{_fmt_t(kf.t)}</b> — {html.escape(kf.caption)}</figcaption></figure>")
+            parts.append(
+                "<figure>"
+                + _img_tag(_jpeg(kf.image), kf.caption, "image/jpeg")
+                + f"<figcaption><b>{_fmt_t(kf.t)}</b> — {html.escape(kf.caption)}</figcaption></figure>"
+            )
     parts.append(_definitions(data))
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -499,16 +613,23 @@ def _events_table(data: ReportData, eps: list[Episode], instants: list[ReportEve
     for e in sorted((e for e in data.events if e.kind in EVENT_WORDS), key=lambda e: e.t):
         rows.append(
             f"<tr><td>{_fmt_t(e.t)}</td><td class='sev-{html.escape(e.severity)}'>{html.escape(e.severity)}</td>"
-            f"<td>{html.escape(e.zone_id or '')}</td><td>{html.escape(describe_event(e))}</td></tr>")
+            f"<td>{html.escape(e.zone_id or '')}</td><td>{html.escape(describe_event(e))}</td></tr>"
+        )
     periodic = sum(1 for e in data.events if e.kind in ("crowd_density", "bike_bay_status"))
     head = ""
     if periodic:
-        head = (f"<p class='meta'>{periodic} periodic density / bay-count report(s) are not listed: their numbers are "
-                "in the charts above.</p>")
+        head = (
+            f"<p class='meta'>{periodic} periodic density / bay-count report(s) are not listed: their numbers are "
+            "in the charts above.</p>"
+        )
     if not rows:
         return head + "<p>No events to act on in this recording.</p>"
-    return (head + "<table><tr><th>time (min:s)</th><th>severity</th><th>zone</th><th>what happened</th></tr>"
-            + "".join(rows) + "</table>")
+    return (
+        head
+        + "<table><tr><th>time (min:s)</th><th>severity</th><th>zone</th><th>what happened</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _definitions(data: ReportData) -> str:
@@ -518,7 +639,9 @@ def _definitions(data: ReportData) -> str:
     lo = 0.0
     for lv, b in zip(LEVELS, [*bounds, math.inf], strict=False):
         hi = "and above" if math.isinf(b) else f"to {fmt_density(b)}"
-        los_rows.append(f"<tr><td>{lv}</td><td>{LOS_WORDS[lv]}</td><td>{fmt_density(lo)} {hi} persons/m²</td></tr>")
+        los_rows.append(
+            f"<tr><td>{lv}</td><td>{LOS_WORDS[lv]}</td><td>{fmt_density(lo)} {hi} persons/m²</td></tr>"
+        )
         lo = b
     return (
         "<h2>How to read this page</h2><dl>"

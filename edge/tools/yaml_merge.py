@@ -34,7 +34,9 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
     def scalar(x: Any) -> bool:
         return isinstance(x, int | float | str | bool) or x is None
 
-    flat = all(scalar(x) for x in data) or all(isinstance(x, list) and all(scalar(y) for y in x) for x in data)
+    flat = all(scalar(x) for x in data) or all(
+        isinstance(x, list) and all(scalar(y) for y in x) for x in data
+    )
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=bool(data) and flat)
 
 
@@ -44,7 +46,12 @@ _BlockDumper.add_representer(list, _represent_list)
 def dump_block(key: str, value: Any, indent: int) -> str:
     """``key: value`` as block YAML, every line indented by ``indent`` spaces, ending in a newline."""
     text = yaml.dump(
-        {key: value}, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
+        {key: value},
+        Dumper=_BlockDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
     )
     pad = " " * indent
     return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
@@ -80,7 +87,12 @@ def _camera_node(root: yaml.Node, camera_id: str) -> yaml.MappingNode:
         if not isinstance(item, yaml.MappingNode):
             continue
         for k, v in item.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == "id" and isinstance(v, yaml.ScalarNode) and v.value == camera_id:
+            if (
+                isinstance(k, yaml.ScalarNode)
+                and k.value == "id"
+                and isinstance(v, yaml.ScalarNode)
+                and v.value == camera_id
+            ):
                 if item.flow_style:
                     raise SpliceError(f"camera {camera_id} is written in flow style")
                 return item
@@ -96,7 +108,9 @@ def _dash_column(text: str, item: yaml.Node) -> int | None:
     return before.index("-")
 
 
-def _splice_items(text: str, seq: yaml.SequenceNode, old: list[Any], new: list[Any]) -> tuple[int, int, str] | None:
+def _splice_items(
+    text: str, seq: yaml.SequenceNode, old: list[Any], new: list[Any]
+) -> tuple[int, int, str] | None:
     """A list of mappings with ids, edited item by item: an item whose data did not change keeps its
     text (and its comments); changed and new items are written fresh at the list's dash column.
     None when the list is not a block list of such items (the caller rewrites the whole key)."""
@@ -124,7 +138,11 @@ def _splice_items(text: str, seq: yaml.SequenceNode, old: list[Any], new: list[A
             body = dump_block("x", [data], 0).split("\n", 1)[1]  # the "- ..." lines of a one-item list
             lines = body.splitlines(keepends=True)
             shift = col - (len(lines[0]) - len(lines[0].lstrip(" ")))
-            parts.append("".join((" " * shift + ln if shift >= 0 else ln[-shift:]) if ln.strip() else ln for ln in lines))
+            parts.append(
+                "".join(
+                    (" " * shift + ln if shift >= 0 else ln[-shift:]) if ln.strip() else ln for ln in lines
+                )
+            )
     start = _line_start(text, seq.value[0].start_mark.index)
     return start, _content_end(text, seq.value[-1]), "".join(parts)
 
@@ -148,7 +166,12 @@ def splice_camera_keys(text: str, camera_id: str, values: dict[str, Any]) -> str
         raise SpliceError("the config is empty")
     cam = _camera_node(root, camera_id)
     old_cam = next(
-        (c for c in (expected or {}).get("cameras") or [] if isinstance(c, dict) and c.get("id") == camera_id), {}
+        (
+            c
+            for c in (expected or {}).get("cameras") or []
+            if isinstance(c, dict) and c.get("id") == camera_id
+        ),
+        {},
     )
     key_col = cam.value[0][0].start_mark.column
     edits: list[tuple[int, int, str]] = []  # (start, end, replacement), applied back to front
@@ -172,7 +195,11 @@ def splice_camera_keys(text: str, camera_id: str, values: dict[str, Any]) -> str
             if text[start : k.start_mark.index].strip() != "":
                 raise SpliceError(f"{key} is the camera's first key or shares its line with another")
             replacement = "" if value is None else dump_block(key, value, key_col)
-            end = _content_end(text, v) if not isinstance(v, yaml.ScalarNode) or v.value else _content_end(text, k)
+            end = (
+                _content_end(text, v)
+                if not isinstance(v, yaml.ScalarNode) or v.value
+                else _content_end(text, k)
+            )
             edits.append((start, end, replacement))
         elif value is not None:
             missing.append(key)

@@ -77,7 +77,9 @@ def test_every_parser_in_the_tree_has_a_description() -> None:
         ["check-config", "--log-level", "debug", "{cfg}"],
     ],
 )
-def test_log_level_before_or_after_the_subcommand(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_log_level_before_or_after_the_subcommand(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = str(REPO / "configs" / "dev-sim.yaml")
     assert main([a.replace("{cfg}", cfg) for a in argv]) == 0
     assert capsys.readouterr().out.strip() == "OK"
@@ -93,7 +95,9 @@ def test_a_level_given_before_is_not_reset_by_the_subcommand() -> None:
     assert args.log_json is True
 
 
-@pytest.mark.parametrize("argv", [["--log-level", "LOUD", "run", "--config", "x"], ["run", "--config", "x", "--log-level", "LOUD"]])
+@pytest.mark.parametrize(
+    "argv", [["--log-level", "LOUD", "run", "--config", "x"], ["run", "--config", "x", "--log-level", "LOUD"]]
+)
 def test_a_bad_log_level_is_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -138,7 +142,9 @@ def test_journald_gets_a_priority_on_every_line(tmp_path: Path, monkeypatch: pyt
     assert lines[-1] == "<3>RuntimeError: boom"
 
 
-def test_no_journal_prefix_when_stderr_is_not_the_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_journal_prefix_when_stderr_is_not_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with (tmp_path / "a.log").open("w") as stream:
         monkeypatch.setattr(sys, "stderr", stream)
         monkeypatch.setenv("JOURNAL_STREAM", "1:2")  # inherited from a parent: not this stream

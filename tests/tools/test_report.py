@@ -62,16 +62,47 @@ class EventfulAgent(ScriptedAgent):
             n = len(self.frame_ts)
             self.frame_ts.append(result.frame.ts)
             script = {
-                10: [("parking_violation", "start", "left", "major", "parked 1 s in no-stopping zone", "v1", {})],
-                25: [("line_crossing", "instant", "gate", "info", "", "c1", {"line_id": "gate", "direction": "in", "class": "person"})],
+                10: [
+                    (
+                        "parking_violation",
+                        "start",
+                        "left",
+                        "major",
+                        "parked 1 s in no-stopping zone",
+                        "v1",
+                        {},
+                    )
+                ],
+                25: [
+                    (
+                        "line_crossing",
+                        "instant",
+                        "gate",
+                        "info",
+                        "",
+                        "c1",
+                        {"line_id": "gate", "direction": "in", "class": "person"},
+                    )
+                ],
                 40: [("parking_violation", "end", "left", "info", "vehicle left", "v1", {})],
-                50: [("crowd_surge", "start", "plaza", "critical", "density rose 0.4/m2 within 60 s", "s1", {})],
+                50: [
+                    ("crowd_surge", "start", "plaza", "critical", "density rose 0.4/m2 within 60 s", "s1", {})
+                ],
             }
             for kind, phase, zone, sev, reason, inc, payload in script.get(n, []):
                 iso = _iso(result.frame.ts)
                 on_event(
-                    {"kind": kind, "phase": phase, "camera_id": "cam0", "zone_id": zone, "severity": sev,
-                     "severity_reason": reason, "incident_id": inc, "ts": iso, "payload": payload}
+                    {
+                        "kind": kind,
+                        "phase": phase,
+                        "camera_id": "cam0",
+                        "zone_id": zone,
+                        "severity": sev,
+                        "severity_reason": reason,
+                        "incident_id": inc,
+                        "ts": iso,
+                        "payload": payload,
+                    }
                 )
             on_step(result)
 
@@ -89,7 +120,11 @@ def replayed(tmp_path: Path) -> Path:
     clip = tmp_path / "clip.avi"
     _write_clip(clip)
     out = tmp_path / "out"
-    replay(_site(tmp_path), ReplayOptions(source=str(clip), out_dir=out, progress=False), agent_factory=EventfulAgent)
+    replay(
+        _site(tmp_path),
+        ReplayOptions(source=str(clip), out_dir=out, progress=False),
+        agent_factory=EventfulAgent,
+    )
     return out
 
 
@@ -111,14 +146,24 @@ def test_report_is_one_self_contained_page(replayed: Path) -> None:
     images = _images(page)
     assert len(images) >= 4  # the time chart, the heat map and key frames
     assert all(img.std() > 5 for img in images)  # pictures with content, not blank
-    for section in ("In short", "Zones", "Over time", "Events", "Where people and objects stood", "Key moments",
-                    "How to read this page"):
+    for section in (
+        "In short",
+        "Zones",
+        "Over time",
+        "Events",
+        "Where people and objects stood",
+        "Key moments",
+        "How to read this page",
+    ):
         assert f"<h2>{section}</h2>" in page
 
 
 def test_report_lists_events_in_words_at_video_time(replayed: Path) -> None:
     page = (replayed / "report.html").read_text()
-    rows = re.findall(r"<tr><td>(\d+:\d+\.\d)</td><td class='sev-(\w+)'>\w+</td><td>([\w-]*)</td><td>([^<]*)</td></tr>", page)
+    rows = re.findall(
+        r"<tr><td>(\d+:\d+\.\d)</td><td class='sev-(\w+)'>\w+</td><td>([\w-]*)</td><td>([^<]*)</td></tr>",
+        page,
+    )
     assert [(t, sev, zone) for t, sev, zone, _ in rows] == [
         ("0:01.0", "major", "left"),
         ("0:02.5", "info", "gate"),
@@ -151,7 +196,9 @@ def test_count_and_density_come_from_the_same_smoothed_state(tmp_path: Path) -> 
     cfg = _site(tmp_path)
     rec = ReplayRecorder(cfg.cameras[0], tmp_path / "o", video=False, rules=cfg.rules)
     ScriptedAgent(
-        replay_config(cfg, ReplayOptions(source=str(clip)), tmp_path / "o"), on_event=rec.on_event, on_step=rec.on_step
+        replay_config(cfg, ReplayOptions(source=str(clip)), tmp_path / "o"),
+        on_event=rec.on_event,
+        on_step=rec.on_step,
     ).run()
     rec.close()
     ts, smoothed = rec.series.series("count_smoothed", "plaza")
@@ -167,12 +214,18 @@ def test_count_and_density_come_from_the_same_smoothed_state(tmp_path: Path) -> 
     assert {lv for _, lv in data.los["plaza"]} == {"A"}
 
 
-def test_report_without_matplotlib_still_has_every_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_without_matplotlib_still_has_every_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(report, "matplotlib_available", lambda: False)
     clip = tmp_path / "clip.avi"
     _write_clip(clip)
     out = tmp_path / "out"
-    replay(_site(tmp_path), ReplayOptions(source=str(clip), out_dir=out, progress=False), agent_factory=EventfulAgent)
+    replay(
+        _site(tmp_path),
+        ReplayOptions(source=str(clip), out_dir=out, progress=False),
+        agent_factory=EventfulAgent,
+    )
     page = (out / "report.html").read_text()
     assert "pip install edge[report]" in page
     assert "parking violation started" in page and "<h2>Key moments</h2>" in page
@@ -201,7 +254,9 @@ def test_episodes_fold_phases_and_keep_open_ones() -> None:
         ReportEvent(5.0, "parking_violation", "update", "kerb", "critical", "still", "a"),
         ReportEvent(9.0, "parking_violation", "end", "kerb", "info", "left", "a"),
         ReportEvent(7.0, "dispatch_task", "start", "bay", "major", "remove 3 bikes from bay", "t"),
-        ReportEvent(3.0, "line_crossing", "instant", "gate", "info", "", "x", {"direction": "out", "line_id": "gate"}),
+        ReportEvent(
+            3.0, "line_crossing", "instant", "gate", "info", "", "x", {"direction": "out", "line_id": "gate"}
+        ),
         ReportEvent(4.0, "crowd_density", "instant", "plaza", "info", "", "y"),
     ]
     eps, instants = episodes(ev)

@@ -19,7 +19,11 @@ def _comment_lines(text: str) -> list[str]:
 
 
 def _inline_comments(text: str) -> list[str]:
-    return [ln.split(" #", 1)[1].strip() for ln in text.splitlines() if " #" in ln and not ln.strip().startswith("#")]
+    return [
+        ln.split(" #", 1)[1].strip()
+        for ln in text.splitlines()
+        if " #" in ln and not ln.strip().startswith("#")
+    ]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -27,9 +31,14 @@ def test_adding_a_zone_and_a_line_keeps_every_comment(path: Path) -> None:
     text = path.read_text()
     data = yaml.safe_load(text)
     cam = data["cameras"][0]
-    zones = [*copy.deepcopy(cam.get("zones") or []), {"id": "new-zone", "kind": "count", "polygon": [[0.1, 0.1], [0.2, 0.1], [0.2, 0.2]]}]
+    zones = [
+        *copy.deepcopy(cam.get("zones") or []),
+        {"id": "new-zone", "kind": "count", "polygon": [[0.1, 0.1], [0.2, 0.1], [0.2, 0.2]]},
+    ]
     lines = [*copy.deepcopy(cam.get("lines") or []), {"id": "new-line", "a": [0.1, 0.5], "b": [0.9, 0.5]}]
-    out = splice_camera_keys(text, cam["id"], {"zones": zones, "lines": lines, "calibration": cam.get("calibration")})
+    out = splice_camera_keys(
+        text, cam["id"], {"zones": zones, "lines": lines, "calibration": cam.get("calibration")}
+    )
     # Nothing else changed: every comment line and every trailing comment is still there.
     assert _comment_lines(out) == _comment_lines(text)
     assert _inline_comments(out) == _inline_comments(text)
