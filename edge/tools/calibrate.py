@@ -141,6 +141,7 @@ class FrameFeed:
         self._next_pos = -1.0  # position of the frame a sequential read() returns next
         self._source: Any = None
         self._seq = 0
+        self._closed = False
         self._lock = threading.Lock()
         if self.kind == "file":
             self._open_file()
@@ -185,6 +186,8 @@ class FrameFeed:
         """The frame the page is on: the file at ``at_s`` (default: the current position), the image,
         or the camera's latest frame."""
         with self._lock:
+            if self._closed:
+                raise CaptureError(f"camera {self.cam.id}: released after being idle; ask again")
             self.last_used = time.monotonic()
             self._seq += 1
             if self.kind == "file":
@@ -237,6 +240,7 @@ class FrameFeed:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._cap is not None:
                 self._cap.release()
                 self._cap = None
@@ -474,13 +478,18 @@ class CalibrateState:
                 return cam
         raise KeyError(camera_id)
 
-    def feed(self, cam: CameraConfig) -> FrameFeed:
-        """The camera's frame feed (created on first use; idle live sources are closed)."""
+    def close_idle(self, idle_s: float = FEED_IDLE_S) -> None:
+        """Close live cameras nobody asked for in ``idle_s`` (the agent may want the device back)."""
         now = time.monotonic()
-        for cid, idle in list(self.feeds.items()):
-            if idle.kind == "live" and now - idle.last_used > FEED_IDLE_S and cid != cam.id:
-                idle.close()
-                del self.feeds[cid]
+        with self.lock:
+            for cid, f in list(self.feeds.items()):
+                if f.kind == "live" and now - f.last_used > idle_s:
+                    f.close()
+                    del self.feeds[cid]
+                    self.lives.pop(cid, None)
+
+    def feed(self, cam: CameraConfig) -> FrameFeed:
+        """The camera's frame feed (created on first use)."""
         old = self.feeds.get(cam.id)
         if old is not None and str(old.cam.source) == str(cam.source):
             return old
@@ -877,6 +886,8 @@ class CalibrateServer:
         self.state = state
         self._httpd = _Server(state, port)
         self._thread: threading.Thread | None = None
+        self._reaper: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
@@ -885,12 +896,24 @@ class CalibrateServer:
     def start(self) -> CalibrateServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="calibrate-http", daemon=True)
         self._thread.start()
+        self._start_reaper()
         return self
 
     def serve_forever(self) -> None:
+        self._start_reaper()
         self._httpd.serve_forever()
 
+    def _start_reaper(self) -> None:
+        def reap() -> None:
+            while not self._stopping.wait(FEED_IDLE_S / 4):
+                self.state.close_idle()
+
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=reap, name="calibrate-reaper", daemon=True)
+            self._reaper.start()
+
     def stop(self) -> None:
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread:

@@ -498,6 +498,40 @@ def test_live_view_plays_the_file_on_with_tracks_and_counts(tmp_path: Path) -> N
     assert last[235, 5].max() < 40
 
 
+def test_live_view_of_a_live_source_keeps_it_open_and_reads_the_latest_frame(tmp_path: Path) -> None:
+    """A camera (here the synthetic street through its real sim:// frame source): opened once, polled,
+    each answer a new annotated frame; no file position."""
+    p = tmp_path / "sim.yaml"
+    text = (Path(__file__).resolve().parents[2] / "configs" / "dev-sim.yaml").read_text()
+    data = yaml.safe_load(text)
+    data = {k: data[k] for k in ("config_version", "device_id", "site_id", "cameras", "rules") if k in data}
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    state = CalibrateState.load(p, timeout_s=10)
+    srv = CalibrateServer(state, port=0).start()
+    try:
+        token = _token(srv.url)
+        frames = []
+        for _ in range(3):
+            req = urllib.request.Request(
+                srv.url + "api/live",
+                json.dumps({"camera": "street", "zones": None, "lines": None}).encode(),
+                {"Content-Type": "application/json", "X-Edge-Token": token},
+            )
+            with urllib.request.urlopen(req, timeout=30) as r:
+                assert "X-Position" not in r.headers
+                frames.append(cv2.imdecode(np.frombuffer(r.read(), np.uint8), cv2.IMREAD_COLOR))
+        feed = state.feeds["street"]
+        assert feed.kind == "live" and feed._source is not None  # one source, kept open between polls
+        state.close_idle(idle_s=60)
+        assert feed._source is not None  # just used: still open
+        state.close_idle(idle_s=0)
+        assert feed._source is None and "street" not in state.feeds  # idle: the camera is let go
+    finally:
+        srv.stop()
+    assert frames[0].shape == (400, 640, 3)
+    assert not np.array_equal(frames[0], frames[-1])  # the street moves on
+
+
 def test_live_view_of_a_camera_that_is_gone_is_an_error_not_a_hang(tmp_path: Path) -> None:
     p = _file_site(tmp_path, tmp_path / "missing.avi")
     srv = CalibrateServer(CalibrateState.load(p, timeout_s=2), port=0).start()
