@@ -432,13 +432,6 @@ def check_ground_points(
     }
 
 
-def reprojection(
-    image_points: list[list[float]], ground_m: list[list[float]], width: int, height: int
-) -> dict[str, Any]:
-    """Alias kept for callers of the first version: the leave-one-out check."""
-    return check_ground_points(image_points, ground_m, width, height)
-
-
 @dataclass
 class CalibrateState:
     """What the server edits: the YAML text and data of the config and where saving goes."""
