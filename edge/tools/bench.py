@@ -40,12 +40,16 @@ from edge.config import parse_config
 from edge.config.site import SiteConfig
 from edge.errors import CaptureError, ConfigError
 from edge.tools.assets import assets_dir, ensure_model_path
+from edge.tools.progress import ProgressBar, stage
 from edge.types import Frame, SourceStatus
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CLIP = "media/intel_one-by-one-person-detection.mp4"
 DEFAULT_MODEL = "yolox_nano_416"
+# Lines the child writes on stderr for the parent's progress bar (everything else is log).
+PROGRESS_TAG = "@bench-progress"
+STAGE_TAG = "@bench-stage"
 LOAD_FACTOR = 0.8  # leave 20 % of the CPU for capture spikes, uplink and the OS
 # Three zones over the shared clip's floor: where people come in, cross and leave.
 BENCH_ZONES: list[dict[str, Any]] = [
@@ -68,6 +72,7 @@ class BenchOptions:
     seconds: float = 20.0
     threads: int | None = None
     detect_fps: float | None = None
+    progress: bool = True  # stage lines and a progress bar on stderr
 
 
 def bench_config(opts: BenchOptions) -> SiteConfig:
@@ -192,9 +197,23 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
     step_ms: dict[str, list[float]] = {}
     frames: list[np.ndarray] = []
     agent: Any = None
+    total_s = _video_seconds(str(cam.source))
+    progress_out = request.get("progress", True)
+    last = [-1]
+    t0: list[float] = []
 
     def on_step(result: Any) -> None:
         stamps.append(time.perf_counter())
+        if progress_out:
+            if not t0:
+                t0.append(result.frame.t)
+            video_s = result.frame.t - t0[0]
+            pct = int(100 * video_s / total_s) if total_s else int(video_s)
+            if pct > last[0]:  # one line per percent (or per video second when the length is unknown)
+                last[0] = pct
+                print(
+                    f"{PROGRESS_TAG} {video_s:.2f} {total_s or 0:.2f} {len(stamps)}", file=sys.stderr, flush=True
+                )
         for k, v in result.timing_ms.items():
             step_ms.setdefault(k, []).append(float(v))
         if len(stamps) == 100 or not frames:
@@ -209,12 +228,16 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
     agent = Agent(cfg, on_step=on_step)
     code = agent.run()
     rss_kb = peak_rss_kb()
+    if progress_out and code == 0 and total_s:  # the file ended: the whole clip went through
+        print(f"{PROGRESS_TAG} {total_s:.2f} {total_s:.2f} {len(stamps)}", file=sys.stderr, flush=True)
     if len(stamps) < 3:
         raise CaptureError(f"the agent processed only {len(stamps)} frames (exit code {code})")
     # Skip the first frames: model warm-up and thread start are not steady state.
     skip = min(10, len(stamps) // 5)
     fps = (len(stamps) - 1 - skip) / (stamps[-1] - stamps[skip])
     threads = cam.detector.threads or os.cpu_count() or 1
+    if progress_out:
+        print(f"{STAGE_TAG} bare inference and full detect on a frame of the clip", file=sys.stderr, flush=True)
     inf = bench_model(cam.model, threads, frames[0], int(request.get("repeats", 50)))
     return {
         "fps": fps,
@@ -230,20 +253,55 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def measure_pipeline(cfg: SiteConfig, repeats: int) -> dict[str, Any]:
+def _video_seconds(source: str) -> float | None:
+    import cv2
+
+    cap = cv2.VideoCapture(source)
+    try:
+        n, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+        return float(n / fps) if n > 0 and fps > 0 else None
+    finally:
+        cap.release()
+
+
+def measure_pipeline(cfg: SiteConfig, repeats: int, progress: bool = True) -> dict[str, Any]:
+    """The whole agent in a child process; its progress lines drive a bar here, the rest of its
+    stderr is kept for the error message."""
     env = dict(os.environ)
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "edge.tools.bench", "--child"],
-        input=json.dumps({"config": cfg.model_dump(mode="json"), "repeats": repeats}),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        timeout=1800,
     )
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
-        raise CaptureError(f"whole-pipeline run failed (exit {proc.returncode}):\n{tail}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(json.dumps({"config": cfg.model_dump(mode="json"), "repeats": repeats, "progress": progress}))
+    proc.stdin.close()
+    tail: list[str] = []
+    bar: ProgressBar | None = None
+    for line in proc.stderr:
+        if line.startswith(PROGRESS_TAG):
+            fields = line.split()
+            video_s, total_s, frames = float(fields[1]), float(fields[2]), int(fields[3])
+            if bar is None:
+                bar = ProgressBar(total_s or None, label="  whole pipeline")
+            bar.update(video_s, frames=frames)
+        elif line.startswith(STAGE_TAG):
+            if bar is not None:
+                bar.close()
+                bar = None
+            stage("  " + line[len(STAGE_TAG) :].strip())
+        else:
+            tail = [*tail[-7:], line.rstrip()]
+    if bar is not None:
+        bar.close()
+    out = proc.stdout.read()
+    code = proc.wait(timeout=1800)
+    if code != 0:
+        raise CaptureError(f"whole-pipeline run failed (exit {code}):\n" + "\n".join(tail))
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
@@ -251,10 +309,16 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     cfg = bench_config(opts)
     cam = cfg.cameras[0]
     repeats = max(10, min(200, int(opts.seconds * 10)))
+    say = stage if opts.progress else (lambda _text: None)
+    say(f"bench 1/3: capture + decode of {cam.source} (up to {opts.seconds:g} s)")
     cap = measure_capture(cfg, opts.seconds)
     samples = cap.pop("samples")
+    say(f"  {cap['fps']:.1f} fps decoded")
+    say(f"bench 2/3: tracker + rules + features on {len(samples)} frames of the clip")
     ana = measure_analytics(cfg, samples, max(repeats, len(samples)))
-    pipe = measure_pipeline(cfg, repeats)
+    say(f"  {ana['ms']:.3f} ms per frame")
+    say("bench 3/3: the whole agent over the clip, every frame inferred (the longest step)")
+    pipe = measure_pipeline(cfg, repeats, opts.progress)
     bare_fps = 1000.0 / pipe["bare_ms"]
     detect_fps = opts.detect_fps
     if detect_fps is None:

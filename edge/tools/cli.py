@@ -95,6 +95,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             seconds=args.seconds,
             threads=args.threads,
             detect_fps=args.detect_fps,
+            progress=not args.quiet,
         )
     )
     print(json.dumps(result, indent=2) if args.json else format_table(result))
@@ -103,7 +104,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "replay", help="run the full pipeline over a recording and write events, features, pictures and plots"
+        "replay",
+        help="run the full pipeline over a recording and write events, features, pictures and a report",
+        description="Run the site config's camera over a recorded video or still image, in video time, "
+        "through the real agent (detector, tracker, rules, events) without publishing anything. "
+        "Writes report.html (one page an operator can read: counts, density and level of service per "
+        "zone, a timeline of events, the heat map, annotated key frames), the events and features as "
+        "JSON lines, an annotated video and summary.json to --out.",
     )
     p.add_argument("--config", required=True, help="site config YAML (zones and rules to check)")
     p.add_argument(
@@ -144,7 +151,12 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_eval)
 
     p = subparsers.add_parser(
-        "calibrate", help="serve the calibration page on 127.0.0.1 to draw zones and ground points"
+        "calibrate",
+        help="serve the calibration page on 127.0.0.1 to draw zones, lines and ground points",
+        description="Serve a local page (127.0.0.1 only; reach it through an SSH tunnel) showing the "
+        "camera's picture: draw and edit zones, exclusions and counting lines, set each zone's "
+        "fields and schedule, click ground points and check them, preview detections and a live "
+        "view, then save a validated config (comments kept, old file as .bak).",
     )
     p.add_argument("--config", required=True, help="site config YAML to edit")
     p.add_argument(
@@ -157,7 +169,12 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_calibrate)
 
     p = subparsers.add_parser(
-        "bench", help="measure capture, inference, pipeline fps and peak RSS on this box"
+        "bench",
+        help="measure capture, inference, pipeline fps and peak RSS on this box",
+        description="Measure on real footage what this box sustains with this model: capture and "
+        "decode, bare inference, full detection, tracker and rules, the whole agent, and its peak "
+        "memory; prints how many cameras fit at the configured detect_fps. Takes a minute or two; "
+        "progress goes to stderr. Run it on an otherwise idle box.",
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument(
@@ -171,4 +188,5 @@ def register(subparsers: Any) -> None:
         "--detect-fps", type=float, default=None, help="detect_fps to size cameras for (default: config's)"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--quiet", action="store_true", help="no stage lines or progress bar on stderr")
     p.set_defaults(func=cmd_bench)

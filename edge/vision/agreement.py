@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from edge.classes import class_name
-from edge.types import Detections
 from edge.geometry import iou_matrix
+from edge.types import Detections
 
 IOU_MATCH = 0.7
 

@@ -68,7 +68,12 @@ def test_bench_measures_every_stage(short_clip: Path, capsys: pytest.CaptureFixt
     pytest.importorskip("edge.agent.runner")
     code = main(["bench", "--source", str(short_clip), "--seconds", "3", "--json"])
     assert code == 0
-    r = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    r = json.loads(captured.out)
+    # Progress on stderr while it runs: each stage announced, the agent's run as a bar to 100 %.
+    err = captured.err
+    assert err.index("bench 1/3") < err.index("bench 2/3") < err.index("bench 3/3"), err
+    assert "whole pipeline [" in err and "100%" in err and "12.0 s video" in err, err
     assert r["model"] == "yolox_nano_416" and r["zones"] == 3 and r["frame_size"] == "768x432"
     assert r["whole_pipeline"]["frames"] == 120  # every frame of the file went through the agent
     bare, full, pipe = r["bare_inference"]["ms"], r["full_detect"]["ms"], r["whole_pipeline"]["ms"]
