@@ -11,6 +11,9 @@ import time
 from typing import Any
 
 from edge import __version__, plugins
+from edge.agent.runner import Agent
+from edge.config import SemanticCheck, load_config
+from edge.config.uplink import check_tls_files
 from edge.errors import ConfigError, EdgeError
 from edge.hardware import cli as hardware_cli
 from edge.tools import cli as tools_cli
@@ -18,6 +21,7 @@ from edge.tools import privacy as privacy_cli
 from edge.tools import verify as verify_cli
 from edge.uplink import certs as certs_cli
 from edge.vision import cli as vision_cli
+from edge.vision.checks import check_models
 
 log = logging.getLogger("edge.cli")
 
@@ -97,27 +101,15 @@ def print_config_error(exc: ConfigError) -> None:
         print(line, file=sys.stderr)
 
 
-def _register_config_checks(*, box_files: bool = True) -> None:
-    """Semantic checks that need other stages (e.g. 'does this model exist?') or the box itself
-    (its TLS files; skipped by ``check-config --off-box``)."""
-    from edge.config import register_check
-    from edge.config.uplink import check_tls_files
-
-    if box_files:
-        register_check(check_tls_files)
-    try:
-        from edge.vision.checks import check_models
-    except ImportError:
-        return
-    register_check(check_models)
+def config_checks(*, box_files: bool = True) -> list[SemanticCheck]:
+    """Semantic checks that need other stages ("does this model exist?") or the box itself (its TLS
+    files; skipped by ``check-config --off-box``)."""
+    return [check_tls_files, check_models] if box_files else [check_models]
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from edge.config import load_config
-
-    _register_config_checks(box_files=not args.off_box)
     try:
-        load_config(args.file)
+        load_config(args.file, checks=config_checks(box_files=not args.off_box))
     except ConfigError as exc:
         print_config_error(exc)
         return 2
@@ -126,16 +118,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.config import load_config
-
-    _register_config_checks()
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, checks=config_checks())
     except ConfigError as exc:
         print_config_error(exc)
         return 2
-    from edge.agent.runner import Agent
-
     agent = Agent(cfg, config_path=args.config)
     agent.install_signal_handlers()
     return agent.run()

@@ -15,12 +15,15 @@ import numpy as np
 # ------------------------------------------------------------------------------------ boxes
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N,M) intersection over union of xyxy boxes ``a`` (N,4) and ``b`` (M,4), float32."""
-    a = np.asarray(a, np.float32).reshape(-1, 4)
-    b = np.asarray(b, np.float32).reshape(-1, 4)
+def iou_matrix(a: np.ndarray, b: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """(N,M) intersection over union of xyxy boxes ``a`` (N,4) and ``b`` (M,4).
+
+    float32 by default (association and NMS: fast, in-place temporaries); ``dtype=np.float64`` where
+    an IoU is compared with a threshold exactly (agreement figures)."""
+    a = np.asarray(a, dtype).reshape(-1, 4)
+    b = np.asarray(b, dtype).reshape(-1, 4)
     if a.shape[0] == 0 or b.shape[0] == 0:
-        return np.zeros((a.shape[0], b.shape[0]), np.float32)
+        return np.zeros((a.shape[0], b.shape[0]), dtype)
     inter = _intersection(a, b)
     area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
     area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
@@ -60,6 +63,37 @@ def ios_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     np.maximum(smaller, 1e-6, out=smaller)
     inter /= smaller
     return inter
+
+
+# ---------------------------------------------------------------------------------- matching
+
+
+def greedy_pairs(rows: np.ndarray, cols: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Greedy one-to-one matching by descending score over sparse candidate pairs.
+
+    Returns the indices of the chosen pairs. Each round takes every pair that is the best of both
+    its row and its column (all vectorised); a handful of rounds settles a frame.
+    """
+    order = np.argsort(-score, kind="stable")
+    r, c, idx = rows[order], cols[order], order
+    chosen: list[np.ndarray] = []
+    while r.size:
+        first_r = np.zeros(r.size, bool)
+        first_r[np.unique(r, return_index=True)[1]] = True
+        first_c = np.zeros(r.size, bool)
+        first_c[np.unique(c, return_index=True)[1]] = True
+        pick = first_r & first_c
+        chosen.append(idx[pick])
+        keep = ~np.isin(r, r[pick]) & ~np.isin(c, c[pick])
+        r, c, idx = r[keep], c[keep], idx[keep]
+    return np.concatenate(chosen) if chosen else np.zeros(0, np.intp)
+
+
+def greedy_match(score: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (rows, cols) chosen greedily by descending score, each row/col at most once, score >= threshold."""
+    r, c = np.nonzero(score >= threshold)
+    pick = greedy_pairs(r, c, score[r, c])
+    return r[pick], c[pick]
 
 
 def anchors(xyxy: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 
 from edge.classes import BUS, CAR, CLASSES, TRUCK
 from edge.config.rules import TrackerConfig
-from edge.geometry import iou_matrix
+from edge.geometry import greedy_pairs, iou_matrix
 from edge.types import Detections, Tracks
 from edge.zones.calibration import GroundPlane
 
@@ -35,34 +35,6 @@ _NCLS = len(CLASSES) + 1  # votes: column 0 is OTHER, column c+1 is class c
 _FAMILY = np.arange(-1, len(CLASSES))
 _FAMILY[[BUS + 1, TRUCK + 1]] = CAR
 _MAX_AREA_RATIO = 2.5
-
-
-def greedy_pairs(rows: np.ndarray, cols: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Greedy one-to-one matching by descending score over sparse candidate pairs.
-
-    Returns the indices of the chosen pairs. Each round takes every pair that is the best of both
-    its row and its column (all vectorised); a handful of rounds settles a frame.
-    """
-    order = np.argsort(-score, kind="stable")
-    r, c, idx = rows[order], cols[order], order
-    chosen: list[np.ndarray] = []
-    while r.size:
-        first_r = np.zeros(r.size, bool)
-        first_r[np.unique(r, return_index=True)[1]] = True
-        first_c = np.zeros(r.size, bool)
-        first_c[np.unique(c, return_index=True)[1]] = True
-        pick = first_r & first_c
-        chosen.append(idx[pick])
-        keep = ~np.isin(r, r[pick]) & ~np.isin(c, c[pick])
-        r, c, idx = r[keep], c[keep], idx[keep]
-    return np.concatenate(chosen) if chosen else np.zeros(0, np.intp)
-
-
-def greedy_match(score: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (rows, cols) chosen greedily by descending score, each row/col at most once, score >= threshold."""
-    r, c = np.nonzero(score >= threshold)
-    pick = greedy_pairs(r, c, score[r, c])
-    return r[pick], c[pick]
 
 
 class ByteTracker:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge.classes import class_name
-from edge.geometry import iou_matrix
+from edge.geometry import greedy_match, iou_matrix
 from edge.types import Detections
 
 IOU_MATCH = 0.7
@@ -58,22 +58,10 @@ def pair_detections(a: Detections, b: Detections) -> list[tuple[int, int, float]
     """One-to-one pairs (i in a, j in b, IoU) of the same label, highest IoU first, IoU > 0."""
     if len(a.xyxy) == 0 or len(b.xyxy) == 0:
         return []
-    iou = iou_matrix(a.xyxy.astype(np.float64), b.xyxy.astype(np.float64))
+    iou = iou_matrix(a.xyxy, b.xyxy, dtype=np.float64)
     iou[a.label_id[:, None] != b.label_id[None, :]] = 0.0
-    pairs: list[tuple[int, int, float]] = []
-    used_a: set[int] = set()
-    used_b: set[int] = set()
-    for flat in np.argsort(-iou, axis=None, kind="stable"):
-        i, j = divmod(int(flat), iou.shape[1])
-        v = float(iou[i, j])
-        if v <= 0.0:
-            break
-        if i in used_a or j in used_b:
-            continue
-        used_a.add(i)
-        used_b.add(j)
-        pairs.append((i, j, v))
-    return pairs
+    rows, cols = greedy_match(iou, np.nextafter(0.0, 1.0))  # highest IoU first, one-to-one, IoU > 0
+    return [(int(i), int(j), float(iou[i, j])) for i, j in zip(rows, cols, strict=True)]
 
 
 def measure_agreement(float_dets: Sequence[Detections], int8_dets: Sequence[Detections]) -> Agreement:

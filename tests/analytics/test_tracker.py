@@ -10,8 +10,8 @@ import pytest
 from edge.classes import BUS, CAR, PERSON
 from edge.config.rules import TrackerConfig
 from edge.config.zones import CalibrationConfig
-from edge.geometry import iou_matrix
-from edge.tracking import ByteTracker, greedy_match
+from edge.geometry import greedy_match, iou_matrix
+from edge.tracking import ByteTracker
 from edge.types import Detections, Tracks
 from edge.zones.calibration import GroundPlane
 
