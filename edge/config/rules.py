@@ -30,6 +30,21 @@ class TrackerConfig(StrictModel):
     new_track_score: float = Field(
         0.35, gt=0, le=1, description="Minimum score for an unmatched detection to start a track."
     )
+    low_birth_score: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description=(
+            "Detections from this score up to new_track_score also start tracks, but only once seen in "
+            "the same place for low_confirm_s (a parked bike or car a small model scores 0.3 every frame "
+            "is real; a one-frame 0.3 is not). Set it equal to new_track_score to turn this off."
+        ),
+    )
+    low_confirm_s: float = Field(
+        1.5,
+        ge=0,
+        description="How long a track started by a low-score detection must be matched before it is confirmed.",
+    )
     match_iou: float = Field(
         0.2, gt=0, le=1, description="Minimum IoU between prediction and detection in the first association."
     )
@@ -67,6 +82,11 @@ class TrackerConfig(StrictModel):
     def _scores(self) -> TrackerConfig:
         if self.low_score > self.high_score:
             raise ValueError("low_score: must be <= high_score")
+        if not self.low_score <= self.low_birth_score <= self.new_track_score:
+            raise ValueError(
+                f"low_birth_score: {self.low_birth_score} must lie between low_score ({self.low_score}) "
+                f"and new_track_score ({self.new_track_score})"
+            )
         return self
 
 
