@@ -155,6 +155,15 @@ class OperatorConfig(StrictModel):
         0.35, ge=0, le=1, description="Pixels less saturated than this are not livery."
     )
     min_value: float = Field(0.25, ge=0, le=1, description="Pixels darker than this are not livery.")
+    min_fraction: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description=(
+            "This operator's livery must cover at least this share of a bike's box (background discounted) "
+            "to name it; None uses rules.bike.livery_min_fraction. edge-agent livery learn measures it."
+        ),
+    )
 
     @field_validator("hue_deg")
     @classmethod
@@ -214,10 +223,22 @@ class BikeConfig(StrictModel):
         default_factory=list, description="Operators whose bikes are banned here (blacklisted_bike events)."
     )
     livery_min_fraction: float = Field(
-        0.12,
+        0.06,
         gt=0,
         le=1,
-        description="The livery colour must cover at least this fraction of the bike crop to name an operator.",
+        description=(
+            "The livery colour must cover at least this share of the bike's box (after the background "
+            "discount) to name an operator, unless the operator sets its own min_fraction."
+        ),
+    )
+    livery_background_discount: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "How much of the box border's colour statistics is subtracted from the inside before colours "
+            "are counted (grass, poles, pavement behind the bike fill the border too); 0 turns it off."
+        ),
     )
     livery_interval_s: float = Field(
         1.0, gt=0, description="How often a bike's livery is re-sampled while its operator is uncertain."
