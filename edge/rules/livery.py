@@ -10,7 +10,8 @@ bike's more than the background's:
   bike fills the border (a hue taking 30 % of it or more): ``k = 1``, it drops out. A hue only
   scattered over the border (15 % or less) gets ``k = background_discount`` (0.5): the bike itself
   reaches its border (wheels, handlebars) and, in a row of same-livery bikes, so do its
-  neighbours; a full subtraction would erase the very colour it looks for.
+  neighbours; a full subtraction would erase the very colour it looks for. A hue that fills 60 %
+  of the inside as well is the object (a tight box on a painted body), not background: ``k = 0.5``.
 * **Coverage.** An operator's evidence is the discounted share of the crop's pixels in its livery
   colour (hue range, minimum saturation and value): a share of the whole crop, not of its coloured
   pixels, so a private bike whose box catches a corner of a shared bike stays under the threshold.
@@ -37,6 +38,7 @@ from edge.config.rules import OperatorConfig
 MAX_SIDE = 128  # crops are sub-sampled to at most this many pixels a side (thin tubes survive: 2-4 px)
 BORDER = 0.1  # the border ring is this fraction of the crop's shorter side
 SCATTERED, FILLS_BORDER = 0.15, 0.30  # share of the border one hue takes: scattered .. fills it
+OBJECT_FILL = 0.6  # a hue taking this much of the inside too is the object itself (never seen for a bike)
 _HUE_BINS = 24  # background statistics: 15-degree hue bins ...
 _SAT_EDGES = (0.2, 0.47, 0.74)  # ... x 3 saturation bands (below 0.2 is grey: never livery)
 
@@ -118,6 +120,9 @@ def crop_colours(crop_bgr: np.ndarray, background_discount: float = 0.5) -> Crop
         # it, the next bike of a row) only by ``background_discount``.
         filled = d_ring.reshape(_HUE_BINS, -1).sum(axis=1)
         ramp = np.clip((filled - SCATTERED) / (FILLS_BORDER - SCATTERED), 0.0, 1.0)
+        # ...unless it also fills most of the inside: then the box is on the object (a tight box on
+        # a painted body), not on a background seen through a thin frame.
+        ramp[d_in.reshape(_HUE_BINS, -1).sum(axis=1) >= OBJECT_FILL] = 0.0
         k = np.repeat(background_discount + (1.0 - background_discount) * ramp, len(_SAT_EDGES))
         keep = np.clip((d_in - k * d_ring) / np.maximum(d_in, 1e-12), 0.0, 1.0)
         weight = np.where(inner, keep[bins], 0.0)

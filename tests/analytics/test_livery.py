@@ -59,10 +59,20 @@ def bike(
     return np.clip(img + rng.normal(0, 3, img.shape).round(), 0, 255).astype(np.uint8)  # sensor noise
 
 
+def on_lawn(crop: np.ndarray) -> np.ndarray:
+    """The bike on the pavement in front of a lawn: grass fills the upper half of the box."""
+    out = crop.copy()
+    h = crop.shape[0]
+    top = out[: h // 2]
+    pave = np.all(np.abs(top.astype(int) - PAVEMENT) < 20, axis=2)
+    top[pave] = GRASS
+    return out
+
+
 def test_grass_behind_a_grey_bike_is_not_a_livery() -> None:
     """The default table's yellow range (40-70) covers sunlit grass: the border ring, full of the
     same grass, discounts it. Without the discount the grey bike on grass is 'yellow'."""
-    crop = bike(GRASS, (120, 120, 120))
+    crop = on_lawn(bike(PAVEMENT, (120, 120, 120)))
     assert ColourLivery(DEFAULTS.operators, DEFAULTS.livery_min_fraction).classify(crop).operator is None
     assert (
         ColourLivery(DEFAULTS.operators, DEFAULTS.livery_min_fraction, 0.0).classify(crop).operator
@@ -79,7 +89,7 @@ def test_a_thin_yellow_frame_is_read_as_yellow() -> None:
 
 
 def test_the_same_livery_on_grass_still_names_the_operator() -> None:
-    crop = bike(GRASS, YELLOW, tube=6)
+    crop = on_lawn(bike(PAVEMENT, YELLOW, tube=6))
     assert ColourLivery(DEFAULTS.operators, DEFAULTS.livery_min_fraction).classify(crop).operator == "yellow"
 
 
@@ -101,8 +111,9 @@ def test_confidence_falls_when_two_liveries_pass() -> None:
 
 
 def test_learn_finds_the_livery_not_the_grass_and_sets_a_threshold_between() -> None:
-    examples = [bike(GRASS if i % 2 else PAVEMENT, TEAL, tube=5 + i % 3, rng_seed=i) for i in range(4)]
-    others = [bike(GRASS if i % 2 else PAVEMENT, (40, 40, 40), rng_seed=10 + i) for i in range(4)]
+    lawn = [on_lawn, lambda c: c]
+    examples = [lawn[i % 2](bike(PAVEMENT, TEAL, tube=5 + i % 3, rng_seed=i)) for i in range(4)]
+    others = [lawn[i % 2](bike(PAVEMENT, (40, 40, 40), rng_seed=10 + i)) for i in range(4)]
     rep = learn_operator("qingju", examples, others)
     op = rep.operator
     lo, hi = op.hue_deg
@@ -186,3 +197,9 @@ def test_bay_status_payload_validates_against_its_schema() -> None:
     assert out
     for d in out:
         validate_payload("bike_bay_status", dict(d.payload))
+
+
+def test_a_box_filled_by_its_livery_is_not_taken_for_background() -> None:
+    """A tight box on a painted body: the colour fills the border and the inside: the object."""
+    crop = np.full((60, 40, 3), YELLOW, np.uint8)
+    assert ColourLivery(DEFAULTS.operators, DEFAULTS.livery_min_fraction).classify(crop).operator == "yellow"
