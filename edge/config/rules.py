@@ -133,6 +133,30 @@ class ParkingConfig(StrictModel):
     evidence: bool = Field(
         True, description="Attach a redacted crop at violation start when site evidence is enabled."
     )
+    queue_gap: float = Field(
+        1.5,
+        gt=0,
+        description=(
+            "In a zone's lanes: two vehicles are neighbours in one queue when their ground points are at most "
+            "this many box lengths (the longer side of the vehicle's box) apart."
+        ),
+    )
+    queue_follow_s: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "A queued vehicle whose neighbour in the lane moves off (or pulls out round it) and which has not "
+            "followed within this long is parked, not queuing; so is one left without a stopped neighbour."
+        ),
+    )
+    queue_max_s: float = Field(
+        180.0,
+        gt=0,
+        description=(
+            "Longest stop a queue explains (a light cycle, a jam): a vehicle stationary in a lane longer than "
+            "this is parked, whatever stands around it."
+        ),
+    )
 
     @field_validator("classes")
     @classmethod
