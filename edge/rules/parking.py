@@ -138,10 +138,10 @@ class QueueWatch:
                 q.neighbour_t = t
                 q.mates[ids[j]] = t
             for mate, seen_t in list(q.mates.items()):
-                j = pos.get(mate)
+                m = pos.get(mate)
                 if t - seen_t > cfg.queue_follow_s:
                     del q.mates[mate]  # long gone from its side
-                elif q.left_behind_t is None and j is not None and driving[j] and away[k, j]:
+                elif q.left_behind_t is None and m is not None and driving[m] and away[k, m]:
                     q.left_behind_t = t  # a queue-mate drives off; a queuing car follows soon
             if (
                 float(tr.stationary_s[idx[k]]) < cfg.queue_max_s
