@@ -290,7 +290,8 @@ def match_boxes(
     return pairs
 
 
-def score_case(run: CaseRun) -> dict[str, Any]:
+def score_case(run: CaseRun, episode_kinds: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Scores of one case; ``episode_kinds``: every kind the set labels (``episodes: []`` checks them)."""
     truth = run.case.truth
     out: dict[str, Any] = {"id": run.case.id, "counts": [], "operators": None, "episodes": None}
     for zone, per_class in (truth.get("counts") or {}).items():
@@ -320,7 +321,7 @@ def score_case(run: CaseRun) -> dict[str, Any]:
         out["operators"] = rows
     eps = truth.get("episodes")
     if eps is not None:
-        kinds = {e["kind"] for e in eps}
+        kinds = {e["kind"] for e in eps} | set(episode_kinds)
         starts = [s for s in run.starts if s[0] in kinds]
         found, used = [], set()
         for e in eps:
@@ -338,10 +339,6 @@ def score_case(run: CaseRun) -> dict[str, Any]:
             found.append({**e, "found_s": None if hit is None else starts[hit][2]})
         spurious = [s for k, s in enumerate(starts) if k not in used]
         out["episodes"] = {"expected": found, "spurious": spurious}
-    # Episodes of kinds the case does not expect at all (e.g. a queue that must not be a violation).
-    forbidden = truth.get("no_episodes") or []
-    if forbidden:
-        out["forbidden"] = [s for s in run.starts if s[0] in forbidden]
     return out
 
 
@@ -377,10 +374,9 @@ def aggregate(scores: Iterable[dict[str, Any]]) -> dict[str, Any]:
         }
     eps = [e for s in scores if s["episodes"] for e in s["episodes"]["expected"]]
     spur = [x for s in scores if s["episodes"] for x in s["episodes"]["spurious"]]
-    forb = [x for s in scores for x in s.get("forbidden", [])]
-    if eps or spur or forb:
+    if eps or spur:
         tp = sum(1 for e in eps if e["found_s"] is not None)
-        fp = len(spur) + len(forb)
+        fp = len(spur)
         agg["episodes"] = {
             "expected": len(eps),
             "found": tp,
@@ -410,8 +406,6 @@ def format_table(spec: Spec, scores: list[dict[str, Any]], agg: dict[str, Any]) 
             e = s["episodes"]
             got = [f"{x['kind']}@{x['zone']}:{x['found_s']}" for x in e["expected"]]
             parts.append(f"episodes {got} spurious {e['spurious']}")
-        if s.get("forbidden") is not None:
-            parts.append(f"forbidden starts {s['forbidden']}")
         lines.append(f"  {s['id']:<24} " + "; ".join(parts))
     lines.append("  aggregate: " + json.dumps(agg))
     return "\n".join(lines)
@@ -423,7 +417,8 @@ def run_spec(
     cfg = load_config(spec.config_path)
     pool: dict[str, Detector] = {}
     runs = [run_case(cfg, c, cache_dir=cache_dir, pool=pool) for c in spec.cases]
-    scores = [score_case(r) for r in runs]
+    kinds = frozenset(e["kind"] for c in spec.cases for e in (c.truth.get("episodes") or []))
+    scores = [score_case(r, kinds) for r in runs]
     return runs, scores, aggregate(scores)
 
 
