@@ -9,6 +9,7 @@ const JSON_EXAMPLES = {
   schedule: '{"windows": [{"days": ["mon","tue","wed","thu","fri"], "start": "07:00", "end": "19:00"}], "except_dates": []}',
   classes: '["bicycle", "motorcycle"]',
   exclude: "[[[0.1,0.1],[0.2,0.1],[0.2,0.2]]]",
+  lanes: "[[[0.0,0.55],[1.0,0.5],[1.0,0.62],[0.0,0.68]]]",
 };
 
 const state = {
