@@ -17,6 +17,7 @@ from edge.config.uplink import check_tls_files
 from edge.errors import ConfigError, EdgeError
 from edge.hardware import cli as hardware_cli
 from edge.tools import cli as tools_cli
+from edge.tools import livery as livery_cli
 from edge.tools import privacy as privacy_cli
 from edge.tools import verify as verify_cli
 from edge.uplink import certs as certs_cli
@@ -27,7 +28,7 @@ log = logging.getLogger("edge.cli")
 
 # Areas that add sub-commands through ``register(subparsers)``; plug-ins (``edge.commands`` entry
 # points, e.g. ``demo`` from firmware_sim) add theirs after these.
-_AREA_CLIS = (vision_cli, hardware_cli, tools_cli, verify_cli, privacy_cli, certs_cli)
+_AREA_CLIS = (vision_cli, hardware_cli, tools_cli, verify_cli, privacy_cli, certs_cli, livery_cli)
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -142,6 +142,14 @@ class ZoneConfig(StrictModel):
     operator: str | None = Field(
         None, description="For bike_bay zones: the operator the bay belongs to (named in dispatch tasks)."
     )
+    lanes: list[list[Point]] = Field(
+        default_factory=list,
+        description=(
+            "For no_parking zones: polygons (normalised) of the through-traffic lanes that run through the "
+            "zone, one per lane. A vehicle stopped in a lane behind or ahead of other stopped vehicles of "
+            "that lane is queuing (a light, congestion), not parked: see rules.parking.queue_*."
+        ),
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -160,8 +168,17 @@ class ZoneConfig(StrictModel):
     def _classes(cls, v: list[str] | None) -> list[str] | None:
         return check_classes(v)
 
+    @field_validator("lanes")
+    @classmethod
+    def _lanes(cls, v: list[list[Point]]) -> list[list[Point]]:
+        for poly in v:
+            check_polygon(poly)
+        return v
+
     @model_validator(mode="after")
     def _kind_params(self) -> ZoneConfig:
+        if self.lanes and self.kind != "no_parking":
+            raise ValueError(f"lanes: only no_parking zones have traffic lanes; this zone is {self.kind}")
         if self.kind == "bike_bay" and self.capacity is None:
             raise ValueError("capacity: a bike_bay zone needs a capacity (how many bikes the bay holds)")
         if self.kind not in ("bike_bay", "count") and self.capacity is not None:

@@ -220,6 +220,8 @@ def draw_zones(
         cv2.addWeighted(overlay, alpha, out, 1.0 - alpha, 0.0, dst=out)
     for (pts, colour), zone in zip(polys, zones, strict=True):
         cv2.polylines(out, [pts], True, colour, 2, cv2.LINE_AA)
+        for lane in zone.lanes:  # a no-parking zone's traffic lanes: thin, in the zone's colour
+            cv2.polylines(out, [to_pixels(lane, w, h)], True, colour, 1, cv2.LINE_AA)
         top = pts[np.argmin(pts[:, 1] * w + pts[:, 0])]
         title = f"{zone.id} ({KIND_WORDS.get(zone.kind, zone.kind)})"
         bottom = put_label(out, title, (int(top[0]), int(top[1]) - 2), colour)

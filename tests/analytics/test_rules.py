@@ -129,7 +129,7 @@ def test_livery_dominant_colour(bgr: tuple[int, int, int], operator: str | None)
     ops = [*RulesConfig().bike.operators, OperatorConfig(name="red", hue_deg=(345.0, 15.0))]
     crop = np.full((60, 40, 3), 90, np.uint8)  # grey frame and wheels...
     crop[10:40, 5:35] = bgr  # ...with a livery panel covering ~40 %
-    assert ColourLivery(ops, min_fraction=0.12).classify(crop) == operator
+    assert ColourLivery(ops, min_fraction=0.12).classify(crop).operator == operator
 
 
 def test_redaction_pixelates_people_only() -> None:

@@ -283,3 +283,17 @@ def test_timeseries_plot_empty_and_too_small() -> None:
     assert img.ndim == 3
     with pytest.raises(ValueError, match="too small"):
         render_timeseries(ZoneSeries(), width=100)
+
+
+def test_a_no_parking_zones_lanes_are_drawn() -> None:
+    from edge.config.zones import ZoneConfig
+    from edge.tools.draw import draw_zones
+
+    z = ZoneConfig.model_validate(
+        {"id": "k", "kind": "no_parking", "polygon": [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]],
+         "lanes": [[[0.0, 0.4], [1.0, 0.4], [1.0, 0.6], [0.0, 0.6]]]}
+    )
+    with_lane = draw_zones(np.zeros((100, 200, 3), np.uint8), [z])
+    without = draw_zones(np.zeros((100, 200, 3), np.uint8), [z.model_copy(update={"lanes": []})])
+    changed = np.argwhere((with_lane != without).any(axis=2))
+    assert len(changed) > 100 and {39, 40} & set(changed[:, 0].tolist())  # the lane's top edge at y = 40
