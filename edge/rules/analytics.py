@@ -23,7 +23,7 @@ from edge.rules.crowd import CrowdRule
 from edge.rules.lines import LineCounter
 from edge.rules.livery import LiveryClassifier
 from edge.rules.parking import ParkingRule
-from edge.rules.redact import redacted_crop
+from edge.rules.redact import person_boxes, redacted_crop
 from edge.types import Detections, EventDraft, Frame, Tracks
 from edge.zones.calibration import GroundPlane, ground_plane
 from edge.zones.geometry import CompiledZone, class_lut, compile_zones, region_px
@@ -156,7 +156,11 @@ class CameraAnalytics:
     def _evidence_hook(self, ctx: StepContext, box: np.ndarray, key: str) -> str | None:
         if self.evidence is None or ctx.image is None:
             return None
-        persons = ctx.tracks.xyxy[ctx.tracks.class_id == PERSON]
+        dets = ctx.detections
+        persons = person_boxes(
+            ctx.tracks.xyxy[ctx.tracks.class_id == PERSON],
+            dets.xyxy[dets.class_id == PERSON] if dets is not None else np.zeros((0, 4), np.float32),
+        )
         return self.evidence.save(redacted_crop(ctx.image, box, persons), key, ctx.ts)
 
     # -- the step --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Sub-commands of the field tools: ``replay``, ``eval``, ``calibrate`` and ``bench``."""
+"""Sub-commands of the field tools: ``replay``, ``eval``, ``calibrate``, ``bench`` and ``report``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 from typing import Any
+
+from edge.tools import loops
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -103,6 +105,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
+    loops.register(subparsers)
     p = subparsers.add_parser(
         "replay",
         help="run the full pipeline over a recording and write events, features, pictures and a report",

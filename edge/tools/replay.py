@@ -41,6 +41,7 @@ from edge.errors import CaptureError, ConfigError
 from edge.rules.crowd import LOS_TABLES
 from edge.tools.draw import annotate, class_counts, draw_zones, zone_summary
 from edge.tools.heatmap import render_heatmap, save_png
+from edge.tools.loops import build_report as build_loop_report
 from edge.tools.plots import ZoneSeries, render_timeseries
 from edge.tools.progress import ProgressBar
 from edge.tools.report import (
@@ -410,6 +411,7 @@ class ReplayRecorder:
             grid_classes=list(self.rules.features.grid_classes),
             background=background,
             key_frames=key_frames,
+            loops=build_loop_report(ev for _, ev in self._raw_events),
             area_m2=dict(self.area_m2),
             los_bounds=bounds,
             los_table=tables,

@@ -28,9 +28,11 @@ import cv2
 import numpy as np
 
 from edge.config.zones import LineConfig, ZoneConfig
+from edge.rules.context import fmt_duration
 from edge.rules.crowd import LEVELS, LOS_TABLES
 from edge.tools.draw import KIND_WORDS, LOS_WORDS, fmt_density
 from edge.tools.heatmap import render_heatmap, smooth_upsample
+from edge.tools.loops import LoopReport
 from edge.tools.plots import PALETTE, ZoneSeries, render_timeseries
 
 # Events an operator acts on, with the words the page uses for them. Periodic measurements
@@ -108,6 +110,7 @@ class ReportData:
     area_m2: dict[str, float | None]
     los_bounds: dict[str, tuple[float, ...]]
     los_table: dict[str, str]
+    loops: LoopReport | None = None  # the closed loop in figures (dispatch tasks, kerb violations)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M", time.localtime()))
 
 
@@ -579,6 +582,8 @@ def build_html(data: ReportData) -> str:
         )
     parts.append("<h2>Events</h2>")
     parts.append(_events_table(data, eps, instants))
+    if data.loops is not None and (data.loops.by_bay or data.loops.kerb):
+        parts.append(_loops_html(data.loops))
     parts.append("<h2>Where people and objects stood</h2>")
     heat_png = chart_heatmap(data) if mpl else None
     if heat_png is None and data.grid is not None and data.background is not None:
@@ -606,6 +611,51 @@ def build_html(data: ReportData) -> str:
     parts.append(_definitions(data))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _sec(x: float | None) -> str:
+    return "—" if x is None else fmt_duration(x)
+
+
+def _loops_html(loops: LoopReport) -> str:
+    """How fast each loop closed: dispatch tasks per bay and per operator, violations per kerb zone."""
+    out = ["<h2>How fast each loop closed</h2>"]
+    groups = [("bay", loops.by_bay), ("operator", loops.by_operator)]
+    for name, figures in groups:
+        if not figures:
+            continue
+        out.append(
+            f"<table><tr><th>{name}</th><th>tasks</th><th>re-opened</th><th>acknowledged after (median / p95)</th>"
+            "<th>never acknowledged</th><th>cleared, as the camera saw it (median / p95)</th>"
+            "<th>closed by a command only</th><th>still open</th></tr>"
+        )
+        for key, f in figures.items():
+            out.append(
+                f"<tr><td>{html.escape(key)}</td><td>{f.tasks_opened}</td><td>{f.reopened_tasks}</td>"
+                f"<td>{_sec(f.time_to_acknowledge_s.median)} / {_sec(f.time_to_acknowledge_s.p95)}</td>"
+                f"<td>{f.unacknowledged}</td>"
+                f"<td>{_sec(f.time_to_resolve_camera_s.median)} / {_sec(f.time_to_resolve_camera_s.p95)}</td>"
+                f"<td>{f.resolved_by_command}</td><td>{f.unresolved}</td></tr>"
+            )
+        out.append("</table>")
+    if loops.kerb:
+        out.append(
+            "<table><tr><th>kerb zone</th><th>violations</th><th>still open</th>"
+            "<th>how long vehicles stood (median / p95)</th></tr>"
+        )
+        for zone, k in loops.kerb.items():
+            out.append(
+                f"<tr><td>{html.escape(zone)}</td><td>{k.violations}</td><td>{k.open}</td>"
+                f"<td>{_sec(k.dwell_s.median)} / {_sec(k.dwell_s.p95)}</td></tr>"
+            )
+        out.append("</table>")
+    out.append(
+        "<p class='meta'>A task counts for the bay and for every operator whose bikes were in it. "
+        "Acknowledged: the operator answered the dispatch task. Cleared: the camera saw the bay at or "
+        "under capacity long enough. The same figures for a day or a fleet: <code>edge-agent report "
+        "events.jsonl</code>.</p>"
+    )
+    return "\n".join(out)
 
 
 def _events_table(data: ReportData, eps: list[Episode], instants: list[ReportEvent]) -> str:

@@ -70,7 +70,7 @@ class EventfulAgent(ScriptedAgent):
                         "major",
                         "parked 1 s in no-stopping zone",
                         "v1",
-                        {},
+                        {"dwell_s": 1.0},
                     )
                 ],
                 25: [
@@ -84,7 +84,7 @@ class EventfulAgent(ScriptedAgent):
                         {"line_id": "gate", "direction": "in", "class": "person"},
                     )
                 ],
-                40: [("parking_violation", "end", "left", "info", "vehicle left", "v1", {})],
+                40: [("parking_violation", "end", "left", "info", "vehicle left", "v1", {"dwell_s": 4.0})],
                 50: [
                     ("crowd_surge", "start", "plaza", "critical", "density rose 0.4/m2 within 60 s", "s1", {})
                 ],
@@ -100,6 +100,7 @@ class EventfulAgent(ScriptedAgent):
                         "severity": sev,
                         "severity_reason": reason,
                         "incident_id": inc,
+                        "event_id": f"{inc}-{phase}-{n}",
                         "ts": iso,
                         "payload": payload,
                     }
@@ -156,6 +157,14 @@ def test_report_is_one_self_contained_page(replayed: Path) -> None:
         "How to read this page",
     ):
         assert f"<h2>{section}</h2>" in page
+
+
+def test_report_shows_how_fast_each_loop_closed(replayed: Path) -> None:
+    """The kerb zone's violations and their dwell, from the same figures as ``edge-agent report``."""
+    page = (replayed / "report.html").read_text(encoding="utf-8")
+    assert "How fast each loop closed" in page
+    row = page[page.index("<th>kerb zone</th>"):]
+    assert "<td>left</td><td>1</td><td>0</td><td>4 s / 4 s</td>" in row, row[:400]
 
 
 def test_report_lists_events_in_words_at_video_time(replayed: Path) -> None:
