@@ -119,12 +119,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    checks = config_checks()
     try:
-        cfg = load_config(args.config, checks=config_checks())
+        cfg = load_config(args.config, checks=checks)
     except ConfigError as exc:
         print_config_error(exc)
         return 2
-    agent = Agent(cfg, config_path=args.config)
+    agent = Agent(cfg, config_path=args.config, config_checks=checks)
     agent.install_signal_handlers()
     return agent.run()
 
