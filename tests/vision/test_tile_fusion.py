@@ -29,7 +29,7 @@ def boxes(*rows: list[float]) -> np.ndarray:
 
 def fuse(passes: list[tuple[np.ndarray, list[float], tuple[int, int, int, int] | None]], **kw: float) -> np.ndarray:
     prepared = [(b, np.array(s, np.float32), np.zeros(len(s), np.int32), r) for b, s, r in passes]
-    xyxy, _, _ = fuse_passes(prepared, (W, H), iou=0.5, merge_ios=kw.get("merge_ios", 0.6))
+    xyxy = fuse_passes(prepared, (W, H), iou=0.5, merge_ios=kw.get("merge_ios", 0.6)).xyxy
     return xyxy
 
 
