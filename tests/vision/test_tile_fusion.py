@@ -184,3 +184,11 @@ def test_the_detector_merges_a_persons_parts_only_when_configured_and_only_for_p
     assert on.combine(people, W, H)[0].xyxy[0].tolist() == [100, 50, 160, 250]  # the whole person stays
     assert len(off.combine(people, W, H)[0]) == 2
     assert len(on.combine(bikes, W, H)[0]) == 2
+
+
+def test_an_unknown_pair_class_is_refused_naming_the_allowed_ones() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown class or group 'bike'; use one of: person, bicycle"):
+        DetectorConfig(roi_pair_classes=["bike"])
+    assert DetectorConfig().roi_pair_classes == ["two_wheeler"]
