@@ -96,6 +96,41 @@ def greedy_match(score: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nd
     return r[pick], c[pick]
 
 
+def pair_boxes(a: np.ndarray, b: np.ndarray, *, iou: float, ios: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one pairs (rows of ``a``, rows of ``b``) of boxes that are the same object seen twice:
+    IoU >= ``iou`` or intersection over the smaller box >= ``ios``; greedy by descending IoU, each box
+    in at most one pair (one object is one box of each view, so a box never stands for two)."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    u = iou_matrix(a, b)
+    same = (u >= iou) | (ios_matrix(a, b) >= ios)
+    rank = np.where(same & (u > 0), u, -1.0)
+    return greedy_match(rank, 1e-9)
+
+
+def same_top_parts(
+    xyxy: np.ndarray, *, min_ios: float = 0.8, top_tol: float = 0.1, centre_tol: float = 0.15
+) -> np.ndarray:
+    """(N,) bool: boxes that are part of a larger box of the list -- lying at least ``min_ios`` inside it,
+    their top edges within ``top_tol`` of the smaller box's height and their centres within ``centre_tol``
+    of the larger box's width (one standing object boxed whole and in part: a person's full body and
+    upper body). A second object exactly there would stand behind the first with its top hidden behind
+    the first's top, so it would not be seen."""
+    b = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    n = b.shape[0]
+    if n < 2:
+        return np.zeros(n, bool)
+    w = b[:, 2] - b[:, 0]
+    h = b[:, 3] - b[:, 1]
+    area = w * h
+    cx = (b[:, 0] + b[:, 2]) * 0.5
+    inside = ios_matrix(b, b) >= min_ios  # [i, j]: the smaller of i, j lies inside the other
+    larger = area[None, :] > area[:, None]  # [i, j]: j is the larger
+    top = np.abs(b[:, None, 1] - b[None, :, 1]) <= top_tol * h[:, None]
+    centre = np.abs(cx[:, None] - cx[None, :]) <= centre_tol * w[None, :]
+    return (inside & larger & top & centre).any(axis=1)  # type: ignore[no-any-return]
+
+
 def anchors(xyxy: np.ndarray) -> np.ndarray:
     """Bottom-centre of each xyxy box, (N,2): where an object stands on the ground."""
     b = np.asarray(xyxy).reshape(-1, 4)

@@ -78,6 +78,9 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "count": ("classes", "schedule"),
 }
 
+# The shapes a zone kind may carry besides its polygon and exclusions, drawn on the picture too.
+KIND_SHAPES: dict[str, tuple[str, ...]] = {"no_parking": ("lanes",)}
+
 GrabFn = Callable[[CameraConfig, float], np.ndarray]
 
 
@@ -571,6 +574,7 @@ class CalibrateState:
             "zone_schema": ZoneConfig.model_json_schema(),
             "line_schema": LineConfig.model_json_schema(),
             "kind_fields": {k: list(v) for k, v in KIND_FIELDS.items()},
+            "kind_shapes": {k: list(v) for k, v in KIND_SHAPES.items()},
             "default_classes": {k: list(v) for k, v in DEFAULT_ZONE_CLASSES.items()},
             "class_names": [*CLASSES, *GROUPS],
             "min_check_points": MIN_CHECK_POINTS,
@@ -672,18 +676,20 @@ def _round_poly(poly: Any) -> Any:
 
 def _clean_zone(z: Any, _old_kinds: dict[str, str] | None = None) -> Any:
     """Round coordinates to 4 decimals (0.1 px at 1000 px); drop empty optional fields and the fields
-    the zone's kind does not use (a crowd zone keeps no capacity left over from being a bike bay)."""
+    the zone's kind does not use (a crowd zone keeps no capacity left over from being a bike bay, and only
+    a no-parking zone keeps traffic lanes)."""
     if not isinstance(z, dict):
         return z
     out = {k: v for k, v in z.items() if v is not None and v != "" and v != []}
     kind = out.get("kind")
     if isinstance(kind, str) and kind in KIND_FIELDS:
-        allowed = {"id", "kind", "polygon", "exclude", *KIND_FIELDS[kind]}
+        allowed = {"id", "kind", "polygon", "exclude", *KIND_FIELDS[kind], *KIND_SHAPES.get(kind, ())}
         out = {k: v for k, v in out.items() if k in allowed}
     if "polygon" in out:
         out["polygon"] = _round_poly(out["polygon"])
-    if isinstance(out.get("exclude"), list):
-        out["exclude"] = [_round_poly(p) for p in out["exclude"]]
+    for shapes in ("exclude", "lanes"):
+        if isinstance(out.get(shapes), list):
+            out[shapes] = [_round_poly(p) for p in out[shapes]]
     return out
 
 

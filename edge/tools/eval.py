@@ -144,7 +144,7 @@ class BareDetector:
         from edge.vision.manifest import load_manifest
 
         self.model = model
-        self.det = OnnxDetector(load_manifest(model), DetectorConfig(threads=threads))
+        self.det = OnnxDetector(load_manifest(model), DetectorConfig(threads=threads, merge_person_parts=False))
         self.zones_for: dict[tuple[int, int], Any] = {}
 
     def counts(self, image: np.ndarray, cam: CameraConfig) -> dict[tuple[str, str], int]:

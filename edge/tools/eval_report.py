@@ -49,16 +49,41 @@ def aggregates(cases: Sequence[CaseResult]) -> dict[str, dict[str, Any]]:
         }
     ops = [o for c in cases for o in c.operators]
     if ops:
-        detected = [o for o in ops if o.detected]
-        right = [o for o in detected if o.found == o.truth]
-        out["operators"] = {
-            "truth": len(ops),
-            "detected": len(detected),
-            "right": len(right),
-            "accuracy": round(len(right) / len(detected), 3) if detected else None,
-            "detected_fraction": round(len(detected) / len(ops), 3),
-        }
+        out["operators"] = _operators(ops)
     return out
+
+
+def _operators(ops: Sequence[Any]) -> dict[str, Any]:
+    """Attribution over all labelled bikes, and apart for shared bikes (truth names an operator: how many
+    of the detected ones are named right, unattributed or named as another operator) and private bikes
+    (truth null: how many of the detected ones are read as some operator's)."""
+    detected = [o for o in ops if o.detected]
+    right = [o for o in detected if o.found == o.truth]
+    shared = [o for o in ops if o.truth is not None]
+    shared_det = [o for o in shared if o.detected]
+    shared_right = [o for o in shared_det if o.found == o.truth]
+    private = [o for o in ops if o.truth is None]
+    private_det = [o for o in private if o.detected]
+    return {
+        "truth": len(ops),
+        "detected": len(detected),
+        "right": len(right),
+        "accuracy": round(len(right) / len(detected), 3) if detected else None,
+        "detected_fraction": round(len(detected) / len(ops), 3),
+        "shared": {
+            "truth": len(shared),
+            "detected": len(shared_det),
+            "right": len(shared_right),
+            "accuracy": round(len(shared_right) / len(shared_det), 3) if shared_det else None,
+            "unattributed": sum(1 for o in shared_det if o.found is None),
+            "wrong_operator": sum(1 for o in shared_det if o.found not in (None, o.truth)),
+        },
+        "private": {
+            "truth": len(private),
+            "detected": len(private_det),
+            "read_as_shared": sum(1 for o in private_det if o.found is not None),
+        },
+    }
 
 
 def _num(v: float | None, signed: bool = False) -> str:
@@ -143,4 +168,16 @@ def format_report(report: dict[str, Any]) -> str:
             f"operators: accuracy {_num(a['accuracy'])} ({a['right']}/{a['detected']} detected bikes right; "
             f"{a['detected']}/{a['truth']} labelled bikes detected)"
         )
+        sh, pr = a["shared"], a["private"]
+        if sh["truth"]:
+            lines.append(
+                f"  shared bikes: accuracy {_num(sh['accuracy'])} ({sh['right']}/{sh['detected']} detected named right, "
+                f"{sh['unattributed']} named nobody, {sh['wrong_operator']} another operator; "
+                f"{sh['detected']}/{sh['truth']} detected)"
+            )
+        if pr["truth"]:
+            lines.append(
+                f"  private bikes: {pr['read_as_shared']} of {pr['detected']} detected read as shared "
+                f"({pr['detected']}/{pr['truth']} detected)"
+            )
     return "\n".join(lines)

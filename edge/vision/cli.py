@@ -23,7 +23,14 @@ def register(subparsers: Any) -> None:
         "detect",
         help="run a model on images; prints one JSON line per image",
         description="Run a model on images. Prints one JSON line per image: "
-        '{"image", "model", "detections": [{"label", "class", "score", "box": [x1, y1, x2, y2]}]}.',
+        '{"image", "model", "detections": [{"label", "class", "score", "box": [x1, y1, x2, y2]}]}. '
+        "The model's own boxes (its decoder, thresholds and NMS); --merge-person-parts applies the agent's "
+        "rule that a person boxed whole and from the waist up is one person.",
+    )
+    p.add_argument(
+        "--merge-person-parts",
+        action="store_true",
+        help="drop a person box inside a larger one with the same top and centre, as the agent does",
     )
     p.add_argument("--model", default="yolox_nano_416", help="manifest name (models/<name>.yaml) or path")
     p.add_argument(
@@ -72,7 +79,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     try:
         manifest = load_manifest(args.model)
         det = OnnxDetector(
-            manifest, DetectorConfig(threshold=args.threshold, threads=args.threads, keep_other=True)
+            manifest,
+            DetectorConfig(
+                threshold=args.threshold,
+                threads=args.threads,
+                keep_other=True,
+                merge_person_parts=args.merge_person_parts,
+            ),
         )
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,11 +18,14 @@ from edge.config.loader import load_config
 from edge.config.rules import BikeConfig
 from edge.geometry import points_in_polygon
 from edge.rules.livery import ColourLivery
+from edge.tools.eval import EvalOptions, run_eval
+from edge.tools.eval_report import format_report
 from tests.accuracy import bikes_sets
-from tests.accuracy import measure as M
+from tests.accuracy.readme import REPO, row_for
 from tests.fixtures.assets import require_asset
 
 SETS = bikes_sets.SETS
+TOL_COUNT = 0.2  # bikes, MAE over the set (onnxruntime's thread count can flip a box on the threshold)
 
 
 @pytest.fixture
@@ -128,22 +131,61 @@ def test_livery_learn_refuses_bad_input_with_one_line(tmp_path: Path, capsys: py
     assert "give --images" in capsys.readouterr().err
 
 
+def _eval(spec: str) -> dict:  # type: ignore[type-arg]
+    report = run_eval(EvalOptions(spec=str(REPO / spec), baseline=True, progress=False))
+    print(format_report(report))  # shown by pytest -rA / on failure
+    return report
+
+
 @pytest.mark.assets
-def test_the_pipeline_on_the_set(bike_photos: Path) -> None:
-    """The technician's config (NMS IoU 0.7, learned liveries): >= 90 % of the detected Qingju bikes
-    named right, no private bike read as shared, no count worse than the bare detector's, and
-    counts closer to the truth than with the defaults (NMS 0.45: racked bikes merge)."""
-    _, scores, agg = M.run_spec(M.load_spec(SETS / "bikes-dev.yaml"))
-    ops = agg["operators"]
-    assert ops["attribution_accuracy"] >= 0.9 and ops["shared_detected"] >= 10
-    assert ops["private_read_as_shared"] == 0
-    for s in scores:
-        for c in s["counts"]:
-            assert abs(c["pipeline"] - c["truth"]) <= abs(c["bare"] - c["truth"]), s["id"]
-    _, base_scores, base = M.run_spec(M.load_spec(SETS / "bikes-dev-baseline.yaml"))
-    assert agg["pipeline"]["mae"] < base["pipeline"]["mae"]
-    assert base["operators"]["shared_right"] == 0  # the built-in table has no teal operator
-    # The tracker's low-score start: the trio in qingju_02 scores 0.32, under new_track_score 0.35;
-    # the bay counted 4 of the bare detector's 5 before.
-    q02 = next(s for s in base_scores if s["id"] == "qingju_02")["counts"][0]
-    assert q02["pipeline"] == q02["bare"] == 5
+@pytest.mark.slow
+def test_the_pipeline_on_the_set_holds_the_readme_rows(bike_photos: Path) -> None:
+    """The technician's config (YOLOX-Nano, NMS IoU 0.7, a crop around the bay, learned liveries), measured
+    by `edge-agent eval` and held to README's two bikes-dev rows: >= 90 % of the detected Qingju bikes named
+    right, no private bike read as shared, no count worse than the bare detector's, and closer to the truth
+    than the defaults (NMS 0.45: racked bikes merge; no teal livery)."""
+    spec = "tests/accuracy/sets/bikes-dev.yaml"
+    count_row = row_for(spec, figure="MAE")
+    ops_row = row_for(spec, figure="shared accuracy")
+    report = _eval(spec)
+    counts, ops = report["aggregates"]["counts"], report["aggregates"]["operators"]
+    assert counts["n"] == 9 and counts["missing"] == 0
+    assert counts["mae"] <= count_row.pipeline["MAE"] + TOL_COUNT, (counts, count_row)
+    assert abs(counts["baseline_mae"] - count_row.bare["MAE"]) <= TOL_COUNT, (counts, count_row)
+    shared, private = ops["shared"], ops["private"]
+    assert shared["accuracy"] >= max(0.9, ops_row.pipeline["shared accuracy"] - 0.05), shared
+    assert shared["detected"] >= 10, shared
+    assert private["read_as_shared"] <= ops_row.pipeline["private as shared"] == 0, private
+    for case in report["cases"]:
+        for r in case["rows"]:  # never a count worse than the model run bare on the same photo
+            assert abs(r["error"]) <= abs(r["baseline_error"]), (case["id"], r)
+    by_case = {c["id"]: c["rows"][0] for c in report["cases"]}
+    assert by_case["qingju_09"]["figure"] == 3  # the private trio standing together: three bikes, not one
+
+    old_spec = "tests/accuracy/sets/bikes-dev-baseline.yaml"
+    old_row = row_for(old_spec)
+    old = _eval(old_spec)
+    assert abs(old["aggregates"]["counts"]["mae"] - old_row.pipeline["MAE"]) <= TOL_COUNT, old_row
+    assert counts["mae"] < old["aggregates"]["counts"]["mae"]  # the old defaults count worse
+    assert old["aggregates"]["operators"]["shared"]["right"] == 0  # the built-in table has no teal operator
+    old_cases = {c["id"]: c["rows"][0] for c in old["cases"]}
+    assert old_cases["qingju_09"]["figure"] == 1  # NMS 0.45: the trio is one bicycle
+    # The tracker's low-score start: the trio in qingju_02 scores 0.32, under new_track_score 0.35; the
+    # bay counted 4 of the bare detector's 5 before.
+    assert old_cases["qingju_02"]["figure"] == old_cases["qingju_02"]["baseline"] == 5
+
+
+@pytest.mark.assets
+@pytest.mark.slow
+def test_the_crop_is_fused_without_dropping_racked_neighbours(bike_photos: Path) -> None:
+    """With a crop around the bay, a bike the crop finds inside the full frame's box of its neighbour is a
+    bike (paired one to one), not a fragment: the containment merge people need dropped racked bikes and
+    counted worse than the full frame alone; pairing counts better than both (docs/accuracy.md)."""
+    spec = str(REPO / "tests/accuracy/sets/bikes-dev.yaml")
+
+    def mae(config: str | None) -> float:
+        cfg = str(SETS / config) if config else None
+        return float(run_eval(EvalOptions(spec=spec, config=cfg, progress=False))["aggregates"]["counts"]["mae"])
+
+    paired, full, containment = mae(None), mae("variants/bikes-full-frame.site.yaml"), mae("variants/bikes-zones-containment.site.yaml")
+    assert paired < full < containment, (paired, full, containment)

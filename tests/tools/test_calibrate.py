@@ -401,6 +401,26 @@ def test_save_drops_fields_the_kind_does_not_use(server: CalibrateServer, site: 
     assert z.exclude == [[(0.4, 0.75), (0.5, 0.75), (0.5, 0.85)]]
 
 
+def test_save_keeps_a_no_parking_zones_lanes_and_drops_them_from_other_kinds(server: CalibrateServer, site: Path) -> None:
+    """Traffic lanes are saved with a no-parking zone (rounded like every shape); a zone switched to another
+    kind on the page leaves none behind (the config would refuse them)."""
+    lane = [[0.412345, 0.72], [0.88, 0.72], [0.88, 0.8], [0.4, 0.8]]
+    zones = [
+        {"id": "kerb", "kind": "no_parking", "polygon": [[0.1, 0.7], [0.9, 0.7], [0.9, 0.9]], "lanes": [lane]},
+        {"id": "plaza", "kind": "crowd", "polygon": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.4]], "lanes": [lane]},
+    ]
+    status, r = _post(server.url + "api/save", {"camera": "cam0", "zones": zones})
+    assert status == 200, r
+    kerb, plaza = load_config(site).cameras[0].zones
+    assert kerb.lanes == [[(0.4123, 0.72), (0.88, 0.72), (0.88, 0.8), (0.4, 0.8)]]
+    assert plaza.lanes == []
+    status, data, _ = _get(server.url + "api/config")
+    assert data["kind_shapes"] == {"no_parking": ["lanes"]}
+    assert data["cameras"][0]["zones"][0]["lanes"] == kerb.lanes or data["cameras"][0]["zones"][0]["lanes"] == [
+        [list(p) for p in kerb.lanes[0]]
+    ]
+
+
 def test_config_api_says_which_fields_each_kind_uses(server: CalibrateServer) -> None:
     status, data, _ = _get(server.url + "api/config")
     assert status == 200
@@ -835,6 +855,55 @@ def test_browser_edits_shapes_and_checks_ground_points(browser: Any, site: Path,
     assert cam.lines == []
     assert cam.calibration is not None and len(cam.calibration.image_points) == 6
     assert [list(p) for p in cam.calibration.ground_points_m] == metres
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_draws_and_edits_a_traffic_lane_of_a_no_parking_zone(
+    browser: Any, server: CalibrateServer, site: Path, tmp_path: Path
+) -> None:
+    """Like an exclusion: select the no-parking zone, Draw lane, click its corners, close it; drag a corner;
+    a second lane drawn and deleted again; saved into the zone's ``lanes``. Another kind has no lanes."""
+    from selenium.webdriver.common.by import By
+
+    page = _open(browser, server.url)
+    # Draw lane needs a no-parking zone selected: with nothing selected it refuses and says why.
+    page.button("mode-lane")
+    assert "no-parking zone" in browser.find_element(By.ID, "status").text
+    assert "active" not in (browser.find_element(By.ID, "mode-lane").get_attribute("class") or "")
+    page.click(0.85, 0.85)  # inside the kerb zone (its corners: 0.1,0.7 / 0.9,0.7 / 0.9,0.9)
+    assert browser.find_element(By.CSS_SELECTOR, "#zone-list li.selected").text.startswith("kerb")
+    assert "No traffic lane" in browser.find_element(By.ID, "lanes-hint").text
+    page.button("mode-lane")
+    for fx, fy in [(0.45, 0.72), (0.88, 0.72), (0.88, 0.80), (0.45, 0.80)]:
+        page.click(fx, fy)
+    page.button("finish")
+    assert "1 lane" in browser.find_element(By.CSS_SELECTOR, "#zone-list li.selected").text
+    assert "1 traffic lane(s)" in browser.find_element(By.ID, "lanes-hint").text
+    # Drag the lane's first corner to the left, as one drags an exclusion's.
+    page.drag((0.45, 0.72), (0.35, 0.72))
+    # A second lane, selected on the picture and deleted: only it goes.
+    page.button("mode-lane")
+    for fx, fy in [(0.6, 0.83), (0.85, 0.83), (0.85, 0.88)]:
+        page.click(fx, fy)
+    page.click(0.6, 0.83)  # clicking the first corner closes it
+    assert "2 lanes" in browser.find_element(By.CSS_SELECTOR, "#zone-list li.selected").text
+    _shot(browser, tmp_path, "calibrate-lanes-drawn")
+    page.button("mode-select")
+    page.click(0.78, 0.855)  # inside the second lane
+    page.button("delete")
+    assert "a traffic lane of kerb" in browser.find_element(By.ID, "status").text
+    _save(browser, page)
+
+    kerb = load_config(site).cameras[0].zones[0]
+    (lane,) = kerb.lanes
+    assert len(lane) == 4
+    assert lane[0][0] == pytest.approx(0.35, abs=0.01) and lane[0][1] == pytest.approx(0.72, abs=0.01)
+    assert lane[2][0] == pytest.approx(0.88, abs=0.01) and lane[2][1] == pytest.approx(0.80, abs=0.01)
+    assert kerb.polygon == [(0.1, 0.7), (0.9, 0.7), (0.9, 0.9)]  # the zone itself did not move
+    text = site.read_text()
+    for comment in COMMENTS:  # the technician's comments survive
+        assert comment in text.splitlines(), comment
 
 
 @pytest.mark.browser

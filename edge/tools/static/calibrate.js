@@ -6,6 +6,7 @@ const KIND_COLOURS = {
 };
 const KIND_WORDS = {no_parking: "no parking", bike_bay: "bike bay", bike_watch: "bike watch area", crowd: "crowd", count: "count"};
 const LINE_COLOUR = "#00e5ff";
+const LANE_COLOUR = "#ffffff";
 const HIT_PX = 10;
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const LIVE_PERIOD_MS = 600;
@@ -15,14 +16,14 @@ const state = {
   config: null,
   camera: null,      // camera id
   cam: null,         // its entry in config.cameras
-  zones: [],         // zone objects as written in YAML (normalised polygon, exclude)
+  zones: [],         // zone objects as written in YAML (normalised polygon, exclude, lanes)
   lines: [],         // {id, a, b, classes}
   ground: [],        // {x, y, X, Y}
-  sel: null,         // {type: "zone"|"line", index, ex: exclusion index or -1}
+  sel: null,         // {type: "zone"|"line", index, ex: exclusion index or -1, lane: lane index or -1}
   mode: "select",
   drawing: [],       // vertices of the shape being drawn
   mouse: null,       // last mouse position (normalised), for the line rubber band
-  drag: null,        // {kind: "vertex"|"shape"|"end"|"exvertex"|"exshape"|"line", ...}
+  drag: null,        // {kind: "vertex"|"shape"|"end"|"exvertex"|"exshape"|"lanevertex"|"laneshape"|"line", ...}
   detections: [],
   image: new Image(),
   dirty: false,
@@ -161,6 +162,24 @@ function render() {
       }
       if (selected) handles(ep, lw * 0.8);
     });
+    (z.lanes || []).forEach((lane, k) => {
+      // a lane of moving traffic through a no-parking zone: a vehicle queuing there is not parked
+      const lp = lane.map(toPx);
+      if (lp.length < 3) return;
+      const laneSel = selected && state.sel.lane === k;
+      polyPath(lp);
+      if (!live) { ctx.globalAlpha = 0.18; ctx.fillStyle = LANE_COLOUR; ctx.fill(); ctx.globalAlpha = 1; }
+      ctx.setLineDash([lw * 5, lw * 2, lw, lw * 2]);
+      ctx.lineWidth = laneSel ? lw * 1.8 : lw;
+      ctx.strokeStyle = LANE_COLOUR;
+      ctx.stroke();
+      ctx.setLineDash([]);
+      if (!live) {
+        const c = lp.reduce((a, b) => [a[0] + b[0] / lp.length, a[1] + b[1] / lp.length], [0, 0]);
+        label(`traffic lane ${k + 1}`, c[0] - lw * 18, c[1], "rgba(0,0,0,0.7)", LANE_COLOUR, lw);
+      }
+      if (selected) handles(lp, lw * 0.8);
+    });
     if (selected) handles(pts, lw);
     if (!live) {
       const top = pts.reduce((a, b) => (b[1] < a[1] ? b : a));
@@ -220,11 +239,12 @@ function renderLists(keepForm) {
   zl.innerHTML = "";
   state.zones.forEach((z, i) => {
     const li = document.createElement("li");
-    const ex = (z.exclude || []).length;
-    li.textContent = `${z.id}  (${KIND_WORDS[z.kind] || z.kind}, ${(z.polygon || []).length} corners${ex ? `, ${ex} exclusion${ex > 1 ? "s" : ""}` : ""})`;
+    const ex = (z.exclude || []).length, ln = (z.lanes || []).length;
+    li.textContent = `${z.id}  (${KIND_WORDS[z.kind] || z.kind}, ${(z.polygon || []).length} corners` +
+      `${ex ? `, ${ex} exclusion${ex > 1 ? "s" : ""}` : ""}${ln ? `, ${ln} lane${ln > 1 ? "s" : ""}` : ""})`;
     li.style.borderLeftColor = KIND_COLOURS[z.kind] || "#888";
     li.className = state.sel && state.sel.type === "zone" && state.sel.index === i ? "selected" : "";
-    li.onclick = () => select({type: "zone", index: i, ex: -1});
+    li.onclick = () => select({type: "zone", index: i, ex: -1, lane: -1});
     zl.appendChild(li);
   });
   if (!state.zones.length) zl.innerHTML = '<li class="hint">none yet: Draw zone</li>';
@@ -235,7 +255,7 @@ function renderLists(keepForm) {
     li.textContent = `${ln.id}  (${(ln.classes || ["person"]).join(", ")})`;
     li.style.borderLeftColor = LINE_COLOUR;
     li.className = state.sel && state.sel.type === "line" && state.sel.index === i ? "selected" : "";
-    li.onclick = () => select({type: "line", index: i, ex: -1});
+    li.onclick = () => select({type: "line", index: i, ex: -1, lane: -1});
     ll.appendChild(li);
   });
   if (!state.lines.length) ll.innerHTML = '<li class="hint">none yet: Draw line</li>';
@@ -296,7 +316,7 @@ function renderForm() {
   kind.onchange = () => {
     z.kind = kind.value;
     // keep only what the new kind uses
-    const keep = new Set(["id", "kind", "polygon", "exclude", ...state.config.kind_fields[z.kind]]);
+    const keep = new Set(["id", "kind", "polygon", "exclude", ...state.config.kind_fields[z.kind], ...(state.config.kind_shapes[z.kind] || [])]);
     Object.keys(z).forEach((k) => { if (!keep.has(k)) delete z[k]; });
     changed(); renderForm();
   };
@@ -312,6 +332,15 @@ function renderForm() {
   p.textContent = ex ? `${ex} exclusion area(s): objects standing there are not counted. Select one on the picture and press Delete to remove it.`
     : "No exclusion: use Draw exclusion to leave out part of this zone (a bench, a kiosk).";
   form.appendChild(p);
+  if ((state.config.kind_shapes[z.kind] || []).includes("lanes")) {
+    const ln = (z.lanes || []).length;
+    const q = document.createElement("p");
+    q.className = "hint";
+    q.id = "lanes-hint";
+    q.textContent = ln ? `${ln} traffic lane(s): a vehicle standing in a lane with a stopped neighbour is queuing, not parked. Select one on the picture and press Delete to remove it.`
+      : "No traffic lane: use Draw lane for the lanes of moving traffic through this zone, so a queue at a light is not taken for parked cars.";
+    form.appendChild(q);
+  }
 }
 
 function simpleField(z, name, prop) {
@@ -502,19 +531,29 @@ const HINTS = {
   select: "Select / move: drag a corner, a line end or a whole shape. Delete removes what is selected.",
   zone: "Draw zone: click each corner; click the first corner, double-click, press Enter or Finish shape to close it (3 corners or more).",
   exclude: "Draw exclusion: inside the selected zone, click the corners of an area to leave out; close it like a zone.",
+  lane: "Draw lane: inside the selected no-parking zone, click the corners of a lane of moving traffic; close it like a zone. A vehicle queuing there is not parked.",
   line: "Draw line: click where it starts, then where it ends. Crossing it towards the right of that arrow counts as in.",
   ground: "Ground points: click a point on the flat ground, then type its x and y in metres in the table on the right.",
 };
+
+const SHAPE_MODES = ["zone", "exclude", "lane"];  // modes that draw a polygon, closed like a zone
 
 function setMode(mode) {
   if (mode === "exclude" && !(state.sel && state.sel.type === "zone")) {
     status("select the zone the exclusion belongs to first", "error");
     return;
   }
+  if (mode === "lane") {
+    const z = state.sel && state.sel.type === "zone" ? state.zones[state.sel.index] : null;
+    if (!z || !(state.config.kind_shapes[z.kind] || []).includes("lanes")) {
+      status("select the no-parking zone the traffic lane runs through first", "error");
+      return;
+    }
+  }
   state.drawing = [];
   state.mode = mode;
   document.querySelectorAll("button.mode").forEach((b) => b.classList.toggle("active", b.dataset.mode === mode));
-  $("finish").disabled = !(mode === "zone" || mode === "exclude");
+  $("finish").disabled = !SHAPE_MODES.includes(mode);
   $("hint").textContent = HINTS[mode];
   render();
 }
@@ -532,12 +571,17 @@ function finishShape() {
   if (state.mode === "exclude") {
     const z = state.zones[state.sel.index];
     z.exclude = [...(z.exclude || []), poly];
-    state.sel = {type: "zone", index: state.sel.index, ex: z.exclude.length - 1};
+    state.sel = {type: "zone", index: state.sel.index, ex: z.exclude.length - 1, lane: -1};
     status(`exclusion added to ${z.id}; Save to keep it`, "ok");
+  } else if (state.mode === "lane") {
+    const z = state.zones[state.sel.index];
+    z.lanes = [...(z.lanes || []), poly];
+    state.sel = {type: "zone", index: state.sel.index, ex: -1, lane: z.lanes.length - 1};
+    status(`traffic lane added to ${z.id}; Save to keep it`, "ok");
   } else {
     const kinds = state.config.zone_schema.properties.kind.enum;
     state.zones.push({id: uniqueId("zone", state.zones), kind: kinds.includes("count") ? "count" : kinds[0], polygon: poly});
-    state.sel = {type: "zone", index: state.zones.length - 1, ex: -1};
+    state.sel = {type: "zone", index: state.zones.length - 1, ex: -1, lane: -1};
     status("zone added; name it and choose its kind on the right, then Save", "ok");
   }
   state.drawing = [];
@@ -550,7 +594,7 @@ function finishLine(b) {
   const a = state.drawing[0];
   if (dist(a, b) < HIT_PX) { status("a line needs two different ends", "error"); return; }
   state.lines.push({id: uniqueId("line", state.lines), a: [r4(a[0]), r4(a[1])], b: [r4(b[0]), r4(b[1])], classes: ["person"]});
-  state.sel = {type: "line", index: state.lines.length - 1, ex: -1};
+  state.sel = {type: "line", index: state.lines.length - 1, ex: -1, lane: -1};
   state.drawing = [];
   state.dirty = true;
   setMode("select");
@@ -563,7 +607,12 @@ function deleteSelected() {
   if (!sel) return;
   let what;
   if (sel.type === "line") what = `line ${state.lines.splice(sel.index, 1)[0].id}`;
-  else if (sel.ex >= 0) {
+  else if (sel.lane >= 0) {
+    const z = state.zones[sel.index];
+    z.lanes.splice(sel.lane, 1);
+    if (!z.lanes.length) delete z.lanes;
+    what = `a traffic lane of ${z.id}`;
+  } else if (sel.ex >= 0) {
     const z = state.zones[sel.index];
     z.exclude.splice(sel.ex, 1);
     if (!z.exclude.length) delete z.exclude;
@@ -590,12 +639,19 @@ function hitTest(p) {
       const v = ex.findIndex((q) => dist(p, q) <= HIT_PX);
       if (v >= 0) return {kind: "exvertex", index: i, ex: k, vertex: v};
     }
+    for (const [k, lane] of (z.lanes || []).entries()) {
+      const v = lane.findIndex((q) => dist(p, q) <= HIT_PX);
+      if (v >= 0) return {kind: "lanevertex", index: i, lane: k, vertex: v};
+    }
     const v = (z.polygon || []).findIndex((q) => dist(p, q) <= HIT_PX);
     if (v >= 0) return {kind: "vertex", index: i, vertex: v};
   }
   for (const [i, ln] of state.lines.entries()) if (segDist(p, ln.a, ln.b) <= HIT_PX) return {kind: "line", index: i};
   for (let i = state.zones.length - 1; i >= 0; i--) {
     for (const [k, ex] of (state.zones[i].exclude || []).entries()) if (inside(p, ex)) return {kind: "exshape", index: i, ex: k};
+  }
+  for (let i = state.zones.length - 1; i >= 0; i--) {
+    for (const [k, lane] of (state.zones[i].lanes || []).entries()) if (inside(p, lane)) return {kind: "laneshape", index: i, lane: k};
   }
   for (let i = state.zones.length - 1; i >= 0; i--) if (inside(p, state.zones[i].polygon || [])) return {kind: "shape", index: i};
   return null;
@@ -611,7 +667,7 @@ function movePoly(poly, dx, dy) {
 
 canvas.addEventListener("mousedown", (ev) => {
   const p = toNorm(ev);
-  if (state.mode === "zone" || state.mode === "exclude") {
+  if (SHAPE_MODES.includes(state.mode)) {
     if (state.drawing.length >= 3 && dist(p, state.drawing[0]) <= HIT_PX) { finishShape(); return; }
     state.drawing.push(p);
     render();
@@ -626,7 +682,8 @@ canvas.addEventListener("mousedown", (ev) => {
     if (!hit) { select(null); return; }
     state.drag = Object.assign(hit, {last: p});
     const isLine = hit.kind === "end" || hit.kind === "line";
-    select({type: isLine ? "line" : "zone", index: hit.index, ex: hit.ex === undefined ? -1 : hit.ex});
+    select({type: isLine ? "line" : "zone", index: hit.index, ex: hit.ex === undefined ? -1 : hit.ex,
+      lane: hit.lane === undefined ? -1 : hit.lane});
   }
 });
 canvas.addEventListener("mousemove", (ev) => {
@@ -638,11 +695,13 @@ canvas.addEventListener("mousemove", (ev) => {
   const dx = p[0] - d.last[0], dy = p[1] - d.last[1];
   if (d.kind === "vertex") state.zones[d.index].polygon[d.vertex] = [r4(p[0]), r4(p[1])];
   else if (d.kind === "exvertex") state.zones[d.index].exclude[d.ex][d.vertex] = [r4(p[0]), r4(p[1])];
+  else if (d.kind === "lanevertex") state.zones[d.index].lanes[d.lane][d.vertex] = [r4(p[0]), r4(p[1])];
   else if (d.kind === "shape") {
     const z = state.zones[d.index];
     const [cx, cy] = movePoly(z.polygon, dx, dy);
-    (z.exclude || []).forEach((ex) => ex.forEach((q) => { q[0] = r4(clamp01(q[0] + cx)); q[1] = r4(clamp01(q[1] + cy)); }));
+    [...(z.exclude || []), ...(z.lanes || [])].forEach((ex) => ex.forEach((q) => { q[0] = r4(clamp01(q[0] + cx)); q[1] = r4(clamp01(q[1] + cy)); }));
   } else if (d.kind === "exshape") movePoly(state.zones[d.index].exclude[d.ex], dx, dy);
+  else if (d.kind === "laneshape") movePoly(state.zones[d.index].lanes[d.lane], dx, dy);
   else if (d.kind === "end") state.lines[d.index][d.end] = [r4(p[0]), r4(p[1])];
   else if (d.kind === "line") {
     const ln = state.lines[d.index];
@@ -655,11 +714,11 @@ canvas.addEventListener("mousemove", (ev) => {
   render();
 });
 window.addEventListener("mouseup", () => { if (state.drag) { state.drag = null; renderLists(true); } });
-canvas.addEventListener("dblclick", () => { if ((state.mode === "zone" || state.mode === "exclude") && state.drawing.length >= 3) finishShape(); });
+canvas.addEventListener("dblclick", () => { if (SHAPE_MODES.includes(state.mode) && state.drawing.length >= 3) finishShape(); });
 window.addEventListener("keydown", (ev) => {
   if (["INPUT", "TEXTAREA", "SELECT"].includes(ev.target.tagName)) return;
   if (ev.key === "Delete" || ev.key === "Backspace") deleteSelected();
-  if (ev.key === "Enter" && (state.mode === "zone" || state.mode === "exclude")) finishShape();
+  if (ev.key === "Enter" && SHAPE_MODES.includes(state.mode)) finishShape();
   if (ev.key === "Escape") setMode("select");
 });
 
