@@ -10,10 +10,10 @@ import os
 import socket
 import sys
 
-from city import cli as report_cli
 from city.consumer import ConsumerConfig, serve, stats_of
 from city.mqtt import BrokerAddress
 from city.store import Store, StoreError, gap_report
+from edge.tools import loops
 
 
 def _broker(text: str) -> tuple[str, int]:
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("gaps", "open seq gaps per device and what explains them"), ("stats", "totals")):
         g = sub.add_parser(name, help=helptext)
         g.add_argument("--db", required=True, help="sqlite:///path.db or postgresql://user@host/db")
-    report_cli.register(sub)  # report: the closed loop in figures (also `edge-agent report`)
+    loops.register(sub)  # report: the closed loop in figures (also `edge-agent report`)
     return ap
 
 

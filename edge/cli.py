@@ -5,24 +5,35 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
 
 from edge import __version__, plugins
+from edge.agent.runner import Agent
+from edge.config import SemanticCheck, load_config
+from edge.config.uplink import check_tls_files
 from edge.errors import ConfigError, EdgeError
 from edge.hardware import cli as hardware_cli
 from edge.tools import cli as tools_cli
+from edge.tools import livery as livery_cli
 from edge.tools import privacy as privacy_cli
 from edge.tools import verify as verify_cli
 from edge.uplink import certs as certs_cli
 from edge.vision import cli as vision_cli
+from edge.vision.checks import check_models
 
 log = logging.getLogger("edge.cli")
 
 # Areas that add sub-commands through ``register(subparsers)``; plug-ins (``edge.commands`` entry
 # points, e.g. ``demo`` from firmware_sim) add theirs after these.
-_AREA_CLIS = (vision_cli, hardware_cli, tools_cli, verify_cli, privacy_cli, certs_cli)
+_AREA_CLIS = (vision_cli, hardware_cli, tools_cli, verify_cli, privacy_cli, certs_cli, livery_cli)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# syslog priorities (sd-daemon(3)): journald reads a "<N>" prefix on each line of a service's stderr.
+_JOURNAL_PRIORITY = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -38,15 +49,52 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+class _JournalFormatter(logging.Formatter):
+    """Under systemd: every line starts with its syslog priority (``<3>`` error, ``<4>`` warning,
+    ``<6>`` info, ``<7>`` debug), so ``journalctl -p warning`` and the journal's colours work.
+    No timestamp: the journal stamps each line itself."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _JOURNAL_PRIORITY.get(record.levelname, 6)
+        return "\n".join(f"<{prio}>{line}" for line in self.inner.format(record).splitlines() or [""])
+
+
+def under_journald(stream: Any = None) -> bool:
+    """True when ``stream`` (default stderr) is the journal's stream socket: systemd sets
+    ``JOURNAL_STREAM=<device>:<inode>`` of the socket it connected stdout/stderr to."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    if not value:
+        return False
+    try:
+        dev, ino = (int(x) for x in value.split(":", 1))
+        st = os.fstat((stream if stream is not None else sys.stderr).fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
 def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
+    """One stderr handler: plain text or JSON lines, with journald priorities under systemd.
+    ``level`` must be one of LOG_LEVELS (the parser refuses anything else)."""
+    name = level.upper()
+    if name not in LOG_LEVELS:
+        raise ValueError(f"log level {level!r}: choose one of {', '.join(LOG_LEVELS)}")
     handler = logging.StreamHandler(sys.stderr)
+    journal = under_journald(sys.stderr)
     if json_lines:
-        handler.setFormatter(_JsonFormatter())
+        fmt: logging.Formatter = _JsonFormatter()
+    elif journal:
+        fmt = logging.Formatter("%(levelname)s %(name)s: %(message)s")
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    handler.setFormatter(_JournalFormatter(fmt) if journal else fmt)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    root.setLevel(getattr(logging, name))
 
 
 def print_config_error(exc: ConfigError) -> None:
@@ -54,27 +102,15 @@ def print_config_error(exc: ConfigError) -> None:
         print(line, file=sys.stderr)
 
 
-def _register_config_checks(*, box_files: bool = True) -> None:
-    """Semantic checks that need other stages (e.g. 'does this model exist?') or the box itself
-    (its TLS files; skipped by ``check-config --off-box``)."""
-    from edge.config import register_check
-    from edge.config.uplink import check_tls_files
-
-    if box_files:
-        register_check(check_tls_files)
-    try:
-        from edge.vision.checks import check_models
-    except ImportError:
-        return
-    register_check(check_models)
+def config_checks(*, box_files: bool = True) -> list[SemanticCheck]:
+    """Semantic checks that need other stages ("does this model exist?") or the box itself (its TLS
+    files; skipped by ``check-config --off-box``)."""
+    return [check_tls_files, check_models] if box_files else [check_models]
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from edge.config import load_config
-
-    _register_config_checks(box_files=not args.off_box)
     try:
-        load_config(args.file)
+        load_config(args.file, checks=config_checks(box_files=not args.off_box))
     except ConfigError as exc:
         print_config_error(exc)
         return 2
@@ -83,33 +119,99 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.config import load_config
-
-    _register_config_checks()
+    checks = config_checks()
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, checks=checks)
     except ConfigError as exc:
         print_config_error(exc)
         return 2
-    from edge.agent.runner import Agent
-
-    agent = Agent(cfg, config_path=args.config)
+    agent = Agent(cfg, config_path=args.config, config_checks=checks)
     agent.install_signal_handlers()
     return agent.run()
 
 
+def _log_level(value: str) -> str:
+    name = value.upper()
+    if name not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a log level; choose one of {', '.join(LOG_LEVELS)}")
+    return name
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--log-level`` and ``--log-json``: on the top-level parser with their defaults, and on every
+    sub-command with SUPPRESS defaults, so ``edge-agent run --log-level DEBUG`` works too and a
+    sub-command that does not repeat them does not reset what was given before it."""
+    default: Any = "INFO" if top else argparse.SUPPRESS
+    group = parser.add_argument_group("logging (before or after the sub-command)") if not top else parser
+    group.add_argument(
+        "--log-level",
+        type=_log_level,
+        default=default,
+        metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS)} (default INFO)",
+    )
+    group.add_argument(
+        "--log-json",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="log JSON lines instead of plain text",
+    )
+
+
+def _describe(text: str) -> str:
+    """A help line as a description: first letter up, a full stop, no reST markup."""
+    text = text.replace("``", "").strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", ":", "!", "?")) else text + "."
+
+
+def _finish_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Every sub-command (and sub-sub-command) gets a description (its help line when it has none),
+    reST double backquotes are dropped from docstring descriptions, and the global options."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, sub in action.choices.items():
+            if not sub.description and helps.get(name):
+                sub.description = _describe(str(helps[name]))
+            elif sub.description:
+                sub.description = sub.description.replace("``", "")
+            known = {opt for a in sub._actions for opt in a.option_strings}
+            if "--log-level" not in known and "--log-json" not in known:
+                _add_global_options(sub, top=False)
+            _finish_subcommands(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge-agent", description="Street-level sensing agent.")
+    parser = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Street-level sensing agent: camera, detector, zone rules, durable MQTT uplink, "
+        "and the field tools to commission and check a box. "
+        "Run 'edge-agent COMMAND --help' for each command.",
+    )
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
-    parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of plain text")
+    _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run the agent until SIGINT/SIGTERM (or the end of a file source)")
+    p = sub.add_parser(
+        "run",
+        help="run the agent until SIGINT/SIGTERM (or the end of a file source)",
+        description="Run the agent with a site config: capture, detect, track, apply the zone rules and "
+        "send events through the durable outbox, until SIGINT/SIGTERM or the end of a file source "
+        "(exit 0). Under systemd it notifies READY=1 and feeds the watchdog while frames flow.",
+    )
     p.add_argument("--config", required=True, help="site config YAML")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("check-config", help="validate a site config: prints OK or one line per problem")
+    p = sub.add_parser(
+        "check-config",
+        help="validate a site config: prints OK or one line per problem",
+        description="Validate a site config exactly as 'run' would load it. Prints OK (exit 0) or one "
+        "line per problem naming its YAML path (exit 2), never a traceback.",
+    )
     p.add_argument("file", help="site config YAML")
     p.add_argument(
         "--off-box", action="store_true", help="validating away from the box: skip checks of files only the box has (TLS)"
@@ -120,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         area.register(sub)
     for mod in plugins.command_modules():
         mod.register(sub)
+    _finish_subcommands(parser)
     return parser
 
 

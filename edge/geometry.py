@@ -15,12 +15,15 @@ import numpy as np
 # ------------------------------------------------------------------------------------ boxes
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N,M) intersection over union of xyxy boxes ``a`` (N,4) and ``b`` (M,4), float32."""
-    a = np.asarray(a, np.float32).reshape(-1, 4)
-    b = np.asarray(b, np.float32).reshape(-1, 4)
+def iou_matrix(a: np.ndarray, b: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """(N,M) intersection over union of xyxy boxes ``a`` (N,4) and ``b`` (M,4).
+
+    float32 by default (association and NMS: fast, in-place temporaries); ``dtype=np.float64`` where
+    an IoU is compared with a threshold exactly (agreement figures)."""
+    a = np.asarray(a, dtype).reshape(-1, 4)
+    b = np.asarray(b, dtype).reshape(-1, 4)
     if a.shape[0] == 0 or b.shape[0] == 0:
-        return np.zeros((a.shape[0], b.shape[0]), np.float32)
+        return np.zeros((a.shape[0], b.shape[0]), dtype)
     inter = _intersection(a, b)
     area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
     area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
@@ -41,6 +44,91 @@ def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     np.maximum(ih, 0, out=ih)
     iw *= ih
     return iw
+
+
+def ios_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,M) intersection over the *smaller* box's area of xyxy boxes ``a`` (N,4) and ``b`` (M,4).
+
+    1.0 when one box lies wholly inside the other whatever their sizes (where IoU would be small):
+    the test for a fragment of an object inside the whole object's box.
+    """
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return np.zeros((a.shape[0], b.shape[0]), np.float32)
+    inter = _intersection(a, b)
+    area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
+    area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
+    np.maximum(smaller, 1e-6, out=smaller)
+    inter /= smaller
+    return inter
+
+
+# ---------------------------------------------------------------------------------- matching
+
+
+def greedy_pairs(rows: np.ndarray, cols: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Greedy one-to-one matching by descending score over sparse candidate pairs.
+
+    Returns the indices of the chosen pairs. Each round takes every pair that is the best of both
+    its row and its column (all vectorised); a handful of rounds settles a frame.
+    """
+    order = np.argsort(-score, kind="stable")
+    r, c, idx = rows[order], cols[order], order
+    chosen: list[np.ndarray] = []
+    while r.size:
+        first_r = np.zeros(r.size, bool)
+        first_r[np.unique(r, return_index=True)[1]] = True
+        first_c = np.zeros(r.size, bool)
+        first_c[np.unique(c, return_index=True)[1]] = True
+        pick = first_r & first_c
+        chosen.append(idx[pick])
+        keep = ~np.isin(r, r[pick]) & ~np.isin(c, c[pick])
+        r, c, idx = r[keep], c[keep], idx[keep]
+    return np.concatenate(chosen) if chosen else np.zeros(0, np.intp)
+
+
+def greedy_match(score: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (rows, cols) chosen greedily by descending score, each row/col at most once, score >= threshold."""
+    r, c = np.nonzero(score >= threshold)
+    pick = greedy_pairs(r, c, score[r, c])
+    return r[pick], c[pick]
+
+
+def pair_boxes(a: np.ndarray, b: np.ndarray, *, iou: float, ios: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one pairs (rows of ``a``, rows of ``b``) of boxes that are the same object seen twice:
+    IoU >= ``iou`` or intersection over the smaller box >= ``ios``; greedy by descending IoU, each box
+    in at most one pair (one object is one box of each view, so a box never stands for two)."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    u = iou_matrix(a, b)
+    same = (u >= iou) | (ios_matrix(a, b) >= ios)
+    rank = np.where(same & (u > 0), u, -1.0)
+    return greedy_match(rank, 1e-9)
+
+
+def same_top_parts(
+    xyxy: np.ndarray, *, min_ios: float = 0.8, top_tol: float = 0.1, centre_tol: float = 0.15
+) -> np.ndarray:
+    """(N,) bool: boxes that are part of a larger box of the list -- lying at least ``min_ios`` inside it,
+    their top edges within ``top_tol`` of the smaller box's height and their centres within ``centre_tol``
+    of the larger box's width (one standing object boxed whole and in part: a person's full body and
+    upper body). A second object exactly there would stand behind the first with its top hidden behind
+    the first's top, so it would not be seen."""
+    b = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    n = b.shape[0]
+    if n < 2:
+        return np.zeros(n, bool)
+    w = b[:, 2] - b[:, 0]
+    h = b[:, 3] - b[:, 1]
+    area = w * h
+    cx = (b[:, 0] + b[:, 2]) * 0.5
+    inside = ios_matrix(b, b) >= min_ios  # [i, j]: the smaller of i, j lies inside the other
+    larger = area[None, :] > area[:, None]  # [i, j]: j is the larger
+    top = np.abs(b[:, None, 1] - b[None, :, 1]) <= top_tol * h[:, None]
+    centre = np.abs(cx[:, None] - cx[None, :]) <= centre_tol * w[None, :]
+    return (inside & larger & top & centre).any(axis=1)  # type: ignore[no-any-return]
 
 
 def anchors(xyxy: np.ndarray) -> np.ndarray:
@@ -93,6 +181,58 @@ def distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     u = np.clip((ap * ab[None]).sum(axis=2) / denom[None], 0.0, 1.0)
     closest = a[None] + u[..., None] * ab[None]
     return np.sqrt(((pts[:, None, :] - closest) ** 2).sum(axis=2)).min(axis=1)
+
+
+FRAME_EDGE_TOL = 1e-3  # a normalised coordinate this close to 0 or 1 lies on the frame border
+FRAME_EDGE_PAD_PX = 2.0  # how far past the border such a vertex is moved when compiled to pixels
+
+
+def reach_frame_edges(
+    polygon: np.ndarray, width: float, height: float, pad: float = FRAME_EDGE_PAD_PX
+) -> np.ndarray:
+    """A region's (V,2) vertices with every one on (or beyond) a frame border moved ``pad`` past it.
+
+    Boxes are clipped to the frame, so the nearest objects -- cut by the frame's bottom or side --
+    have their anchor exactly on the border; a strict point-in-polygon test puts such a point outside
+    a zone drawn to the border. Moving the border vertices outwards makes the zone's border edges
+    lie outside the frame, so everything on the border is inside. ``width``/``height`` are the frame
+    size in the polygon's units (pixels, or 1, 1 for normalised points; pass ``pad`` in the same units).
+    """
+    p = np.array(polygon, np.float64).reshape(-1, 2)
+    for axis, size in ((0, float(width)), (1, float(height))):
+        tol = FRAME_EDGE_TOL * size
+        col = p[:, axis]
+        col[col <= tol] = np.minimum(col[col <= tol], -pad)
+        col[col >= size - tol] = np.maximum(col[col >= size - tol], size + pad)
+    return p
+
+
+def clip_polygon_to_rect(polygon: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """The part of a (V,2) polygon inside the rectangle [x0, x1] x [y0, y1] (Sutherland-Hodgman).
+
+    Used for the area of a zone that reaches beyond the frame: only the part in view is on the ground
+    the camera sees. Returns (K,2), K = 0 when nothing is inside.
+    """
+    pts: list[tuple[float, float]] = [
+        (float(q[0]), float(q[1])) for q in np.asarray(polygon, np.float64).reshape(-1, 2)
+    ]
+    for axis, bound, keep_above in ((0, x0, True), (0, x1, False), (1, y0, True), (1, y1, False)):
+        if not pts:
+            break
+
+        def inside(q: tuple[float, float], axis: int = axis, bound: float = bound, above: bool = keep_above) -> bool:
+            return q[axis] >= bound if above else q[axis] <= bound
+
+        out: list[tuple[float, float]] = []
+        for i, cur in enumerate(pts):
+            prev = pts[i - 1]
+            if inside(cur) != inside(prev):
+                u = (bound - prev[axis]) / (cur[axis] - prev[axis])
+                out.append((prev[0] + u * (cur[0] - prev[0]), prev[1] + u * (cur[1] - prev[1])))
+            if inside(cur):
+                out.append(cur)
+        pts = out
+    return np.asarray(pts, np.float64).reshape(-1, 2)
 
 
 def polygon_area(polygon: np.ndarray) -> float:

@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from edge import __version__
 from edge.agent.camera import CameraRuntime
 from edge.agent.emitter import agent_status_draft
@@ -23,8 +21,8 @@ from edge.classes import PERSON
 from edge.config.site import EvidenceConfig
 from edge.errors import CommandError, ConfigError, EdgeError
 from edge.events.commands import Command
-from edge.geometry import iou_matrix
 from edge.ports import EventSink
+from edge.rules.redact import person_boxes
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +109,3 @@ class AgentCommands:
             return save_snapshot(evidence, last.frame.image, people, camera_id=cam_id, ts=last.frame.ts)
         except EdgeError as exc:
             raise CommandError(str(exc)) from None
-
-
-def person_boxes(tracked: np.ndarray, detected: np.ndarray) -> np.ndarray:
-    """Every person in a frame, confirmed as a track or not: the tracks' boxes plus each detection
-    that overlaps none of them (IoU < 0.5), so a person still being confirmed is pixelated too."""
-    if detected.shape[0] and tracked.shape[0]:
-        detected = detected[iou_matrix(detected, tracked).max(axis=1) < 0.5]
-    return np.concatenate([tracked.reshape(-1, 4), detected.reshape(-1, 4)]).astype(np.float32)

@@ -102,7 +102,10 @@ class EventEmitter:
             except Exception:
                 log.exception("beacon failed")
         if self.on_event is not None:
-            self.on_event((stored if stored is not None else event).to_dict())  # None: held back by the shaper
+            try:
+                self.on_event((stored if stored is not None else event).to_dict())  # None: held back by the shaper
+            except Exception:  # the event is durable already; an observer's bug must not stop its producer
+                log.exception("event observer failed kind=%s", draft.kind)
 
     def _with_sensors(self, draft: EventDraft) -> EventDraft:
         """A camera's feature record with the box's sensor readings, fused with its tamper state:

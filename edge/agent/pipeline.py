@@ -29,7 +29,12 @@ class Analytics(Protocol):
     """The per-camera rules (``edge.rules.CameraAnalytics``)."""
 
     def update(
-        self, frame: Frame, tracks: Tracks, motion_energy: Mapping[str, float] | None = None
+        self,
+        frame: Frame,
+        tracks: Tracks,
+        motion_energy: Mapping[str, float] | None = None,
+        *,
+        detections: Detections | None = None,
     ) -> list[EventDraft]: ...
 
     def feature_record(self, t: float, ts: float) -> EventDraft | None: ...
@@ -145,9 +150,8 @@ class CameraPipeline:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.camera_id = camera_id
+        self._staged: StagedDetector | None = None
         self.detector = detector
-        # A staged detector (an ONNX model) can be spread over threads; others detect in prepare().
-        self._staged: StagedDetector | None = detector if isinstance(detector, StagedDetector) else None
         self.tracker = tracker
         self.analytics = analytics
         self.motion = motion
@@ -162,6 +166,17 @@ class CameraPipeline:
         self._last_tracks = Tracks.empty()
         self.inferences = 0
         self.skipped = 0
+
+    @property
+    def detector(self) -> Detector:
+        return self._detector
+
+    @detector.setter
+    def detector(self, detector: Detector) -> None:
+        """A detector swapped in later (eval's memoising wrapper) is used from the next frame on."""
+        self._detector = detector
+        # A staged detector (an ONNX model) can be spread over threads; others detect in prepare().
+        self._staged = detector if isinstance(detector, StagedDetector) else None
 
     @property
     def last_tracks(self) -> Tracks:
@@ -249,7 +264,7 @@ class CameraPipeline:
                 p.motion_energy = self._energy
         t2 = perf()
         tracks = self.tracker.update(p.detections, frame.t, (frame.width, frame.height))
-        drafts.extend(self.analytics.update(frame, tracks, p.motion_energy or None))
+        drafts.extend(self.analytics.update(frame, tracks, p.motion_energy or None, detections=p.detections))
         record = self.analytics.feature_record(frame.t, frame.ts)
         if record is not None:
             drafts.append(record)

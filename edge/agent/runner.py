@@ -27,7 +27,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -41,7 +41,7 @@ from edge.agent.emitter import EventEmitter, agent_status_draft
 from edge.agent.inference import InferenceHub, InferenceJob
 from edge.agent.pipeline import StepResult
 from edge.capture import open_source
-from edge.config import GeoConfig, SiteConfig, config_hash, load_config
+from edge.config import GeoConfig, SemanticCheck, SiteConfig, config_hash, load_config
 from edge.config.loader import parse_config_text
 from edge.errors import CommandError, ConfigError, EdgeError
 from edge.events.builder import EventBuilder
@@ -68,7 +68,9 @@ class Agent:
     ``on_event(event_dict)`` sees every event once it is durable in the outbox; ``on_step(StepResult)``
     sees every processed frame (replay draws with it); ``source_factory`` opens a camera's source
     (default ``edge.capture.open_source``); ``hardware`` replaces the ``HardwareManager`` the agent
-    would build from the config (tests); ``pin_factory`` is the gpiozero factory it would use.
+    would build from the config (tests); ``pin_factory`` is the gpiozero factory it would use;
+    ``config_checks`` are the semantic checks a config reload must pass (the CLI's run passes the
+    model and box-file checks it started with).
     """
 
     def __init__(
@@ -81,11 +83,13 @@ class Agent:
         source_factory: SourceFactory = open_source,
         pin_factory: object | None = None,
         hardware: HardwareManager | None = None,
+        config_checks: Sequence[SemanticCheck] = (),
     ) -> None:
         self.cfg = cfg
         self.config_path = Path(config_path) if config_path else None
         self.on_step = on_step
         self._open_source = source_factory
+        self._config_checks = tuple(config_checks)  # what `run` checked at start, applied to reloads too
         self._stop = threading.Event()
         self._cameras_lock = threading.RLock()
         self.cameras: dict[str, CameraRuntime] = {}
@@ -252,7 +256,10 @@ class Agent:
             cr.stats.on_processed(frame.t, result.timing_ms.get("detect", 0.0), result.inferred)
             self.events.submit(result.drafts, cr.model)
             if self.on_step is not None:
-                self.on_step(result)
+                try:
+                    self.on_step(result)
+                except Exception as exc:  # an observer's bug (replay drawing, a test) must not stop the camera
+                    self._stage_error(cr, exc)
 
     def _source_status(self, cr: CameraRuntime, status: SourceStatus) -> None:
         if status.state is SourceState.ENDED:
@@ -393,9 +400,9 @@ class Agent:
     def reload_config(self, args: dict[str, Any]) -> dict[str, Any]:
         """Validate a new config and swap the cameras atomically; on any error the old ones stay."""
         if "yaml" in args:  # read with the loader's limits: no alias bomb, recursion or duplicate key gets built
-            new = parse_config_text(str(args["yaml"]), source="reload_config")
+            new = parse_config_text(str(args["yaml"]), source="reload_config", checks=self._config_checks)
         elif self.config_path is not None:
-            new = load_config(self.config_path)
+            new = load_config(self.config_path, checks=self._config_checks)
         else:
             raise CommandError("reload_config: this agent has no config file; send the config as 'yaml'")
         if (new.device_id, new.site_id) != (self.cfg.device_id, self.cfg.site_id):

@@ -32,7 +32,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -399,7 +399,11 @@ class OpenCvSource:
             target: str | int = int(src) if isinstance(src, int) or str(src).isdigit() else str(src)
             if isinstance(target, str) and not os.path.exists(target):
                 return None, f"device {target} not present; check the cable / dtoverlay"
-            cap = cv2.VideoCapture(target, cv2.CAP_V4L2) if isinstance(target, int) else cv2.VideoCapture(target)
+            cap = (
+                cv2.VideoCapture(target, cv2.CAP_V4L2)
+                if isinstance(target, int)
+                else cv2.VideoCapture(target)
+            )
             if self.cam.resolution:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.cam.resolution[0])
                 cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.cam.resolution[1])
@@ -407,7 +411,9 @@ class OpenCvSource:
         elif self.kind == "url":
             os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
             cap = cv2.VideoCapture(
-                str(src), cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
+                str(src),
+                cv2.CAP_FFMPEG,
+                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000],
             )
         else:
             if not os.path.exists(str(src)):
@@ -508,3 +514,64 @@ def probe_camera(cam: CameraConfig, src: FrameSource, timeout_s: float = 10.0) -
     finally:
         src.close()
     raise CaptureError(f"camera {cam.id} ({cam.source}): {last_reason}")
+
+
+def video_frame_count(path: str) -> int:
+    """Frames in a video file as its container states them; raises CaptureError when unknown."""
+    from edge.errors import CaptureError
+
+    if not os.path.isfile(path):
+        raise CaptureError(f"video file {path} not found")
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise CaptureError(f"cannot open {path} as a video (unsupported container or codec)")
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        cap.release()
+    if n <= 0:
+        raise CaptureError(
+            f"{path}: the video does not state its frame count; re-mux it (ffmpeg -i IN -c copy OUT.mp4) "
+            "or extract frames into a folder"
+        )
+    return n
+
+
+_SEEK_GAP = 300  # frames: closer wanted frames are reached by decoding forward, farther ones by seeking
+
+
+def iter_video_frames(path: str, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, BGR image)`` for each wanted 0-based frame index of a video file, in order,
+    one decoded frame in memory at a time.
+
+    Close frames are reached by decoding forward (exact); a gap of more than 300 frames is
+    seeked (the container's seek, exact for the usual H.264/MP4 files). Frames past the real end
+    of the file are left out, so the caller can tell how many it got.
+    """
+    from edge.errors import CaptureError
+
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        raise CaptureError(f"cannot open {path} as a video (unsupported container or codec)")
+    pos = 0
+    try:
+        for want in sorted(set(indices)):
+            if want - pos > _SEEK_GAP:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, want)
+                pos = want
+            while pos < want and cap.grab():
+                pos += 1
+            if pos < want:
+                break
+            ok, image = cap.read()
+            if not ok or image is None:
+                break
+            pos += 1
+            yield want, image
+    finally:
+        cap.release()
+
+
+def read_video_frames(path: str, indices: list[int]) -> list[tuple[int, np.ndarray]]:
+    """``iter_video_frames`` as a list."""
+    return list(iter_video_frames(path, indices))

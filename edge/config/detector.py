@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
+from edge.classes import resolve
 from edge.config.base import Field, StrictModel
 
 
@@ -59,7 +60,7 @@ class DetectorConfig(StrictModel):
         default="none",
         description=(
             "Extra inference on crops so small far objects are found: 'zones' crops around each configured zone, "
-            "'tiles' splits the frame in tile_grid tiles; detections are merged with the full frame's by NMS."
+            "'tiles' splits the frame in tile_grid tiles; detections are fused with the full frame's (boxes cut by a crop edge dropped, NMS, then fragments inside another pass's box merged: roi_merge_ios)."
         ),
     )
     tile_grid: tuple[int, int] = Field(default=(2, 2), description="Tiles [columns, rows] for roi='tiles'.")
@@ -68,6 +69,30 @@ class DetectorConfig(StrictModel):
         ge=0.0,
         le=1.0,
         description="Margin added around each zone crop / tile, as a fraction of its size.",
+    )
+    roi_merge_ios: float = Field(
+        default=0.6,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "With roi set: a box lying this much (intersection over the smaller box's area) inside a box of the "
+            "same class from another pass is a fragment of that object and is dropped; 1 turns it off."
+        ),
+    )
+    roi_pair_classes: list[str] = Field(
+        default_factory=lambda: ["two_wheeler"],
+        description=(
+            "With roi set: classes (or groups) whose boxes from different passes are paired one to one (the same "
+            "object is one box of each pass) instead of merged by containment: bikes stand overlapping in racks "
+            "and are seen through, so a crop's bike inside the full frame's bike box is usually the next bike."
+        ),
+    )
+    merge_person_parts: bool = Field(
+        default=True,
+        description=(
+            "Drop a person box lying inside a larger person box with the same top edge and centre: the same person "
+            "boxed whole and in part (full body and upper body); false keeps the model's boxes as they are."
+        ),
     )
     roi_full_frame: bool = Field(
         default=True,
@@ -87,6 +112,12 @@ class DetectorConfig(StrictModel):
         for k, t in v.items():
             if not 0.0 <= t <= 1.0:
                 raise ValueError(f"threshold for {k!r} is {t}; use a score within 0..1")
+        return v
+
+    @field_validator("roi_pair_classes")
+    @classmethod
+    def _pair_classes(cls, v: list[str]) -> list[str]:
+        resolve(v)  # ValueError naming the unknown class or group
         return v
 
     @field_validator("tile_grid")

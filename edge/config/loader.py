@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,10 @@ MAX_YAML_DEPTH = 64  # a site config nests about 8 levels
 MAX_YAML_NODES = 200_000  # nodes after expanding aliases (8 cameras x 50 zones x 20 points is ~25,000)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
-# Extra semantic checks that need more than the schema (e.g. "does this model exist?").
-# Each takes the parsed config and returns problem lines; registered by the stage that knows.
+# Extra semantic checks that need more than the schema ("does this model exist?", "are the TLS
+# files on this box?"). Each takes the parsed config and returns problem lines; the caller passes the
+# ones that apply (the CLI's run and check-config pass the model and box-file checks).
 SemanticCheck = Callable[[SiteConfig], list[str]]
-_semantic_checks: list[SemanticCheck] = []
-
-
-def register_check(check: SemanticCheck) -> SemanticCheck:
-    if check not in _semantic_checks:
-        _semantic_checks.append(check)
-    return check
 
 
 def format_path(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -151,7 +145,7 @@ def problems_from_validation(exc: ValidationError) -> list[str]:
     return lines
 
 
-def parse_config(data: Any, *, source: str = "<config>") -> SiteConfig:
+def parse_config(data: Any, *, source: str = "<config>", checks: Sequence[SemanticCheck] = ()) -> SiteConfig:
     """Validate an already-parsed mapping. Raises ConfigError with one line per problem."""
     problems: list[str] = []
     if not isinstance(data, dict):
@@ -164,7 +158,7 @@ def parse_config(data: Any, *, source: str = "<config>") -> SiteConfig:
     except ValidationError as exc:
         lines = problems_from_validation(exc)
         raise ConfigError(f"{source}: {len(lines)} problem(s)", lines) from None
-    for check in _semantic_checks:
+    for check in checks:
         problems.extend(check(cfg))
     if problems:
         raise ConfigError(f"{source}: {len(problems)} problem(s)", problems)
@@ -385,15 +379,15 @@ def decode_config_bytes(data: bytes, *, source: str = "<config>") -> str:
         ) from None
 
 
-def parse_config_text(text: str, *, source: str = "<config>") -> SiteConfig:
+def parse_config_text(text: str, *, source: str = "<config>", checks: Sequence[SemanticCheck] = ()) -> SiteConfig:
     """Read YAML text (e.g. a ``reload_config`` payload) within the limits and validate it."""
     data = read_yaml_text(text, source=source)
     if data is None:
         raise ConfigError(f"{source}: the config is empty; start from one of the examples in configs/")
-    return parse_config(data, source=source)
+    return parse_config(data, source=source, checks=checks)
 
 
-def load_config(path: str | os.PathLike[str]) -> SiteConfig:
+def load_config(path: str | os.PathLike[str], *, checks: Sequence[SemanticCheck] = ()) -> SiteConfig:
     """Read, substitute and validate a site config file."""
     p = Path(path)
     try:
@@ -413,7 +407,7 @@ def load_config(path: str | os.PathLike[str]) -> SiteConfig:
     data = read_yaml_text(decode_config_bytes(raw, source=str(p)), source=str(p))
     if data is None:
         raise ConfigError(f"{p}: the file is empty; start from one of the examples in configs/")
-    return parse_config(data, source=str(p))
+    return parse_config(data, source=str(p), checks=checks)
 
 
 def config_hash(cfg: SiteConfig) -> str:

@@ -30,6 +30,21 @@ class TrackerConfig(StrictModel):
     new_track_score: float = Field(
         0.35, gt=0, le=1, description="Minimum score for an unmatched detection to start a track."
     )
+    low_birth_score: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description=(
+            "Detections from this score up to new_track_score also start tracks, but only once seen in "
+            "the same place for low_confirm_s (a parked bike or car a small model scores 0.3 every frame "
+            "is real; a one-frame 0.3 is not). Set it equal to new_track_score to turn this off."
+        ),
+    )
+    low_confirm_s: float = Field(
+        1.5,
+        ge=0,
+        description="How long a track started by a low-score detection must be matched before it is confirmed.",
+    )
     match_iou: float = Field(
         0.2, gt=0, le=1, description="Minimum IoU between prediction and detection in the first association."
     )
@@ -67,6 +82,11 @@ class TrackerConfig(StrictModel):
     def _scores(self) -> TrackerConfig:
         if self.low_score > self.high_score:
             raise ValueError("low_score: must be <= high_score")
+        if not self.low_score <= self.low_birth_score <= self.new_track_score:
+            raise ValueError(
+                f"low_birth_score: {self.low_birth_score} must lie between low_score ({self.low_score}) "
+                f"and new_track_score ({self.new_track_score})"
+            )
         return self
 
 
@@ -87,7 +107,10 @@ class MembershipConfig(StrictModel):
     hold_unseen_s: float = Field(
         5.0,
         ge=0,
-        description="An object that vanishes (occluded, missed) still counts as in the zone for this long.",
+        description=(
+            "An object that vanishes (occluded, missed) still counts as a member of the zone for this long "
+            "(may be shorter than exit_s). Crowd zones count what is visible now and do not hold anyone."
+        ),
     )
 
 
@@ -113,6 +136,30 @@ class ParkingConfig(StrictModel):
     evidence: bool = Field(
         True, description="Attach a redacted crop at violation start when site evidence is enabled."
     )
+    queue_gap: float = Field(
+        1.5,
+        gt=0,
+        description=(
+            "In a zone's lanes: two vehicles are neighbours in one queue when their ground points are at most "
+            "this many box lengths (the longer side of the vehicle's box) apart."
+        ),
+    )
+    queue_follow_s: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "A queued vehicle whose neighbour in the lane moves off (or pulls out round it) and which has not "
+            "followed within this long is parked, not queuing; so is one left without a stopped neighbour."
+        ),
+    )
+    queue_max_s: float = Field(
+        180.0,
+        gt=0,
+        description=(
+            "Longest stop a queue explains (a light cycle, a jam): a vehicle stationary in a lane longer than "
+            "this is parked, whatever stands around it."
+        ),
+    )
 
     @field_validator("classes")
     @classmethod
@@ -135,6 +182,15 @@ class OperatorConfig(StrictModel):
         0.35, ge=0, le=1, description="Pixels less saturated than this are not livery."
     )
     min_value: float = Field(0.25, ge=0, le=1, description="Pixels darker than this are not livery.")
+    min_fraction: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description=(
+            "This operator's livery must cover at least this share of a bike's box (background discounted) "
+            "to name it; None uses rules.bike.livery_min_fraction. edge-agent livery learn measures it."
+        ),
+    )
 
     @field_validator("hue_deg")
     @classmethod
@@ -194,10 +250,22 @@ class BikeConfig(StrictModel):
         default_factory=list, description="Operators whose bikes are banned here (blacklisted_bike events)."
     )
     livery_min_fraction: float = Field(
-        0.12,
+        0.06,
         gt=0,
         le=1,
-        description="The livery colour must cover at least this fraction of the bike crop to name an operator.",
+        description=(
+            "The livery colour must cover at least this share of the bike's box (after the background "
+            "discount) to name an operator, unless the operator sets its own min_fraction."
+        ),
+    )
+    livery_background_discount: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "How much of the box border's colour statistics is subtracted from the inside before colours "
+            "are counted (grass, poles, pavement behind the bike fill the border too); 0 turns it off."
+        ),
     )
     livery_interval_s: float = Field(
         1.0, gt=0, description="How often a bike's livery is re-sampled while its operator is uncertain."

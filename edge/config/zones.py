@@ -6,7 +6,8 @@ Zone kinds:
 - ``bike_bay``: a marked bay with a ``capacity``; counts, occupancy, overflow, dispatch tasks.
 - ``bike_watch``: an area around bays; bicycles parked here but outside every bay are reported.
 - ``crowd``: people count, density (persons/m2), level of service, surges.
-- ``count``: counts by class only (features).
+- ``count``: counts by class (features); with a ``capacity`` (a car park, a rack) also occupancy =
+  count / capacity.
 """
 
 from __future__ import annotations
@@ -122,7 +123,12 @@ class ZoneConfig(StrictModel):
         description="For no_parking zones: allowed stay before a violation; None uses rules.parking.grace_s.",
     )
     capacity: int | None = Field(
-        None, ge=0, description="For bike_bay zones: how many bikes the bay holds (required)."
+        None,
+        ge=0,
+        description=(
+            "How many objects the zone holds: required for bike_bay zones; optional for count zones (a car "
+            "park, a rack), which then report occupancy = count / capacity."
+        ),
     )
     area_m2: float | None = Field(
         None,
@@ -135,6 +141,14 @@ class ZoneConfig(StrictModel):
     )
     operator: str | None = Field(
         None, description="For bike_bay zones: the operator the bay belongs to (named in dispatch tasks)."
+    )
+    lanes: list[list[Point]] = Field(
+        default_factory=list,
+        description=(
+            "For no_parking zones: polygons (normalised) of the through-traffic lanes that run through the "
+            "zone, one per lane. A vehicle stopped in a lane behind or ahead of other stopped vehicles of "
+            "that lane is queuing (a light, congestion), not parked: see rules.parking.queue_*."
+        ),
     )
 
     @field_validator("polygon")
@@ -154,12 +168,25 @@ class ZoneConfig(StrictModel):
     def _classes(cls, v: list[str] | None) -> list[str] | None:
         return check_classes(v)
 
+    @field_validator("lanes")
+    @classmethod
+    def _lanes(cls, v: list[list[Point]]) -> list[list[Point]]:
+        for poly in v:
+            check_polygon(poly)
+        return v
+
     @model_validator(mode="after")
     def _kind_params(self) -> ZoneConfig:
+        if self.lanes and self.kind != "no_parking":
+            raise ValueError(f"lanes: only no_parking zones have traffic lanes; this zone is {self.kind}")
         if self.kind == "bike_bay" and self.capacity is None:
             raise ValueError("capacity: a bike_bay zone needs a capacity (how many bikes the bay holds)")
-        if self.kind != "bike_bay" and self.capacity is not None:
-            raise ValueError(f"capacity: only bike_bay zones have a capacity; this zone is {self.kind}")
+        if self.kind not in ("bike_bay", "count") and self.capacity is not None:
+            raise ValueError(
+                f"capacity: only bike_bay and count zones have a capacity; this zone is {self.kind}"
+            )
+        if self.kind == "count" and self.capacity == 0:
+            raise ValueError("capacity: a count zone's capacity must be at least 1 (or leave it out)")
         return self
 
     def class_names(self) -> list[str]:

@@ -16,10 +16,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import jsonschema
-
 from edge.errors import CommandError
 from edge.events.topics import COMMANDS
+from edge.events.validation import Validator
 
 _ID_FIRST = re.compile(rb'\s*\{\s*"id"\s*:\s*"([A-Za-z0-9._:-]{1,64})"')
 MAX_JSON_DEPTH = 32  # commands are flat objects; nothing legitimate nests this deep
@@ -44,8 +43,8 @@ def command_schema(name: str) -> dict[str, Any]:
 
 
 @cache
-def _validator(name: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(command_schema(name))
+def _validator(name: str) -> Validator:
+    return Validator(command_schema(name), f"commands/{name}.json")
 
 
 def json_too_deep(payload: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -112,10 +111,10 @@ def parse_command(name: str, payload: bytes, *, max_bytes: int, received_ts: flo
     doc = _load_json(payload)
     if not isinstance(doc, dict):
         raise CommandError(f"payload must be a JSON object, got {type(doc).__name__}")
-    err = jsonschema.exceptions.best_match(_validator(name).iter_errors(doc))
-    if err is not None:
-        where = "/".join(str(p) for p in err.absolute_path) or "(command)"
-        raise CommandError(f"{name} {where}: {err.message[:300]}")
+    problem = _validator(name).problem(doc)
+    if problem is not None:
+        where, what = problem
+        raise CommandError(f"{name} {where or '(command)'}: {what[:300]}")
     args = {k: v for k, v in doc.items() if k != "id"}
     return Command(name=name, id=str(doc["id"]), args=args, received_ts=received_ts)
 

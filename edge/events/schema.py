@@ -15,10 +15,10 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Final, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.errors import EdgeError
+from edge.events.validation import Validator
 from edge.types import Phase, Severity
 
 SCHEMA_ID: Final = "edge.event/1"
@@ -156,9 +156,7 @@ def kind_schemas() -> dict[str, dict[str, Any]]:
             raise EventValidationError(
                 f"{node.name}: kind file names must be snake_case, e.g. bike_bay_overflow.json"
             )
-        schema = _read_json(node)
-        jsonschema.Draft202012Validator.check_schema(schema)
-        out[kind] = schema
+        out[kind] = _read_json(node)
     return out
 
 
@@ -185,20 +183,28 @@ def event_schema() -> dict[str, Any]:
     out = dict(env, properties=props)
     out["$defs"] = defs
     out["allOf"] = branches
-    jsonschema.Draft202012Validator.check_schema(out)
     return out
 
 
+def _compiled(schema: dict[str, Any], name: str) -> Validator:
+    try:
+        return Validator(schema, name)
+    except ValueError as exc:
+        raise EventValidationError(f"{exc}; fix edge/events/schemas/{name}") from None
+
+
 @lru_cache(maxsize=1)
-def _envelope_validator() -> jsonschema.Draft202012Validator:
+def _envelope_validator() -> Validator:
     """The assembled schema without its per-kind branches (the payload is checked separately)."""
     full = event_schema()
-    return jsonschema.Draft202012Validator({k: v for k, v in full.items() if k != "allOf"})
+    return _compiled({k: v for k, v in full.items() if k not in ("allOf", "$defs")} | {
+        "$defs": {k: v for k, v in full["$defs"].items() if not k.startswith("kind_")}
+    }, "envelope.json")
 
 
 @lru_cache(maxsize=64)
-def _payload_validator(kind: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(kind_schemas()[kind])
+def _payload_validator(kind: str) -> Validator:
+    return _compiled(kind_schemas()[kind], f"kinds/{kind}.json")
 
 
 def known_kinds() -> list[str]:
@@ -215,30 +221,24 @@ def validate_payload(kind: str, payload: Mapping[str, Any]) -> None:
         )
     doc = dict(payload)
     check_finite(doc, f"{kind} payload")
-    v = _payload_validator(kind)
-    if v.is_valid(doc):
-        return
-    err = jsonschema.exceptions.best_match(v.iter_errors(doc))
-    if err is not None:
-        where = "/".join(str(p) for p in err.absolute_path) or "(payload)"
-        raise EventValidationError(f"{kind} payload {where}: {err.message}")
+    problem = _payload_validator(kind).problem(doc)
+    if problem is not None:
+        where, what = problem
+        raise EventValidationError(f"{kind} payload {where or '(payload)'}: {what}")
 
 
 def validate_event(doc: Mapping[str, Any]) -> None:
     """Check a whole event document (as published): the envelope, then the payload against its kind.
 
-    Equivalent to validating against ``event_schema()``, but about 20x faster than letting
-    jsonschema walk every kind's if/then branch.
+    Equivalent to validating against ``event_schema()`` (the tests check both ways agree), with
+    the payload checked by its own kind's compiled validator rather than every kind's if/then branch.
     """
     d = dict(doc)
     check_finite({k: v for k, v in d.items() if k != "payload"}, f"event {d.get('kind')!r}")
-    v = _envelope_validator()
-    if not v.is_valid(d):
-        err = jsonschema.exceptions.best_match(v.iter_errors(d))
-        where = "/".join(str(p) for p in err.absolute_path) if err is not None else ""
-        raise EventValidationError(
-            f"event {d.get('kind')!r} {where or '(envelope)'}: {err.message if err else 'invalid'}"
-        )
+    problem = _envelope_validator().problem(d)
+    if problem is not None:
+        where, what = problem
+        raise EventValidationError(f"event {d.get('kind')!r} {where or '(envelope)'}: {what}")
     payload = d.get("payload")
     try:
         validate_payload(str(d["kind"]), payload if isinstance(payload, Mapping) else {})

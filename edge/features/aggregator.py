@@ -61,6 +61,9 @@ class ZoneObservation:
     line_out: np.ndarray  # (L,)
     grid_anchors: np.ndarray  # (M,2) px anchors of the objects the grid accumulates
     frame_size: tuple[int, int]  # (width, height) px
+    # zone index -> (1 + len(CLASSES),) counts by class that replace the members' count (crowd zones
+    # count what is visible now; column 0 is 'other')
+    counts_now: Mapping[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,7 @@ class ZoneFeatures:
     count: dict[str, int]  # by class, now
     count_mean: dict[str, float]  # by class, time-weighted over the window
     count_max: dict[str, int]
-    occupancy: float  # count/capacity (zones with a capacity), else the fraction of time occupied
+    occupancy: float  # mean count / capacity (zones with a capacity), else the fraction of time occupied
     dwell_mean_s: float | None
     dwell_max_s: float | None
     density: float | None  # persons/m2, time-weighted
@@ -80,6 +83,7 @@ class ZoneFeatures:
     entries: int
     exits: int
     motion_energy: float | None
+    capacity: int | None = None  # bays and count zones with a capacity
 
     def payload(self) -> dict[str, object]:
         return {
@@ -88,6 +92,7 @@ class ZoneFeatures:
             "count_mean": self.count_mean,
             "count_max": self.count_max,
             "occupancy": self.occupancy,
+            **({"capacity": self.capacity} if self.capacity is not None else {}),
             "dwell_mean_s": self.dwell_mean_s,
             "dwell_max_s": self.dwell_max_s,
             "density": self.density,
@@ -151,7 +156,7 @@ class _ZoneAcc:
         self.count_now = counts
         self.count_max = np.maximum(self.count_max, counts)
         n = int(counts.sum())
-        if n:
+        if dwell.size:  # the members' time in the zone (a crowd zone's visible count may differ from them)
             self.dwell_max = max(self.dwell_max, float(dwell.max()))
             if dt > 0:
                 self.dwell_sum += float(dwell.mean()) * dt
@@ -180,6 +185,7 @@ class _ZoneAcc:
             entries=self.entries,
             exits=self.exits,
             motion_energy=round(self.motion_s / self.motion_w, 4) if self.motion_w else None,
+            capacity=self.capacity,
         )
 
 
@@ -207,7 +213,10 @@ class FeatureAggregator:
         cls = np.clip(obs.class_id, -1, len(CLASSES) - 1) + 1
         for zi, acc in enumerate(self.acc):
             inside = m.all_inside[:, zi]
-            acc.add(np.bincount(cls[inside], minlength=len(_NAMES)), t - m.all_entered_t[inside, zi], dt)
+            counts = obs.counts_now.get(zi)
+            if counts is None:
+                counts = np.bincount(cls[inside], minlength=len(_NAMES))
+            acc.add(np.asarray(counts, np.int64), t - m.all_entered_t[inside, zi], dt)
             acc.entries += int(m.entries[zi])
             acc.exits += int(m.exits[zi])
             if zi in obs.density:

@@ -16,21 +16,25 @@ from edge.config.site import CameraConfig
 from edge.config.zones import ZoneConfig
 from edge.errors import CommandError
 from edge.features.aggregator import FeatureAggregator, ZoneObservation
-from edge.geometry import points_in_polygon, to_pixels
+from edge.geometry import clip_polygon_to_rect, iou_matrix, points_in_polygon
 from edge.rules.bikes import BikeRule
 from edge.rules.context import Rule, StepContext
 from edge.rules.crowd import CrowdRule
 from edge.rules.lines import LineCounter
 from edge.rules.livery import LiveryClassifier
 from edge.rules.parking import ParkingRule
-from edge.rules.redact import redacted_crop
-from edge.types import EventDraft, Frame, Tracks
+from edge.rules.redact import person_boxes, redacted_crop
+from edge.types import Detections, EventDraft, Frame, Tracks
 from edge.zones.calibration import GroundPlane, ground_plane
-from edge.zones.geometry import CompiledZone, class_lut, compile_zones
+from edge.zones.geometry import CompiledZone, class_lut, compile_zones, region_px
 from edge.zones.membership import ZoneMembership
 from edge.zones.schedule import Schedule
 
 log = logging.getLogger(__name__)
+
+_NCOLS = len(CLASSES) + 1  # per-class count columns: 0 is 'other', c + 1 is class c
+_COLUMN_NAMES = ("other", *CLASSES)
+_TAKEN_IOU = 0.9  # a detection this close to a track's box is that track's (the tracker copies the box)
 
 
 class EvidenceSink(Protocol):
@@ -102,7 +106,8 @@ class CameraAnalytics:
         if zone.area_m2 is not None:
             return zone.area_m2
         if self.ground is not None:
-            return self.ground.unit.area_m2(np.asarray(zone.polygon, np.float64))
+            # Only the part of the zone in view is ground the camera counts people on.
+            return self.ground.unit.area_m2(clip_polygon_to_rect(np.asarray(zone.polygon, np.float64), 0, 0, 1, 1))
         log.warning(
             "camera=%s zone=%s: no area_m2 and no calibration; density and LOS are not reported",
             self.camera.id,
@@ -126,7 +131,7 @@ class CameraAnalytics:
                 else z
                 for z in self.zones
             ]
-        self.masks_px = [to_pixels(p, width, height) for p in cam.masks]
+        self.masks_px = [region_px(p, width, height) for p in cam.masks]
         log.info("camera=%s analytics compiled %d zones for %dx%d", cam.id, len(self.zones), width, height)
 
     def _schedule_active(self, ts: float) -> np.ndarray:
@@ -151,15 +156,26 @@ class CameraAnalytics:
     def _evidence_hook(self, ctx: StepContext, box: np.ndarray, key: str) -> str | None:
         if self.evidence is None or ctx.image is None:
             return None
-        persons = ctx.tracks.xyxy[ctx.tracks.class_id == PERSON]
+        dets = ctx.detections
+        persons = person_boxes(
+            ctx.tracks.xyxy[ctx.tracks.class_id == PERSON],
+            dets.xyxy[dets.class_id == PERSON] if dets is not None else np.zeros((0, 4), np.float32),
+        )
         return self.evidence.save(redacted_crop(ctx.image, box, persons), key, ctx.ts)
 
     # -- the step --------------------------------------------------------------------------
     def update(
-        self, frame: Frame, tracks: Tracks, motion_energy: Mapping[str, float] | None = None
+        self,
+        frame: Frame,
+        tracks: Tracks,
+        motion_energy: Mapping[str, float] | None = None,
+        *,
+        detections: Detections | None = None,
     ) -> list[EventDraft]:
+        """One frame. ``detections`` (the frame's, as the tracker got them) let crowd zones count the
+        people detected but not yet confirmed as tracks, so a restart does not report an empty plaza."""
         return self.update_at(
-            frame.t, frame.ts, tracks, (frame.width, frame.height), frame.image, motion_energy
+            frame.t, frame.ts, tracks, (frame.width, frame.height), frame.image, motion_energy, detections
         )
 
     def update_at(
@@ -170,10 +186,11 @@ class CameraAnalytics:
         size: tuple[int, int],
         image: np.ndarray | None = None,
         motion_energy: Mapping[str, float] | None = None,
+        detections: Detections | None = None,
     ) -> list[EventDraft]:
         """Same as ``update`` without a Frame (scenario tests, benchmarks): ``size`` is (width, height)."""
         with self._lock:
-            return self._update_at(t, ts, tracks, size, image, motion_energy)
+            return self._update_at(t, ts, tracks, size, image, motion_energy, detections)
 
     def _update_at(
         self,
@@ -183,6 +200,7 @@ class CameraAnalytics:
         size: tuple[int, int],
         image: np.ndarray | None,
         motion_energy: Mapping[str, float] | None,
+        detections: Detections | None = None,
     ) -> list[EventDraft]:
         width, height = size
         if len(tracks) and (tracks.class_id.min() < -1 or tracks.class_id.max() >= len(CLASSES)):
@@ -214,6 +232,7 @@ class CameraAnalytics:
             )
         member = self.membership.update(tracks.track_id, raw, t, stay)
         all_class = self._classes_for(member.all_ids, tracks)
+        visible = self._visible(tracks, raw, detections)
         active = self._schedule_active(ts)
         ctx = StepContext(
             camera_id=self.camera.id,
@@ -228,6 +247,8 @@ class CameraAnalytics:
             active=active,
             member=member,
             all_class=all_class,
+            visible=visible,
+            detections=detections,
         )
         self._last_ctx = ctx
         out: list[EventDraft] = []
@@ -247,8 +268,38 @@ class CameraAnalytics:
                 line_out=step_out,
                 grid_anchors=anchors[self.grid_lut[tracks.class_id + 1]],
                 frame_size=(width, height),
+                counts_now={cz.zi: visible[cz.zi] for cz in self.crowd.zones},
             )
         )
+        return out
+
+    def _visible(self, tracks: Tracks, raw: np.ndarray, detections: Detections | None) -> np.ndarray:
+        """(Z, 1 + len(CLASSES)) objects visible in each zone now, by class: the confirmed tracks seen in
+        this frame whose anchor is inside (``raw``), plus the frame's detections that no track has taken
+        (tentative tracks, or people the tracker has not confirmed yet) whose anchor is inside."""
+        out = np.zeros((len(self.zones), _NCOLS), np.int64)
+        if len(tracks):
+            cls = np.clip(tracks.class_id, -1, len(CLASSES) - 1) + 1
+            for zi in range(len(self.zones)):
+                out[zi] = np.bincount(cls[raw[:, zi]], minlength=_NCOLS)
+        if detections is None or not len(detections):
+            return out
+        free = detections
+        if len(tracks):
+            same = iou_matrix(free.xyxy, tracks.xyxy) >= _TAKEN_IOU
+            same &= free.class_id[:, None] == tracks.class_id[None, :]
+            free = free[~same.any(axis=1)]
+        if self.masks_px and len(free):
+            masked = np.zeros(len(free), bool)
+            for poly in self.masks_px:
+                masked |= points_in_polygon(free.anchor, poly)
+            free = free[~masked]
+        if not len(free):
+            return out
+        anchors = free.anchor.astype(np.float64)
+        cls = np.clip(free.class_id, -1, len(CLASSES) - 1) + 1
+        for zi, z in enumerate(self.zones):
+            out[zi] += np.bincount(cls[z.contains(anchors, free.class_id)], minlength=_NCOLS)
         return out
 
     def feature_record(self, t: float, ts: float) -> EventDraft | None:
@@ -306,7 +357,9 @@ class CameraAnalytics:
 
     # -- read-only views ------------------------------------------------------------------------
     def zone_states(self) -> dict[str, dict[str, Any]]:
-        """Per zone: kind, in force, held count and rule state (for drawing and the replay tool)."""
+        """Per zone: kind, in force, ``count`` and ``counts`` by class as the rules count them (zone members,
+        held while briefly unseen; crowd zones: visible now), capacity and occupancy of count zones with a
+        capacity, and each rule's state. What the box reports: replay draws it, ``eval`` measures it."""
         with self._lock:
             return self._zone_states()
 
@@ -325,6 +378,15 @@ class CameraAnalytics:
                 inside = ctx.member.all_inside[:, zi]
                 st["count"] = int(inside.sum())
                 st["track_ids"] = ctx.member.all_ids[inside].tolist()
+                if z.kind == "crowd" and ctx.visible is not None:
+                    by_class = ctx.visible[zi]  # what the crowd rule counts: visible now
+                else:
+                    cls = np.clip(ctx.all_class[inside], -1, len(CLASSES) - 1) + 1
+                    by_class = np.bincount(cls, minlength=_NCOLS)
+                st["counts"] = {_COLUMN_NAMES[c]: int(n) for c, n in enumerate(by_class) if n}
+                if z.kind == "count" and z.capacity:
+                    st["capacity"] = int(z.capacity)
+                    st["occupancy"] = round(st["count"] / z.capacity, 3)
             if self.zones:
                 st["polygon_px"] = self.zones[zi].polygon_px.tolist()
             st.update(bays.get(z.id, {}))

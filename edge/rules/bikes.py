@@ -18,6 +18,9 @@ from edge.zones.geometry import class_lut
 
 log = logging.getLogger(__name__)
 
+#: A bay's status lists at most this many bikes (box, operator, confidence); the count is always exact.
+MAX_LISTED_BIKES = 100
+
 
 @dataclass(slots=True)
 class _Bay:
@@ -34,6 +37,8 @@ class _Bay:
     count: int = 0
     by_class: dict[str, int] = field(default_factory=dict)
     by_operator: dict[str, int] = field(default_factory=dict)
+    reported_ops: dict[str, int] | None = None
+    ids: list[int] = field(default_factory=list)  # track ids in the bay now (membership-smoothed)
 
 
 @dataclass(slots=True)
@@ -61,10 +66,15 @@ class BikeRule:
         self.bays = [_Bay(zi=zi, id=zid, capacity=cap) for zi, zid, cap in bays]
         self.watches = watches
         self.bike_lut = class_lut(frozenset([BICYCLE, MOTORCYCLE] if cfg.count_ebikes else [BICYCLE]))
-        self.livery: LiveryClassifier = livery or ColourLivery(cfg.operators, cfg.livery_min_fraction)
+        self.livery: LiveryClassifier = livery or ColourLivery(
+            cfg.operators, cfg.livery_min_fraction, cfg.livery_background_discount
+        )
         self.dispatch = DispatchBook(camera_id, cfg.verify_s, cfg.reopen_s, bay_operators)
         self.operator: dict[int, str] = {}
-        self._votes: dict[int, Counter[str]] = {}
+        self.confidence: dict[int, float] = {}  # of the settled operator: agreement x colour confidence
+        self._votes: dict[int, Counter[str | None]] = {}
+        self._vote_conf: dict[int, dict[str, float]] = {}  # summed colour confidence per operator
+        self._box: dict[int, tuple[float, float, float, float]] = {}  # last seen box, normalised
         self._sampled_t: dict[int, float] = {}
         self._blacklisted: set[int] = set()
         self.outside: dict[int, _Outside] = {}
@@ -86,14 +96,22 @@ class BikeRule:
             self._sampled_t[tid] = ctx.t
             x1, y1, x2, y2 = (round(float(v)) for v in tr.xyxy[j])
             crop = ctx.image[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)]
-            name = self.livery.classify(crop) if crop.size else None
-            if name is None:
-                continue
+            verdict = self.livery.classify(crop) if crop.size else None
+            name = verdict.operator if verdict is not None else None
             votes = self._votes.setdefault(tid, Counter())
             votes[name] += 1
+            if name is None or verdict is None:
+                continue
+            conf = self._vote_conf.setdefault(tid, {})
+            conf[name] = conf.get(name, 0.0) + verdict.confidence
             if votes[name] >= self.cfg.livery_votes:
                 self.operator[tid] = name
+                # how sure: the share of samples that agreed, times their mean colour confidence
+                self.confidence[tid] = round(
+                    votes[name] / sum(votes.values()) * conf[name] / votes[name], 3
+                )
                 self._votes.pop(tid, None)
+                self._vote_conf.pop(tid, None)
                 if name in self.cfg.blacklist and tid not in self._blacklisted:
                     self._blacklisted.add(tid)
                     zone = self._zone_of(ctx, j)
@@ -130,9 +148,25 @@ class BikeRule:
     def _bay_counts(self, ctx: StepContext, bay: _Bay) -> None:
         inside = ctx.member.all_inside[:, bay.zi]
         ids = ctx.member.all_ids[inside].tolist()
+        bay.ids = ids
         bay.count = len(ids)
         bay.by_class = dict(Counter(class_name(int(c)) for c in ctx.all_class[inside].tolist()))
         bay.by_operator = dict(Counter(self.operator[i] for i in ids if i in self.operator))
+
+    def _bay_bikes(self, bay: _Bay) -> list[dict[str, object]]:
+        """Each bike in the bay as the agent saw it: box (normalised, last seen), operator, confidence."""
+        out: list[dict[str, object]] = []
+        for tid in bay.ids[:MAX_LISTED_BIKES]:
+            box = self._box.get(tid)
+            out.append(
+                {
+                    "track_id": tid,
+                    "box": list(box) if box is not None else None,
+                    "operator": self.operator.get(tid),
+                    "confidence": self.confidence.get(tid),
+                }
+            )
+        return out
 
     def _bay_payload(self, bay: _Bay, **extra: object) -> dict[str, object]:
         return {
@@ -149,12 +183,14 @@ class BikeRule:
         out: list[EventDraft] = []
         self._bay_counts(ctx, bay)
         zid = bay.id
-        # Status: a new count is reported once it has held for status_debounce_s.
-        if bay.count != bay.reported:
+        # Status: a new count, or a new mix of operators (a bike's livery settled, one operator's
+        # bike swapped for another's), is reported once it has held for status_debounce_s.
+        if bay.count != bay.reported or bay.by_operator != bay.reported_ops:
             if bay.pending_since is None:
                 bay.pending_since = ctx.t
             if ctx.t - bay.pending_since >= cfg.status_debounce_s - 1e-9:
-                bay.reported, bay.pending_since = bay.count, None
+                count_changed = bay.count != bay.reported
+                bay.reported, bay.reported_ops, bay.pending_since = bay.count, dict(bay.by_operator), None
                 out.append(
                     draft(
                         ctx,
@@ -162,10 +198,12 @@ class BikeRule:
                         phase="instant",
                         key=f"bike_bay_status:{ctx.camera_id}:{zid}",
                         zone_id=zid,
-                        payload=self._bay_payload(bay, outside_count=self._outside_count()),
+                        payload=self._bay_payload(
+                            bay, outside_count=self._outside_count(), bikes=self._bay_bikes(bay)
+                        ),
                     )
                 )
-                if bay.overflow_key is not None:
+                if bay.overflow_key is not None and count_changed:
                     bay.peak = max(bay.peak, bay.count)
                     out.append(self._overflow(ctx, bay, "update"))
         else:
@@ -307,6 +345,7 @@ class BikeRule:
             in_bike_zone = np.asarray(ctx.member.inside[:, self.zone_idx].any(axis=1))
         else:
             in_bike_zone = np.ones(len(ctx.tracks), bool)
+        self._remember_boxes(ctx, in_bike_zone)
         out.extend(self._sample_livery(ctx, in_bike_zone))
         out.extend(self._update_outside(ctx))
         for bay in self.bays:
@@ -314,11 +353,28 @@ class BikeRule:
         if ctx.t - self._prune_t > 30.0:
             self._prune_t = ctx.t
             alive = set(ctx.member.all_ids.tolist()) | set(ctx.tracks.track_id.tolist()) | set(self.outside)
-            for d in (self.operator, self._votes, self._sampled_t):
+            for d in (self.operator, self.confidence, self._votes, self._vote_conf, self._sampled_t, self._box):
                 for k in [k for k in d if k not in alive]:
                     del d[k]  # type: ignore[attr-defined]
             self._blacklisted &= alive
         return out
 
+    def _remember_boxes(self, ctx: StepContext, in_bike_zone: np.ndarray) -> None:
+        tr = ctx.tracks
+        if not len(tr):
+            return
+        sx, sy = 1.0 / max(ctx.width, 1), 1.0 / max(ctx.height, 1)
+        for j in np.flatnonzero(in_bike_zone & self.bike_lut[tr.class_id + 1]).tolist():
+            x1, y1, x2, y2 = (float(v) for v in tr.xyxy[j])
+            self._box[int(tr.track_id[j])] = (
+                round(x1 * sx, 4),
+                round(y1 * sy, 4),
+                round(x2 * sx, 4),
+                round(y2 * sy, 4),
+            )
+
     def bay_views(self) -> dict[str, dict[str, object]]:
-        return {b.id: self._bay_payload(b, overflow=b.overflow_key is not None) for b in self.bays}
+        return {
+            b.id: self._bay_payload(b, overflow=b.overflow_key is not None, bikes=self._bay_bikes(b))
+            for b in self.bays
+        }

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge.types import EventDraft, Tracks
+from edge.types import Detections, EventDraft, Tracks
 from edge.zones.geometry import CompiledZone
 from edge.zones.membership import MembershipView
 
@@ -26,6 +26,11 @@ class StepContext:
     active: np.ndarray  # (Z,) bool: zone schedule in force now
     member: MembershipView
     all_class: np.ndarray  # (K,) int32: last known class of every id in member.all_ids
+    # (Z, 1 + len(CLASSES)) int: per zone, the objects in it that are visible now, by class (column 0 is
+    # 'other', column c + 1 class c): the confirmed tracks seen in this frame whose anchor is inside, plus
+    # this frame's detections no track has taken yet (tentative tracks). None when not computed.
+    visible: np.ndarray | None = None
+    detections: Detections | None = None  # this frame's detections, when the pipeline passed them
 
     def class_of(self, track_id: int) -> int:
         ids = self.member.all_ids

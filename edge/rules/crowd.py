@@ -1,4 +1,11 @@
-"""Crowd density, Fruin level of service and surges in ``crowd`` zones."""
+"""Crowd density, Fruin level of service and surges in ``crowd`` zones.
+
+A crowd zone's count is what is visible now: the confirmed tracks seen in this frame whose anchor is in
+the zone plus the frame's detections no track has taken yet (``StepContext.visible``), so a person whose
+track was lost and found again under a new id is counted once, and a restart counts the people in view
+at once instead of waiting for their tracks to be confirmed. ``smoothing_s`` smooths it over time for
+density, level of service and surges.
+"""
 
 from __future__ import annotations
 
@@ -79,7 +86,12 @@ class CrowdRule:
         out: list[EventDraft] = []
         cfg = self.cfg
         for cz in self.zones:
-            raw = int(ctx.member.all_inside[:, cz.zi].sum())
+            # What is visible now (seen tracks and not-yet-confirmed detections inside the zone), never the
+            # members held while unseen: a lost or fragmented track would count one person twice.
+            if ctx.visible is not None:
+                raw = int(ctx.visible[cz.zi].sum())
+            else:
+                raw = int(ctx.member.inside[:, cz.zi].sum())
             cz.raw_count = raw
             if cz.count_s is None or cz.last_t is None:
                 cz.count_s = float(raw)

@@ -1,8 +1,11 @@
-"""Evidence redaction in numpy: crop a vehicle and pixelate every person overlapping the crop."""
+"""Evidence redaction in numpy: crop a vehicle and pixelate every person overlapping the crop, every
+person the detector saw in the frame, confirmed as a track or not."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from edge.geometry import iou_matrix
 
 
 def pixelate(region: np.ndarray, block_px: int) -> np.ndarray:
@@ -45,3 +48,13 @@ def redacted_crop(
         sub = crop[ay1 - cy1 : ay2 - cy1, ax1 - cx1 : ax2 - cx1]
         crop[ay1 - cy1 : ay2 - cy1, ax1 - cx1 : ax2 - cx1] = pixelate(sub, block_px)
     return crop
+
+
+def person_boxes(tracked: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """Every person in a frame, confirmed as a track or not: the tracks' boxes plus each detection
+    that overlaps none of them (IoU < 0.5), so a person still being confirmed is pixelated too."""
+    tracked = np.asarray(tracked, np.float32).reshape(-1, 4)
+    detected = np.asarray(detected, np.float32).reshape(-1, 4)
+    if detected.shape[0] and tracked.shape[0]:
+        detected = detected[iou_matrix(detected, tracked).max(axis=1) < 0.5]
+    return np.concatenate([tracked, detected])

@@ -29,7 +29,8 @@ or a model and three zones (``--model``), on ``--cameras`` cameras that all play
                       box keeps up).
 
 The sizing line divides the whole-pipeline fps, at 80 % load, by ``detect_fps``. Progress goes to
-stderr, one line per stage.
+stderr (``progress=False``, ``--quiet``: none): a line per stage (``bench 1/4: ...``) and a bar over
+step 3 (the child's tagged lines drive it; the child's other stderr is kept for the error message).
 """
 
 from __future__ import annotations
@@ -55,12 +56,16 @@ from edge.config import parse_config
 from edge.config.site import SiteConfig
 from edge.errors import CaptureError, ConfigError
 from edge.tools.assets import assets_dir, ensure_model_path
+from edge.tools.progress import ProgressBar, stage
 from edge.types import Frame, SourceStatus
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CLIP = "media/intel_one-by-one-person-detection.mp4"
 DEFAULT_MODEL = "yolox_nano_416"
+# Lines the child writes on stderr for the parent's progress bar (everything else is log).
+PROGRESS_TAG = "@bench-progress"
+STAGE_TAG = "@bench-stage"
 LOAD_FACTOR = 0.8  # leave 20 % of the CPU for capture spikes, uplink and the OS
 WARM_S = 1.0  # the first second of an agent run (model warm-up, threads starting) is not measured
 LIVE_S = 5.0  # seconds of the live-camera memory runs
@@ -89,11 +94,7 @@ class BenchOptions:
     cameras: int = 1
     rounds: int = 8
     frame_size: tuple[int, int] | None = None
-
-
-def say(text: str) -> None:
-    """One progress line on stderr (stdout carries the result)."""
-    print(f"bench: {text}", file=sys.stderr, flush=True)
+    progress: bool = True  # stage lines and a progress bar on stderr
 
 
 def bench_config(opts: BenchOptions) -> SiteConfig:
@@ -527,8 +528,19 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
     plan = InferenceHub(cfg.cameras).plans[InferenceHub.key(cam)]
     agent_layout = (plan.workers, plan.threads)
     layouts = bare_layouts(cores, agent_layout, n)
-    if not memory_only:
-        say(f"starting the agent with {n} camera(s): inference {plan.workers} worker(s) x {plan.threads} thread(s)")
+    progress_out = bool(request.get("progress", True)) and not memory_only
+    if progress_out:
+        _child_stage(f"the agent with {n} camera(s): inference {plan.workers} worker(s) x {plan.threads} thread(s)")
+    # The bar counts the planned seconds: each round, the agent's segment and one bare segment per layout.
+    step_s = seconds * rounds * (1 + len(layouts))
+    done_s = 0.0
+
+    def advance(by_s: float) -> None:
+        nonlocal done_s
+        done_s += by_s
+        if progress_out:
+            print(f"{PROGRESS_TAG} {done_s:.2f} {step_s:.2f} {len(run.rows)}", file=sys.stderr, flush=True)
+
     run = AgentRun(cfg)
     runs: list[dict[str, Any]] = []
     bare: list[dict[str, float]] = []
@@ -540,8 +552,6 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
     try:
         run.start()
         for r in range(rounds):
-            if not memory_only:
-                say(f"round {r + 1}/{rounds}: the agent for {seconds:g} s, then bare session.run for {seconds:g} s per layout")
             before, busy0, measured0 = len(run.rows), run.busy_s, run.measured_s
             run.segment(seconds)
             runs.append(run.summary(run.rows[before:], run.measured_s - measured0, run.busy_s - busy0))
@@ -559,7 +569,11 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
                         sessions[threads] = OnnxSession(path, threads=threads, provider=cam.detector.provider)
                         for _ in range(3):
                             sessions[threads].run(feeds)
-            timed = {layout_name(x): bare_fps(sessions[x[1]], feeds, x[0], seconds) for x in layouts}
+            advance(seconds)
+            timed: dict[str, tuple[float, float]] = {}
+            for x in layouts:
+                timed[layout_name(x)] = bare_fps(sessions[x[1]], feeds, x[0], seconds)
+                advance(seconds)
             bare.append({k: v[0] for k, v in timed.items()})
             bare_cpu.append({k: v[1] for k, v in timed.items()})
         total = run.summary(run.rows, run.measured_s, run.busy_s)
@@ -568,7 +582,8 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
     finally:
         run.stop()
     assert frame is not None
-    say("full detect in series (pre-processing + session.run + decoding) on a frame of the clip")
+    if progress_out:
+        _child_stage("full detect in series (pre-processing + session.run + decoding) on a frame of the clip")
     full = bench_model(cam.model, plan.threads, frame, int(request.get("repeats", 50)))
     return {
         "runs": runs,
@@ -587,20 +602,52 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def measure_pipeline(cfg: SiteConfig, request: dict[str, Any]) -> dict[str, Any]:
+def _quiet(_text: str) -> None:
+    """No stage lines (``--quiet``)."""
+
+
+def _child_stage(text: str) -> None:
+    """A stage line from the child: the parent prints it (and ends the progress bar before it)."""
+    print(f"{STAGE_TAG} {text}", file=sys.stderr, flush=True)
+
+
+def measure_pipeline(cfg: SiteConfig, request: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     """``pipeline_child`` in a child process (its peak RSS is then the agent's own); its progress
-    lines go straight to this process's stderr."""
-    proc = subprocess.run(
+    lines drive a bar here, the rest of its stderr is kept for the error message."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "edge.tools.bench", "--child"],
-        input=json.dumps({"config": cfg.model_dump(mode="json"), **request}),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ),
-        timeout=3600,
     )
-    if proc.returncode != 0:
-        raise CaptureError(f"whole-pipeline run failed (exit {proc.returncode}); its messages are above")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(json.dumps({"config": cfg.model_dump(mode="json"), **request, "progress": progress}))
+    proc.stdin.close()
+    tail: list[str] = []
+    bar: ProgressBar | None = None
+    for line in proc.stderr:
+        if line.startswith(PROGRESS_TAG):
+            fields = line.split()
+            done_s, total_s, frames = float(fields[1]), float(fields[2]), int(fields[3])
+            if bar is None:
+                bar = ProgressBar(total_s or None, label="  whole pipeline + bare inference", unit="s", rate=False)
+            bar.update(done_s, frames=frames)
+        elif line.startswith(STAGE_TAG):
+            if bar is not None:
+                bar.close()
+                bar = None
+            stage("  " + line[len(STAGE_TAG) :].strip())
+        else:
+            tail = [*tail[-7:], line.rstrip()]
+    if bar is not None:
+        bar.close()
+    out = proc.stdout.read()
+    code = proc.wait(timeout=3600)
+    if code != 0:
+        raise CaptureError(f"whole-pipeline run failed (exit {code}):\n" + "\n".join(tail))
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -613,30 +660,38 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
     ensure_model_path()
+    say = stage if opts.progress else _quiet
     cfg = bench_config(opts)
     tmp = Path(cfg.uplink.outbox_path).parent
     if opts.frame_size is not None:
         tmp.mkdir(parents=True, exist_ok=True)
         w, h = opts.frame_size
-        say(f"re-encoding {SCALED_FRAMES} frames of {cfg.cameras[0].source} at {w}x{h}")
+        say(f"bench: re-encoding {SCALED_FRAMES} frames of {cfg.cameras[0].source} at {w}x{h}")
         clip = scaled_clip(str(cfg.cameras[0].source), opts.frame_size, tmp)
         cfg = bench_config(BenchOptions(**{**opts.__dict__, "source": clip}))
     cam = cfg.cameras[0]
     n = len(cfg.cameras)
     repeats = max(10, min(200, int(opts.seconds * opts.rounds * 5)))
     budget = min(10.0, opts.seconds * opts.rounds / 2)
-    say(f"capture + decode of {cam.source} ({budget:g} s)")
+    say(f"bench 1/4: capture + decode of {cam.source} (up to {budget:g} s)")
     cap = measure_capture(cfg, budget)
     samples = cap.pop("samples")
-    say(f"tracker + rules + features on {len(samples)} frames of the clip")
+    say(f"  {cap['fps']:.1f} fps decoded")
+    say(f"bench 2/4: tracker + rules + features on {len(samples)} frames of the clip")
     ana = measure_analytics(cfg, samples, max(repeats, len(samples)))
+    say(f"  {ana['ms']:.3f} ms per frame")
+    say(
+        f"bench 3/4: the whole agent, {opts.rounds} round(s) of {opts.seconds:g} s, each followed by bare "
+        "inference with the agent paused (the longest step)"
+    )
     request = {"seconds": opts.seconds, "rounds": opts.rounds, "repeats": repeats}
-    pipe = measure_pipeline(cfg, request)
+    pipe = measure_pipeline(cfg, request, opts.progress)
     live_s = min(LIVE_S, max(2.0, 2 * opts.seconds))
-    live_run = live_memory(cfg, n, live_s)
+    say(f"bench 4/4: memory and latency as live cameras (the clip in real time, {live_s:g} s per run)")
+    live_run = live_memory(cfg, n, live_s, progress=opts.progress)
     live = {n: float(live_run["peak_rss_mb"])}
     if n > 1:
-        live[1] = float(live_memory(cfg, 1, live_s)["peak_rss_mb"])
+        live[1] = float(live_memory(cfg, 1, live_s, progress=opts.progress)["peak_rss_mb"])
     agent_layout = pipe["agent_layout"]
     fps = [run["fps"] for run in pipe["runs"]]
     bare_same = [b[agent_layout] for b in pipe["bare"]]
@@ -729,14 +784,16 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     return result
 
 
-def live_memory(cfg: SiteConfig, cameras: int, seconds: float = LIVE_S) -> dict[str, Any]:
+def live_memory(cfg: SiteConfig, cameras: int, seconds: float = LIVE_S, progress: bool = True) -> dict[str, Any]:
     """Peak RSS (MB), fps and per-camera latency of the agent with ``cameras`` cameras playing the
     clip in real time: frames arrive at the clip's own rate through the capture's one-frame slot, as
     from live cameras."""
-    say(f"memory: the agent with {cameras} camera(s) as live cameras (the clip in real time) for {seconds:g} s")
+    if progress:
+        stage(f"  the agent with {cameras} camera(s) as live cameras for {seconds:g} s")
     data = cfg.model_dump(mode="json")
     data["cameras"] = [{**c, "playback": "realtime"} for c in data["cameras"][:cameras]]
-    return measure_pipeline(parse_config(data, source="bench"), {"seconds": seconds, "rounds": 1, "memory_only": True})
+    request = {"seconds": seconds, "rounds": 1, "memory_only": True}
+    return measure_pipeline(parse_config(data, source="bench"), request, progress)
 
 
 def cpu_ceiling(per_frame: dict[str, float], bare_cpu_ms: float, cores: int, fps: float) -> dict[str, float]:

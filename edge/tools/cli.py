@@ -1,4 +1,4 @@
-"""Sub-commands of the field tools: ``replay``, ``calibrate`` and ``bench``."""
+"""Sub-commands of the field tools: ``replay``, ``eval``, ``calibrate``, ``bench`` and ``report``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 from typing import Any
+
+from edge.tools import loops
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -39,6 +41,27 @@ def summary_text(summary: dict[str, Any]) -> str:
     ]
     lines += [f"  {p}" for p in summary["files"]]
     return "\n".join(lines)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from edge.tools.assets import ensure_model_path
+    from edge.tools.eval import EvalOptions, run_eval
+    from edge.tools.eval_report import format_report
+
+    ensure_model_path()
+    report = run_eval(
+        EvalOptions(
+            spec=args.spec,
+            baseline=args.baseline,
+            cases=tuple(args.case or ()),
+            cache_dir=args.cache,
+            config=args.config,
+            baseline_model=args.baseline_model,
+            progress=not args.quiet,
+        )
+    )
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -77,6 +100,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             cameras=args.cameras,
             rounds=args.rounds,
             frame_size=args.frame_size,
+            progress=not args.quiet,
         )
     )
     print(json.dumps(result, indent=2) if args.json else format_table(result))
@@ -94,8 +118,15 @@ def _frame_size(text: str) -> tuple[int, int]:
 
 
 def register(subparsers: Any) -> None:
+    loops.register(subparsers)
     p = subparsers.add_parser(
-        "replay", help="run the full pipeline over a recording and write events, features, pictures and plots"
+        "replay",
+        help="run the full pipeline over a recording and write events, features, pictures and a report",
+        description="Run the site config's camera over a recorded video or still image, in video time, "
+        "through the real agent (detector, tracker, rules, events) without publishing anything. "
+        "Writes report.html (one page an operator can read: counts, density and level of service per "
+        "zone, a timeline of events, the heat map, annotated key frames), the events and features as "
+        "JSON lines, an annotated video and summary.json to --out.",
     )
     p.add_argument("--config", required=True, help="site config YAML (zones and rules to check)")
     p.add_argument(
@@ -116,7 +147,32 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_replay)
 
     p = subparsers.add_parser(
-        "calibrate", help="serve the calibration page on 127.0.0.1 to draw zones and ground points"
+        "eval",
+        help="measure the pipeline's accuracy on a labelled set: per case figure, truth, error; MAE, precision/recall",
+    )
+    p.add_argument("spec", help="labelled-set spec YAML (see docs/accuracy.md), e.g. tests/accuracy/sets/crowd-photos.yaml")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also count with the bare detector on the same frames (the model alone at its own thresholds)",
+    )
+    p.add_argument("--baseline-model", default=None, help="bare detector's model (default: the camera's model)")
+    p.add_argument("--case", action="append", help="run only this case id (repeatable)")
+    p.add_argument("--config", default=None, help="run this site config instead of the spec's (compare settings)")
+    p.add_argument(
+        "--cache", default=None, help="folder to keep detections between runs (same model, settings and frame)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_eval)
+
+    p = subparsers.add_parser(
+        "calibrate",
+        help="serve the calibration page on 127.0.0.1 to draw zones, lines and ground points",
+        description="Serve a local page (127.0.0.1 only; reach it through an SSH tunnel) showing the "
+        "camera's picture: draw and edit zones, exclusions and counting lines, set each zone's "
+        "fields and schedule, click ground points and check them, preview detections and a live "
+        "view, then save a validated config (comments kept, old file as .bak).",
     )
     p.add_argument("--config", required=True, help="site config YAML to edit")
     p.add_argument(
@@ -129,7 +185,13 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_calibrate)
 
     p = subparsers.add_parser(
-        "bench", help="measure capture, inference, pipeline fps and peak RSS on this box"
+        "bench",
+        help="measure capture, inference, pipeline fps and peak RSS on this box",
+        description="Measure on real footage what this box sustains with this model: capture and "
+        "decode, bare inference, full detection, tracker and rules, the whole agent on --cameras cameras "
+        "(rounds interleaved with bare inference), its CPU by thread role, each camera's latency and its "
+        "peak memory (also as live cameras); prints how many cameras fit at the configured detect_fps. "
+        "Takes a minute or two; progress goes to stderr. Run it on an otherwise idle box.",
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument(
@@ -155,4 +217,5 @@ def register(subparsers: Any) -> None:
         "--detect-fps", type=float, default=None, help="detect_fps to size cameras for (default: config's)"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--quiet", action="store_true", help="no stage lines or progress bar on stderr")
     p.set_defaults(func=cmd_bench)

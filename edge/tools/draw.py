@@ -17,6 +17,7 @@ import numpy as np
 from edge.classes import class_name
 from edge.config.zones import LineConfig, ZoneConfig
 from edge.types import Tracks
+from edge.zones.geometry import compile_zones
 
 Colour = tuple[int, int, int]
 
@@ -29,6 +30,13 @@ ZONE_COLOURS: dict[str, Colour] = {
     "count": (80, 200, 80),
 }
 _DEFAULT_ZONE: Colour = (170, 170, 170)
+KIND_WORDS = {
+    "no_parking": "no parking",
+    "bike_bay": "bike bay",
+    "bike_watch": "bike watch area",
+    "crowd": "crowd",
+    "count": "count",
+}
 # BGR colours per canonical class id (person, bicycle, motorcycle, car, bus, truck).
 CLASS_COLOURS: tuple[Colour, ...] = (
     (60, 220, 60),
@@ -70,14 +78,16 @@ def put_label(
     *,
     scale: float = 0.45,
     text_colour: Colour = (255, 255, 255),
-) -> None:
-    """Text on a filled box (readable on any background); ``org`` is the box's bottom-left. In place."""
+) -> int:
+    """Text on a filled box (readable on any background), kept inside the image; ``org`` is the
+    box's bottom-left. In place; returns the box's bottom row (where a label under it can start)."""
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
     h, w = image.shape[:2]
     x = int(min(max(org[0], 0), max(w - tw - 4, 0)))
     y = int(min(max(org[1], th + base + 2), h - 1))
     cv2.rectangle(image, (x, y - th - base - 2), (x + tw + 4, y), colour, -1)
     cv2.putText(image, text, (x + 2, y - base), _FONT, scale, text_colour, 1, cv2.LINE_AA)
+    return y
 
 
 def _state_fields(state: Any) -> dict[str, Any]:
@@ -96,10 +106,10 @@ def _state_fields(state: Any) -> dict[str, Any]:
 
 
 def format_state(state: Any, *, max_items: int = 4) -> str:
-    """Short text for a zone's live state: ``count=3 cap=15 overflow`` (numbers rounded)."""
+    """Short text for a state this module does not know (numbers rounded, internal ids left out)."""
     parts: list[str] = []
     for k, v in _state_fields(state).items():
-        if k in ("zone_id", "id", "kind", "camera_id") or v is None:
+        if k in _INTERNAL or v is None:
             continue
         if isinstance(v, bool):
             if v:
@@ -117,6 +127,71 @@ def format_state(state: Any, *, max_items: int = 4) -> str:
         if len(parts) >= max_items:
             break
     return " ".join(parts)
+
+
+# Fields of ``CameraAnalytics.zone_states()`` that are plumbing, never shown to a person.
+_INTERNAL = frozenset(
+    {"zone_id", "id", "kind", "camera_id", "polygon_px", "track_ids", "active", "los_table", "count_smoothed"}
+)
+LOS_WORDS = {
+    "A": "free flow",
+    "B": "minor conflicts",
+    "C": "some restriction",
+    "D": "restricted",
+    "E": "very restricted",
+    "F": "jammed",
+}
+
+
+def fmt_density(value: float) -> str:
+    """Persons per m2 to two significant figures (0.0012, 0.083, 1.4), never a misleading 0.00."""
+    v = float(value)
+    if v <= 0:
+        return "0"
+    if v < 1e-4:
+        return "<0.0001"
+    return f"{v:.2g}" if v < 10 else f"{v:.0f}"
+
+
+def _noun(kind: str, n: int) -> str:
+    word = {"crowd": "person", "no_parking": "vehicle", "bike_bay": "bike", "bike_watch": "bike"}.get(
+        kind, "object"
+    )
+    plural = {"person": "people"}.get(word, word + "s")
+    return f"{n} {word if n == 1 else plural}"
+
+
+def zone_summary(kind: str, state: Any) -> str:
+    """What a zone holds now, in words: ``3 people · 0.25 /m2 · LOS B``, ``12/15 bikes (80%) · OVERFLOW``,
+    ``2 vehicles · 1 violation``, ``4 objects``; ``(not in force)`` outside its schedule."""
+    st = _state_fields(state)
+    if not st:
+        return ""
+    count = int(st.get("count") or 0)
+    parts = [_noun(kind, count)]
+    if kind == "crowd":
+        if st.get("density") is not None:
+            parts.append(f"{fmt_density(float(st['density']))} /m2")
+        if st.get("los"):
+            parts.append(f"LOS {st['los']}")
+    elif kind == "bike_bay":
+        cap = st.get("capacity")
+        n = int(st.get("count", count) or 0)
+        if cap:
+            parts = [f"{n}/{int(cap)} bikes ({100 * n / float(cap):.0f}%)"]
+        if st.get("overflow"):
+            parts.append("OVERFLOW")
+    elif kind == "no_parking":
+        v = st.get("violations") or []
+        if v:
+            parts.append(f"{len(v)} violation{'s' if len(v) != 1 else ''}")
+    elif kind not in ("count", "bike_watch"):
+        extra = format_state({k: x for k, x in st.items() if k != "count"}, max_items=2)
+        if extra:
+            parts.append(extra)
+    if st.get("active") is False:
+        parts.append("(not in force)")
+    return " · ".join(parts)
 
 
 def draw_zones(
@@ -145,11 +220,14 @@ def draw_zones(
         cv2.addWeighted(overlay, alpha, out, 1.0 - alpha, 0.0, dst=out)
     for (pts, colour), zone in zip(polys, zones, strict=True):
         cv2.polylines(out, [pts], True, colour, 2, cv2.LINE_AA)
+        for lane in zone.lanes:  # a no-parking zone's traffic lanes: thin, in the zone's colour
+            cv2.polylines(out, [to_pixels(lane, w, h)], True, colour, 1, cv2.LINE_AA)
         top = pts[np.argmin(pts[:, 1] * w + pts[:, 0])]
-        put_label(out, f"{zone.id} [{zone.kind}]", (int(top[0]), int(top[1]) - 2), colour)
-        extra = format_state(states.get(zone.id), max_items=3) if states else ""
-        if extra:  # the live state goes just inside the zone, under its name
-            put_label(out, extra, (int(top[0]) + 3, int(top[1]) + 18), (40, 40, 40), scale=0.4)
+        title = f"{zone.id} ({KIND_WORDS.get(zone.kind, zone.kind)})"
+        bottom = put_label(out, title, (int(top[0]), int(top[1]) - 2), colour)
+        extra = zone_summary(zone.kind, states.get(zone.id)) if states else ""
+        if extra:  # the live state goes just inside the zone, under its name (never over it)
+            put_label(out, extra, (int(top[0]) + 3, max(int(top[1]) + 18, bottom + 18)), (40, 40, 40), scale=0.4)
     for line in lines:
         a, b = to_pixels([line.a, line.b], w, h)
         cv2.arrowedLine(
@@ -159,19 +237,59 @@ def draw_zones(
     return out
 
 
-def track_label(tracks: Tracks, i: int) -> str:
-    """``#12 car P 34s``: id, class, parked (stationary) flag and how long it has been stationary."""
-    text = f"#{int(tracks.track_id[i])} {class_name(int(tracks.class_id[i]))}"
+def track_label(tracks: Tracks, i: int, note: str = "") -> str:
+    """``#12 car · parked 34 s``, ``#4 person · standing 8 s``, ``#5 person · 1.2 m/s``: id, class,
+    how long it has stood still (or its ground speed when calibrated), and an optional ``note``."""
+    name = class_name(int(tracks.class_id[i]))
+    text = f"#{int(tracks.track_id[i])} {name}"
     if bool(tracks.stationary[i]):
-        text += f" P {float(tracks.stationary_s[i]):.0f}s"
+        still = "standing" if name == "person" else "parked"
+        text += f" · {still} {float(tracks.stationary_s[i]):.0f} s"
     else:
         speed = float(tracks.speed_mps[i])
         if np.isfinite(speed):
-            text += f" {speed:.1f}m/s"
-    return text
+            text += f" · {speed:.1f} m/s"
+    return f"{text} · {note}" if note else text
 
 
-def draw_tracks(image: np.ndarray, tracks: Tracks, *, highlight: Iterable[int] = ()) -> np.ndarray:
+def uncounted_notes(
+    tracks: Tracks, zones: Sequence[ZoneConfig], states: Mapping[str, Any], width: int, height: int
+) -> dict[int, str]:
+    """Why a visible track standing over a zone is not in that zone's count, per track id.
+
+    A zone counts an object by its ground point, the bottom-centre of its box. When the box is cut by
+    the bottom of the picture (someone walking in from under the camera), that point is the frame's
+    edge, not the feet, and lies below a zone that ends above the edge: ``feet out of view``.
+    Otherwise a new arrival joins the count only after ``membership.enter_s``: ``not counted yet``.
+    """
+    if not len(tracks) or not zones:
+        return {}
+    counted: set[int] = set()
+    for st in states.values():
+        counted.update(int(x) for x in (_state_fields(st).get("track_ids") or []))
+    compiled = compile_zones(list(zones), width, height)
+    out: dict[int, str] = {}
+    for i in range(len(tracks)):
+        tid = int(tracks.track_id[i])
+        if tid in counted:
+            continue
+        x1, y1, x2, y2 = (float(v) for v in tracks.xyxy[i])
+        # Points down the lower half of the box's centre line: is the object over a zone of its class?
+        ys = np.linspace((y1 + y2) / 2.0, y2, 8)
+        pts = np.stack([np.full(ys.size, (x1 + x2) / 2.0), ys], axis=1)
+        cls = np.full(ys.size, int(tracks.class_id[i]), np.int32)
+        if any(bool(z.contains(pts, cls).any()) for z in compiled):
+            out[tid] = "feet out of view, not counted" if y2 >= height - 2 else "not counted yet"
+    return out
+
+
+def draw_tracks(
+    image: np.ndarray,
+    tracks: Tracks,
+    *,
+    highlight: Iterable[int] = (),
+    notes: Mapping[int, str] | None = None,
+) -> np.ndarray:
     """Boxes coloured by class with id/state labels and the ground anchor; ``highlight`` track ids
     (e.g. those in an open violation) get a thick red frame."""
     _check_image(image)
@@ -189,7 +307,8 @@ def draw_tracks(image: np.ndarray, tracks: Tracks, *, highlight: Iterable[int] =
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
         ax, ay = anchors[i]
         cv2.circle(out, (int(ax), int(ay)), 3, colour, -1)
-        put_label(out, track_label(tracks, i), (x1, y1 - 1), colour, scale=0.4, text_colour=(0, 0, 0))
+        note = (notes or {}).get(int(tracks.track_id[i]), "")
+        put_label(out, track_label(tracks, i, note), (x1, y1 - 1), colour, scale=0.4, text_colour=(0, 0, 0))
     return out
 
 
@@ -226,7 +345,9 @@ def annotate(
 ) -> np.ndarray:
     """Everything on one frame: zones (with live state), lines, tracks, then the HUD."""
     out = draw_zones(image, zones, states=states, lines=lines, masks=masks)
-    out = draw_tracks(out, tracks, highlight=highlight)
+    h, w = image.shape[:2]
+    notes = uncounted_notes(tracks, zones, states, w, h) if states else {}
+    out = draw_tracks(out, tracks, highlight=highlight, notes=notes)
     return draw_hud(out, hud)
 
 

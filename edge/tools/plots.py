@@ -29,8 +29,14 @@ PALETTE: tuple[Colour, ...] = (
     (207, 190, 23),
 )
 # Metrics drawn first, in this order; others follow alphabetically.
-METRIC_ORDER = ("count", "density", "occupancy")
-METRIC_UNITS = {"count": "objects", "density": "persons/m2", "occupancy": "ratio"}
+METRIC_ORDER = ("count", "count_smoothed", "density", "occupancy")
+METRIC_TITLES = {
+    "count": "objects counted in the zone",
+    "count_smoothed": "smoothed count (what density is computed from)",
+    "density": "crowd density (persons per m2)",
+    "occupancy": "bike bay occupancy (bikes / capacity)",
+}
+INTEGER_METRICS = frozenset({"count"})
 
 
 class ZoneSeries:
@@ -46,6 +52,12 @@ class ZoneSeries:
         ts, vs = self._data.setdefault(metric, {}).setdefault(zone_id, ([], []))
         ts.append(float(t))
         vs.append(v)
+
+    def replace_last(self, zone_id: str, metric: str, value: float) -> None:
+        """Overwrite the most recent sample of (metric, zone); nothing when there is none."""
+        _, vs = self._data.get(metric, {}).get(zone_id, ([], []))
+        if vs and math.isfinite(value):
+            vs[-1] = float(value)
 
     def metrics(self) -> list[str]:
         first = [m for m in METRIC_ORDER if m in self._data]
@@ -66,8 +78,9 @@ class ZoneSeries:
         return sum(len(ts) for per in self._data.values() for ts, _ in per.values())
 
 
-def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """About ``n`` round tick values covering [lo, hi] (steps of 1, 2 or 5 x 10^k)."""
+def nice_ticks(lo: float, hi: float, n: int = 5, *, integer: bool = False) -> list[float]:
+    """About ``n`` round tick values covering [lo, hi] (steps of 1, 2 or 5 x 10^k); with
+    ``integer`` the step is a whole number (counts have no half objects)."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"tick range must be finite, got {lo}..{hi}")
     if hi <= lo:
@@ -75,6 +88,8 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     raw = (hi - lo) / max(n, 1)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    if integer:
+        step = max(step, 1.0)
     start = math.floor(lo / step) * step
     ticks: list[float] = []
     v = start
@@ -85,10 +100,10 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return ticks
 
 
-def _fmt(v: float) -> str:
-    if abs(v) >= 1000:
-        return f"{v:.0f}"
-    return f"{v:.2f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
+def tick_label(v: float, step: float) -> str:
+    """A tick value with the decimals its step needs: 0.001 stays 0.001 (never 0.00), 5 stays 5."""
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 0
+    return f"{v:.{decimals}f}"
 
 
 def _panel(
@@ -98,6 +113,7 @@ def _panel(
     lines: Sequence[tuple[np.ndarray, np.ndarray, Colour]],
     t_range: tuple[float, float],
     x_label: bool,
+    integer: bool = False,
 ) -> None:
     x0, y0, x1, y1 = box
     left, bottom, top = x0 + 58, y1 - (34 if x_label else 18), y0 + 22
@@ -109,7 +125,7 @@ def _panel(
     lo, hi = min(0.0, vmin), max(vmax, 1e-9)
     if hi - lo < 1e-9:
         hi = lo + 1.0
-    yt = nice_ticks(lo, hi, 4)
+    yt = nice_ticks(lo, hi, 4, integer=integer)
     lo, hi = min(lo, yt[0]), max(hi, yt[-1])
     t0, t1 = t_range
     xt = nice_ticks(t0, t1, 6)
@@ -123,18 +139,27 @@ def _panel(
     for tv in yt:
         y = int(py(np.array(tv)))
         cv2.line(img, (left, y), (right, y), (225, 225, 225), 1)
-        cv2.putText(img, _fmt(tv), (x0 + 4, y + 4), _FONT, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+        label = tick_label(tv, yt[1] - yt[0] if len(yt) > 1 else 1.0)
+        cv2.putText(img, label, (x0 + 4, y + 4), _FONT, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
     for tv in xt:
         if tv < t0 or tv > t1:
             continue
         x = int(px(np.array(tv)))
         cv2.line(img, (x, bottom), (x, bottom + 4), (0, 0, 0), 1)
-        cv2.putText(img, _fmt(tv), (x - 10, bottom + 16), _FONT, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+        label = tick_label(tv, xt[1] - xt[0] if len(xt) > 1 else 1.0)
+        cv2.putText(img, label, (x - 10, bottom + 16), _FONT, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
     cv2.line(img, (left, top), (left, bottom), (0, 0, 0), 1)
     cv2.line(img, (left, bottom), (right, bottom), (0, 0, 0), 1)
     if x_label:
         cv2.putText(
-            img, "video time (s)", ((left + right) // 2 - 50, y1 - 4), _FONT, 0.42, (0, 0, 0), 1, cv2.LINE_AA
+            img,
+            "time into the recording (s)",
+            ((left + right) // 2 - 90, y1 - 4),
+            _FONT,
+            0.42,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
         )
     for ts, vs, colour in lines:
         if ts.size == 0:
@@ -177,7 +202,14 @@ def render_timeseries(
     for k, metric in enumerate(metrics):
         y0 = legend_h + k * panel_height
         lines = [(*series.series(metric, z), colours[z]) for z in zones]
-        unit = METRIC_UNITS.get(metric.split(".")[0], "")
-        label = f"{metric} ({unit})" if unit else metric
-        _panel(img, (0, y0, width, y0 + panel_height), label, lines, (t0, t1), x_label=k == len(metrics) - 1)
+        label = METRIC_TITLES.get(metric, metric)
+        _panel(
+            img,
+            (0, y0, width, y0 + panel_height),
+            label,
+            lines,
+            (t0, t1),
+            x_label=k == len(metrics) - 1,
+            integer=metric in INTEGER_METRICS,
+        )
     return img

@@ -5,12 +5,13 @@ recording, played in *video time* (as fast as the CPU allows, with the file's ow
 timestamps). The agent's uplink is pointed at a private outbox in the output directory and
 MQTT is switched off, so a replay never publishes. Written to ``--out``:
 
+* ``report.html``    the page an operator reads (``edge.tools.report``)
 * ``events.jsonl``   every event the agent built (except ``features``), one JSON object a line
 * ``features.jsonl`` the ``features`` records
 * ``annotated.avi`` (MJPG) or ``annotated.mp4`` (mp4v) -- or ``frames/*.jpg`` with ``--no-video``
   -- zones with live state, tracks with ids/class/parked time, counts and recent events
-* ``snapshot.png``   the annotated frame with the most tracks
-* ``heatmap.png``    the occupancy grid over the last frame
+* ``snapshot.png``   the busiest moment (most objects counted in the zones)
+* ``heatmap.png``    seconds of presence per grid cell, summed over the replay, over the last frame
 * ``timeseries.png`` per-zone counts, density and occupancy over video time
 * ``summary.json``
 """
@@ -19,14 +20,14 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -34,11 +35,24 @@ import numpy as np
 from edge.agent.pipeline import Analytics, StepResult
 from edge.agent.runner import Agent
 from edge.config.hardware import HardwareConfig
+from edge.config.rules import RulesConfig
 from edge.config.site import CameraConfig, SiteConfig
 from edge.errors import CaptureError, ConfigError
-from edge.tools.draw import annotate, class_counts, draw_zones
+from edge.rules.crowd import LOS_TABLES
+from edge.tools.draw import annotate, class_counts, draw_zones, zone_summary
 from edge.tools.heatmap import render_heatmap, save_png
+from edge.tools.loops import build_report as build_loop_report
 from edge.tools.plots import ZoneSeries, render_timeseries
+from edge.tools.progress import ProgressBar
+from edge.tools.report import (
+    EVENT_WORDS,
+    PERIODIC_KINDS,
+    KeyFrame,
+    ReportData,
+    ReportEvent,
+    plural,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,60 +128,6 @@ def probe_duration(source: str, hold_s: float) -> float | None:
         cap.release()
 
 
-class ProgressBar:
-    """``[#####-----]  48%  67.0/139.4 s video  21.3 fps`` on stderr, redrawn at most 5 times a second."""
-
-    def __init__(
-        self,
-        total_s: float | None,
-        stream: IO[str] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        tty: bool | None = None,
-    ):
-        self.total_s = total_s
-        self.stream = stream if stream is not None else sys.stderr
-        self.clock = clock
-        self.start = clock()
-        self._last_draw = -1.0
-        self.frames = 0
-        self.video_s = 0.0
-        self._last_step = -1
-        isatty = getattr(self.stream, "isatty", None)
-        self.tty = bool(isatty()) if callable(isatty) and tty is None else bool(tty)
-
-    def update(self, video_s: float, force: bool = False) -> None:
-        self.frames += 1
-        self.video_s = video_s
-        now = self.clock()
-        if not self.tty:  # a log file: one line per 10 % instead of carriage-return redraws
-            step = int(10 * video_s / self.total_s) if self.total_s else int(video_s // 60)
-            if step > self._last_step or force:
-                self._last_step = step
-                self.stream.write(self.render(now) + "\n")
-                self.stream.flush()
-            return
-        if not force and now - self._last_draw < 0.2:
-            return
-        self._last_draw = now
-        self.stream.write("\r" + self.render(now))
-        self.stream.flush()
-
-    def render(self, now: float) -> str:
-        fps = self.frames / max(now - self.start, 1e-9)
-        if self.total_s:
-            frac = min(max(self.video_s / self.total_s, 0.0), 1.0)
-            bar = "#" * int(frac * 30)
-            return f"[{bar:<30}] {frac * 100:3.0f}%  {self.video_s:6.1f}/{self.total_s:.1f} s video  {fps:5.1f} fps"
-        return f"{self.video_s:7.1f} s video  {self.frames} frames  {fps:5.1f} fps"
-
-    def close(self) -> None:
-        self.frames -= 1  # the forced redraw is not a frame
-        self.update(self.video_s, force=True)
-        if self.tty:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
 class _VideoOut:
     """MJPG .avi or mp4v .mp4 (whichever this cv2 can write), else JPEG frames."""
 
@@ -218,6 +178,8 @@ class _VideoOut:
 class ReplayRecorder:
     """Consumes the agent's ``on_event`` / ``on_step`` callbacks and writes the replay outputs."""
 
+    MAX_EVENT_FRAMES = 4
+
     def __init__(
         self,
         cam: CameraConfig,
@@ -226,8 +188,17 @@ class ReplayRecorder:
         video: bool = True,
         frames_every_s: float | None = None,
         progress: ProgressBar | None = None,
+        rules: RulesConfig | None = None,
+        source: str = "",
+        total_s: float | None = None,
     ) -> None:
         self.cam = cam
+        # Candidate key frames through the recording (every sixth of it), for a report with few events.
+        self._spaced_every = (total_s / 6.0) if total_s and total_s > 0 else 20.0
+        self._next_spaced = self._spaced_every / 2.0
+        self._spaced: list[tuple[int, KeyFrame]] = []
+        self.rules = rules or RulesConfig()
+        self.source = source or str(cam.source)
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         self._events = (out_dir / "events.jsonl").open("w", encoding="utf-8")
@@ -237,18 +208,25 @@ class ReplayRecorder:
         self.frames_every_s = frames_every_s
         self.progress = progress
         self.series = ZoneSeries()
+        self.los: dict[str, list[tuple[float, str]]] = {}
+        self.area_m2: dict[str, float | None] = {}
         self.events_by_kind: dict[str, int] = {}
         self.frames = 0
         self.t0: float | None = None
+        self.ts0: float | None = None  # wall-clock stamp of the first frame: event ts -> video time
         self.last_t = 0.0
         self.last_image: np.ndarray | None = None
         self._analytics: Analytics | None = None
         self._recent: deque[tuple[float, str]] = deque(maxlen=4)
         self._hot: set[int] = set()
         self._next_still = 0.0
-        self._best_tracks = -1
-        self._best_image: np.ndarray | None = None
+        self._best_count = -1
+        self._best: KeyFrame | None = None
+        self._raw_events: list[tuple[float | None, dict[str, Any]]] = []
+        self._pending_captions: list[str] = []
+        self._event_frames: list[KeyFrame] = []
         self.errors: list[str] = []
+        self.wall_s = 0.0
 
     # -------------------------------------------------------------- callbacks
     def on_event(self, event: dict[str, Any]) -> None:
@@ -259,6 +237,7 @@ class ReplayRecorder:
             (self._features if kind == "features" else self._events).write(line)
             if kind in ("features", *_QUIET_KINDS):
                 return
+            self._raw_events.append((_epoch(event.get("ts")), event))
             tid = event.get("track_id", (event.get("payload") or {}).get("track_id"))
             phase = event.get("phase")
             if isinstance(tid, int):
@@ -266,9 +245,20 @@ class ReplayRecorder:
                     self._hot.add(tid)
                 elif phase == "end":
                     self._hot.discard(tid)
-            if event.get("camera_id"):
+            if event.get("camera_id") and kind in EVENT_WORDS:
                 zone = f" {event['zone_id']}" if event.get("zone_id") else ""
-                self._recent.append((self.last_t, f"{kind} {phase}{zone}"))
+                words = EVENT_WORDS[kind]
+                self._recent.append((self.last_t, f"{words} {phase if phase != 'instant' else ''}{zone}".strip()))
+                first_crossing = kind == "line_crossing" and self.events_by_kind[kind] == 1
+                room = len(self._event_frames) + len(self._pending_captions) < self.MAX_EVENT_FRAMES
+                if (phase == "start" or first_crossing) and room:
+                    reason = str(event.get("severity_reason") or "")
+                    where = f" {event['zone_id']}" if event.get("zone_id") else ""
+                    self._pending_captions.append(
+                        f"first crossing of{where}"
+                        if first_crossing
+                        else f"{words} started{' in' + where if where else ''}" + (f": {reason}" if reason else "")
+                    )
 
     def on_step(self, result: StepResult) -> None:
         try:
@@ -283,7 +273,7 @@ class ReplayRecorder:
         tracks = result.tracks
         with self._lock:
             if self.t0 is None:
-                self.t0 = frame.t
+                self.t0, self.ts0 = frame.t, frame.ts
             vt = frame.t - self.t0
             self.last_t = vt
             self.frames += 1
@@ -294,7 +284,7 @@ class ReplayRecorder:
             hud = [
                 f"{self.cam.id}  t={vt:7.1f}s  frame {self.frames}"
                 + ("" if result.inferred else "  (gated)"),
-                "tracks: " + (" ".join(f"{k}:{v}" for k, v in counts.items()) or "none"),
+                "in view: " + (", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing"),
             ]
             hud += [f"{t:6.1f}s {text}" for t, text in self._recent if vt - t <= 10.0]
             image = annotate(
@@ -308,8 +298,20 @@ class ReplayRecorder:
                 highlight=self._hot,
             )
             self.last_image = frame.image
-        if len(tracks) > self._best_tracks or self._best_image is None:
-            self._best_tracks, self._best_image = len(tracks), image  # the busiest frame -> snapshot.png
+            captions, self._pending_captions = self._pending_captions, []
+        counted = sum(int(st.get("count") or 0) for st in states.values())
+        if counted > self._best_count or self._best is None:  # the zones held the most -> snapshot.png
+            self._best_count = counted
+            per_zone = ", ".join(f"{z}: {int(st.get('count') or 0)}" for z, st in states.items() if st.get("count"))
+            self._best = KeyFrame(vt, f"busiest moment: {counted} counted in the zones ({per_zone or 'none'})", image)
+        for caption in captions:
+            self._event_frames.append(KeyFrame(vt, caption, image))
+        if vt >= self._next_spaced:
+            self._next_spaced = vt + self._spaced_every
+            summary = "; ".join(
+                f"{z.id}: {zone_summary(z.kind, states.get(z.id))}" for z in self.cam.zones if z.id in states
+            )
+            self._spaced.append((counted, KeyFrame(vt, summary or "the scene", image)))
         self.video.write(image)
         if self.frames_every_s and vt >= self._next_still:
             self.video.write_jpeg(image, f"still_{vt:08.1f}s.jpg")
@@ -319,13 +321,23 @@ class ReplayRecorder:
 
     # -------------------------------------------------------------- helpers
     def _sample(self, vt: float, states: dict[str, dict[str, Any]]) -> None:
-        """Per-zone count, density and occupancy as the rules hold them (the numbers the box reports)."""
+        """Per-zone numbers exactly as the rules hold them (the numbers the box reports)."""
         for zid, st in states.items():
             self.series.add(vt, zid, "count", float(st.get("count") or 0))
-            for metric in ("density", "occupancy"):
+            for metric in ("count_smoothed", "density", "occupancy"):
                 value = st.get(metric)
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     self.series.add(vt, zid, metric, float(value))
+            # The state's density is rounded to 0.001 /m2 (the event payload's precision): a person or
+            # two in a large zone would plot as a staircase. Draw it from the same state's smoothed
+            # count and area -- the rule's own definition -- so the density panel follows the count's.
+            smoothed, area = st.get("count_smoothed"), st.get("area_m2")
+            if isinstance(smoothed, int | float) and isinstance(area, int | float) and area > 0:
+                self.series.replace_last(zid, "density", float(smoothed) / float(area))
+            if isinstance(st.get("area_m2"), int | float):
+                self.area_m2[zid] = float(st["area_m2"])
+            if isinstance(st.get("los"), str):
+                self.los.setdefault(zid, []).append((vt, str(st["los"])))
 
     def zone_max(self) -> dict[str, dict[str, float]]:
         """The peak of each metric per zone over the replay (for the summary)."""
@@ -338,11 +350,75 @@ class ReplayRecorder:
         return out
 
     def occupancy_grid(self) -> np.ndarray | None:
-        """Object-seconds per cell since the start, as the rules' feature stage accumulated them."""
+        """Seconds of presence per cell since the start, as the rules' feature stage summed them."""
         return self._analytics.occupancy_total if self._analytics is not None else None
 
+    def report_events(self) -> list[ReportEvent]:
+        out: list[ReportEvent] = []
+        for epoch, ev in self._raw_events:
+            kind = str(ev.get("kind", "?"))
+            if kind not in EVENT_WORDS and kind not in PERIODIC_KINDS:
+                continue
+            t = epoch - self.ts0 if epoch is not None and self.ts0 is not None else self.last_t
+            out.append(
+                ReportEvent(
+                    t=max(float(t), 0.0),
+                    kind=kind,
+                    phase=str(ev.get("phase", "instant")),
+                    zone_id=ev.get("zone_id"),
+                    severity=str(ev.get("severity") or "info"),
+                    reason=str(ev.get("severity_reason") or ""),
+                    incident_id=str(ev.get("incident_id") or ""),
+                    payload=dict(ev.get("payload") or {}),
+                )
+            )
+        return out
+
+    def report_data(self, model: str = "") -> ReportData:
+        crowd_cfg = self.rules.crowd
+        tables: dict[str, str] = {
+            z.id: str(z.los_table or crowd_cfg.los_table) for z in self.cam.zones if z.kind == "crowd"
+        }
+        bounds = {
+            z: tuple(crowd_cfg.los_thresholds) if crowd_cfg.los_thresholds is not None else LOS_TABLES[t]
+            for z, t in tables.items()
+        }
+        busiest = [self._best] if self._best is not None and self._best_count > 0 else []
+        chosen = [*self._event_frames[: self.MAX_EVENT_FRAMES], *busiest]
+        # Fewer than four moments from events: add frames spread through the recording, busiest first.
+        for _, kf in sorted(self._spaced, key=lambda p: -p[0]):
+            if len(chosen) >= 4:
+                break
+            if all(abs(kf.t - c.t) > self._spaced_every / 2 for c in chosen):
+                chosen.append(kf)
+        key_frames = sorted(chosen, key=lambda k: k.t)
+        background = (
+            draw_zones(self.last_image, self.cam.zones, lines=self.cam.lines) if self.last_image is not None else None
+        )
+        return ReportData(
+            camera_id=self.cam.id,
+            source=self.source,
+            video_s=self.last_t,
+            frames=self.frames,
+            wall_s=self.wall_s,
+            model=model or self.cam.model,
+            zones=list(self.cam.zones),
+            lines=list(self.cam.lines),
+            series=self.series,
+            los=self.los,
+            events=self.report_events(),
+            grid=self.occupancy_grid(),
+            grid_classes=list(self.rules.features.grid_classes),
+            background=background,
+            key_frames=key_frames,
+            loops=build_loop_report(ev for _, ev in self._raw_events),
+            area_m2=dict(self.area_m2),
+            los_bounds=bounds,
+            los_table=tables,
+        )
+
     def close(self) -> list[Path]:
-        """Flush the JSONL files, finish the video, write the heat map and the plot."""
+        """Flush the JSONL files, finish the video, write the pictures and report.html."""
         with self._lock:
             self._events.close()
             self._features.close()
@@ -350,16 +426,35 @@ class ReplayRecorder:
         vid = self.video.close()
         if vid is not None:
             files.append(vid)
-        grid = self.occupancy_grid()
-        if self.last_image is not None and grid is not None:
-            background = draw_zones(self.last_image, self.cam.zones, lines=self.cam.lines)
-            heat = render_heatmap(grid, background, title=f"{self.cam.id} occupancy")
+        data = self.report_data()
+        if data.background is not None and data.grid is not None:
+            heat = render_heatmap(
+                data.grid, data.background, title=f"{self.cam.id}: where {plural(data.grid_classes)} stood",
+                label_s=data.video_s,
+            )
             files.append(save_png(self.out_dir / "heatmap.png", heat))
-        if self._best_image is not None:
-            files.append(save_png(self.out_dir / "snapshot.png", self._best_image))
-        plot = render_timeseries(self.series, title=f"{self.cam.id}: per-zone time series")
+        if self._best is not None:
+            files.append(save_png(self.out_dir / "snapshot.png", self._best.image))
+        plot = render_timeseries(self.series, title=f"{self.cam.id}: per-zone numbers over time")
         files.append(save_png(self.out_dir / "timeseries.png", plot))
+        try:
+            files.append(write_report(data, self.out_dir / "report.html"))
+        except (ValueError, OSError) as exc:  # the other outputs stand without the page
+            log.error("replay: could not write report.html: %s", exc)
+            self.errors.append(repr(exc))
         return files
+
+
+def _epoch(ts: Any) -> float | None:
+    """An event's ISO-8601 ``ts`` (``...Z``) as epoch seconds; None if absent or unreadable."""
+    if isinstance(ts, int | float):
+        return float(ts)
+    if not isinstance(ts, str):
+        return None
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def replay(
@@ -376,13 +471,23 @@ def replay(
     rcfg = replay_config(cfg, opts, out_dir)
     cam = rcfg.cameras[0]
     bar = ProgressBar(probe_duration(opts.source, cam.hold_s)) if opts.progress else None
-    rec = ReplayRecorder(cam, out_dir, video=opts.video, frames_every_s=opts.frames_every_s, progress=bar)
+    rec = ReplayRecorder(
+        cam,
+        out_dir,
+        video=opts.video,
+        frames_every_s=opts.frames_every_s,
+        progress=bar,
+        rules=rcfg.rules,
+        source=opts.source,
+        total_s=bar.total_s if bar is not None else probe_duration(opts.source, cam.hold_s),
+    )
     agent = (agent_factory or Agent)(rcfg, on_event=rec.on_event, on_step=rec.on_step)
     started = time.monotonic()
     try:
         code = int(agent.run())
     finally:
         wall = time.monotonic() - started
+        rec.wall_s = wall
         if bar is not None:
             bar.close()
         files = rec.close()

@@ -9,7 +9,10 @@ of mutual best pairs, each round one N×M numpy operation):
 3. remaining high-score detections against the *place memory*: stationary tracks that vanished
    (a parked car behind a passing bus) are kept at their place for ``place_memory_s``, and a
    detection on that place continues the same track id and its stationary time;
-4. anything left above ``new_track_score`` starts a tentative track, confirmed after ``confirm_s``.
+4. anything left above ``new_track_score`` starts a tentative track, confirmed after ``confirm_s``;
+   anything left between ``low_birth_score`` and ``new_track_score`` starts one too, extended by
+   low-score detections and confirmed only after ``low_confirm_s`` (a small model scores a parked
+   bike 0.3 in every frame: the detector reports it, so the rules must see it; a one-off low box dies).
 
 Stationarity: the smoothed anchor (bottom-centre) is compared with the point where the object
 came to rest; it is still while it stays within ``stationary_ratio`` × box size of that point
@@ -24,7 +27,7 @@ import numpy as np
 
 from edge.classes import BUS, CAR, CLASSES, TRUCK
 from edge.config.rules import TrackerConfig
-from edge.geometry import iou_matrix
+from edge.geometry import greedy_pairs, iou_matrix
 from edge.types import Detections, Tracks
 from edge.zones.calibration import GroundPlane
 
@@ -35,34 +38,6 @@ _NCLS = len(CLASSES) + 1  # votes: column 0 is OTHER, column c+1 is class c
 _FAMILY = np.arange(-1, len(CLASSES))
 _FAMILY[[BUS + 1, TRUCK + 1]] = CAR
 _MAX_AREA_RATIO = 2.5
-
-
-def greedy_pairs(rows: np.ndarray, cols: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Greedy one-to-one matching by descending score over sparse candidate pairs.
-
-    Returns the indices of the chosen pairs. Each round takes every pair that is the best of both
-    its row and its column (all vectorised); a handful of rounds settles a frame.
-    """
-    order = np.argsort(-score, kind="stable")
-    r, c, idx = rows[order], cols[order], order
-    chosen: list[np.ndarray] = []
-    while r.size:
-        first_r = np.zeros(r.size, bool)
-        first_r[np.unique(r, return_index=True)[1]] = True
-        first_c = np.zeros(r.size, bool)
-        first_c[np.unique(c, return_index=True)[1]] = True
-        pick = first_r & first_c
-        chosen.append(idx[pick])
-        keep = ~np.isin(r, r[pick]) & ~np.isin(c, c[pick])
-        r, c, idx = r[keep], c[keep], idx[keep]
-    return np.concatenate(chosen) if chosen else np.zeros(0, np.intp)
-
-
-def greedy_match(score: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (rows, cols) chosen greedily by descending score, each row/col at most once, score >= threshold."""
-    r, c = np.nonzero(score >= threshold)
-    pick = greedy_pairs(r, c, score[r, c])
-    return r[pick], c[pick]
 
 
 class ByteTracker:
@@ -83,6 +58,7 @@ class ByteTracker:
         self.vel = np.zeros((n, 4))  # box-corner velocity px/s
         self.last_t = np.zeros(n)  # last matched
         self.born_t = np.zeros(n)
+        self.low_born = np.zeros(n, bool)  # started by a low-score detection (longer confirmation)
         self.first_t = np.zeros(n)  # confirmation time (NaN while tentative)
         self.lost_since = np.zeros(n)  # NaN while visible
         self.votes = np.zeros((n, _NCLS))
@@ -157,7 +133,7 @@ class ByteTracker:
 
         high = dets.confidence >= cfg.high_score
         stage(high, live, cfg.match_iou)
-        stage(~high, live & ~lost & (self.ids >= 0), cfg.low_match_iou)
+        stage(~high, live & ~lost & ((self.ids >= 0) | self.low_born), cfg.low_match_iou)
         stage(high, memory, cfg.place_iou)
 
         md = np.concatenate(pairs_d) if pairs_d else np.zeros(0, np.intp)
@@ -173,10 +149,12 @@ class ByteTracker:
         keep = ~(unmatched & tentative)
         seen_now = ~unmatched
         new_mask = det_free & high & (dets.confidence >= cfg.new_track_score)
+        low_mask = det_free & ~new_mask & (dets.confidence >= cfg.low_birth_score)
         self._select(keep)
         seen_now = seen_now[keep]
         self._spawn(dets[new_mask], t)
-        seen_now = np.concatenate([seen_now, np.zeros(int(new_mask.sum()), bool)])
+        self._spawn(dets[low_mask], t, low=True)
+        seen_now = np.concatenate([seen_now, np.zeros(int(new_mask.sum() + low_mask.sum()), bool)])
         self._confirm(t, seen_now)
         return self._output(t, seen_now & (self.ids >= 0), frame_size)
 
@@ -202,6 +180,7 @@ class ByteTracker:
             "vel",
             "last_t",
             "born_t",
+            "low_born",
             "first_t",
             "lost_since",
             "votes",
@@ -232,10 +211,13 @@ class ByteTracker:
         self.last_t[mt] = t
         self.lost_since[mt] = np.nan
         self.conf[mt] = dets.confidence[md]
+        # A low-born track that gets a detection good enough to start a track is an ordinary one now:
+        # it is confirmed as early as it would have been without the low-score start.
+        self.low_born[mt[dets.confidence[md] >= cfg.new_track_score]] = False
         cls = np.clip(dets.class_id[md], -1, len(CLASSES) - 1) + 1
         np.add.at(self.votes, (mt, cls), dets.confidence[md].astype(np.float64))
 
-    def _spawn(self, dets: Detections, t: float) -> None:
+    def _spawn(self, dets: Detections, t: float, low: bool = False) -> None:
         n = len(dets)
         if n == 0:
             return
@@ -249,6 +231,7 @@ class ByteTracker:
             "vel": np.zeros((n, 4)),
             "last_t": np.full(n, t),
             "born_t": np.full(n, t),
+            "low_born": np.full(n, low),
             "first_t": np.full(n, np.nan),
             "lost_since": np.full(n, np.nan),
             "votes": votes,
@@ -261,7 +244,8 @@ class ByteTracker:
             setattr(self, name, np.concatenate([getattr(self, name), arr]))
 
     def _confirm(self, t: float, seen: np.ndarray) -> None:
-        ready = (self.ids < 0) & seen & (t - self.born_t >= self.cfg.confirm_s - 1e-9)
+        need = np.where(self.low_born, self.cfg.low_confirm_s, self.cfg.confirm_s)
+        ready = (self.ids < 0) & seen & (t - self.born_t >= need - 1e-9)
         n = int(ready.sum())
         if n:
             self.ids[ready] = np.arange(self._next_id, self._next_id + n)

@@ -5,9 +5,11 @@ decoder -> boxes back to original pixels -> the output guard -> per-label thresh
 ``detect_image`` is three stages that a pipeline may run on three threads (``prepare`` on the
 frame's thread, ``infer`` on a shared inference worker, ``finish`` after it), so the inference
 thread does nothing but ``session.run``; run in series they are the same computation.
-Optional region-of-interest passes (crops around zones, or tiles) are merged with the full frame
-by NMS; then boxes are clipped, mapped to canonical classes and filtered by area, aspect and
-exclusion masks.
+Optional region-of-interest passes (crops around zones, or tiles) are fused with the full frame
+(``fuse_passes``: boxes cut by a crop's inner edge dropped, IoU NMS, then a containment merge that
+drops a box lying mostly inside a same-label box from another pass -- the fragment a crop sees of an
+object the full frame sees whole); then boxes are clipped, mapped to canonical classes and filtered
+by area, aspect and exclusion masks.
 
 The output guard drops decoded rows that no sane model produces (a NaN/inf box or score, a score
 outside 0..1, a box more than ``ABSURD_BOX_FACTOR`` image sizes away) and counts them; a model
@@ -23,13 +25,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from edge.classes import PERSON, resolve
 from edge.config.detector import DetectorConfig
 from edge.config.site import CameraConfig
 from edge.errors import ModelError
-from edge.geometry import points_in_polygon
+from edge.geometry import ios_matrix, pair_boxes, points_in_polygon, reach_frame_edges, same_top_parts
 from edge.ports import Detector
 from edge.types import Detections, Frame
 from edge.vision.adapters import DecodeContext, Decoder, RawDetections, get_decoder
@@ -252,13 +256,16 @@ class OnnxDetector:
         self.pre = Preprocessor(manifest.input)
         self.inputs = InputPool(self.pre)
         self.label_class = manifest.class_of_label()
+        self.paired_labels = np.isin(self.label_class, sorted(resolve(self.cfg.roi_pair_classes)))
+        self.person_labels = self.label_class == PERSON
         self.label_thr = manifest.label_thresholds(self.cfg.threshold, self.cfg.thresholds)
         self.score_floor = float(self.label_thr.min())
         mode = manifest.decoder.nms if self.cfg.nms == "manifest" else self.cfg.nms
         self.nms_mode = mode
         self.nms_iou = self.cfg.nms_iou or manifest.decoder.nms_iou
         self.zones = [np.asarray(z, np.float64) for z in zones]
-        self.masks = [np.asarray(m, np.float64) for m in masks]
+        # Normalised anchors are tested against the masks: a mask drawn to the frame's border covers it.
+        self.masks = [reach_frame_edges(np.asarray(m, np.float64), 1.0, 1.0, 1e-3) for m in masks]
         self.last_timing_ms: dict[str, float] = {"pre": 0.0, "infer": 0.0, "post": 0.0}
         self._roi_cache: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
         self.guard = OutputGuard(self.name)
@@ -394,6 +401,19 @@ class OnnxDetector:
         self.infer(work)
         return self.finish(work)
 
+    def detect_traced(self, image: np.ndarray) -> tuple[Detections, np.ndarray]:
+        """Detections and, for each, the pass it came from (the index into ``run_passes``' list)."""
+        work = self.prepare(image)
+        self.infer(work)
+        return self.finish_traced(work)
+
+    def run_passes(self, image: np.ndarray) -> list[tuple[PassResult, Rect | None]]:
+        """The inference passes of one image: the full frame (unless ``roi_full_frame`` is off) and one per
+        crop of ``roi_rects``, each with its rect (None for the full frame)."""
+        work = self.prepare(image)
+        self.infer(work)
+        return [(self._decode_pass(p, None), p.rect) for p in work.passes]
+
     def prepare(self, image: np.ndarray) -> Prepared:
         """Stage 1: pre-process every pass (full frame and ROI crops) into pooled input buffers.
 
@@ -418,60 +438,55 @@ class OnnxDetector:
             self._infer_pass(p)
 
     def finish(self, work: Prepared) -> Detections:
-        """Stage 3: decode, guard, thresholds and NMS per pass, the ROI merge, clipping, classes and
-        filters. Call in frame order (the output guard counts passes). Sets ``last_timing_ms``."""
+        """Stage 3: decode, guard, thresholds and NMS per pass, the ROI fusion (``combine``), clipping,
+        classes and filters. Call in frame order (the output guard counts passes). Sets ``last_timing_ms``."""
+        return self.finish_traced(work)[0]
+
+    def finish_traced(self, work: Prepared) -> tuple[Detections, np.ndarray]:
+        """``finish`` with, for each detection, the pass it came from (its index in ``work.passes``)."""
         w, h = work.size
         passes = [(self._decode_pass(p, None), p.rect) for p in work.passes]
         t0 = time.perf_counter()
-        if len(passes) == 1:
-            raw = passes[0][0].raw
-            xyxy, score, label = raw.xyxy, raw.score, raw.label
-        else:
-            xyxy, score, label = self._merge(passes, w, h)
-        xyxy = np.clip(xyxy, 0, [w, h, w, h]).astype(np.float32)
-        cls = self.label_class[label] if label.size else np.zeros(0, np.int32)
-        keep = self._filters(xyxy, cls, w, h)
-        det = Detections(
-            xyxy=xyxy[keep],
-            confidence=score[keep].astype(np.float32),
-            class_id=cls[keep].astype(np.int32),
-            label_id=label[keep].astype(np.int32),
-        )
+        det, origin = self.combine([(p.raw.xyxy, p.raw.score, p.raw.label, r) for p, r in passes], w, h)
         post_extra = (time.perf_counter() - t0) * 1e3
         self.last_timing_ms = {
             "pre": sum(p.pre_ms for p, _ in passes),
             "infer": sum(p.infer_ms for p, _ in passes),
             "post": sum(p.post_ms for p, _ in passes) + post_extra,
         }
-        return det
+        return det, origin
 
-    def _merge(
-        self, passes: list[tuple[PassResult, tuple[int, int, int, int] | None]], w: int, h: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        boxes, scores, labels = [], [], []
-        has_full = any(r is None for _, r in passes)
-        for p, r in passes:
-            b = p.raw.xyxy
-            keep = np.ones(b.shape[0], bool)
-            if r is not None:
-                b = b + np.array([r[0], r[1], r[0], r[1]], np.float32)
-                if has_full:
-                    # a box cut by a crop edge inside the frame is partial: the full pass sees it whole
-                    tol = 2.0
-                    cut = (
-                        ((b[:, 0] <= r[0] + tol) & (r[0] > 0))
-                        | ((b[:, 1] <= r[1] + tol) & (r[1] > 0))
-                        | ((b[:, 2] >= r[2] - tol) & (r[2] < w))
-                        | ((b[:, 3] >= r[3] - tol) & (r[3] < h))
-                    )
-                    keep = ~cut
-            boxes.append(b[keep])
-            scores.append(p.raw.score[keep])
-            labels.append(p.raw.label[keep])
-        xyxy, score, label = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
-        iou = self.nms_iou if self.nms_mode != "none" else 0.5
-        k = nms(xyxy, score, iou, label if self.nms_mode != "agnostic" else None)
-        return xyxy[k], score[k], label[k]
+    def combine(self, passes: Sequence[PassBoxes], w: int, h: int) -> tuple[Detections, np.ndarray]:
+        """One image's passes (boxes in each pass image's pixels) -> its Detections and each one's pass:
+        fused (``fuse_passes``), person parts merged, clipped, mapped to canonical classes, filtered."""
+        if len(passes) == 1:
+            xyxy, score, label, _ = passes[0]
+            origin = np.zeros(len(score), np.int32)
+        else:
+            iou = self.nms_iou if self.nms_mode != "none" else 0.5
+            xyxy, score, label, origin = fuse_passes(
+                passes,
+                (w, h),
+                iou=iou,
+                merge_ios=self.cfg.roi_merge_ios,
+                class_aware=self.nms_mode != "agnostic",
+                paired_labels=self.paired_labels,
+            )
+        xyxy = np.clip(xyxy, 0, [w, h, w, h]).astype(np.float32)
+        label = np.asarray(label).astype(np.int64)
+        keep = np.ones(score.size, bool)
+        if self.cfg.merge_person_parts and score.size > 1:
+            person = self.person_labels[label]
+            keep[np.nonzero(person)[0][same_top_parts(xyxy[person])]] = False
+        cls = self.label_class[label] if label.size else np.zeros(0, np.int32)
+        keep &= self._filters(xyxy, cls, w, h)
+        det = Detections(
+            xyxy=xyxy[keep],
+            confidence=np.asarray(score)[keep].astype(np.float32),
+            class_id=cls[keep].astype(np.int32),
+            label_id=label[keep].astype(np.int32),
+        )
+        return det, np.asarray(origin)[keep].astype(np.int32)
 
     def _filters(self, xyxy: np.ndarray, cls: np.ndarray, w: int, h: int) -> np.ndarray:
         keep = np.ones(xyxy.shape[0], bool)
@@ -494,6 +509,125 @@ class OnnxDetector:
             for poly in self.masks:
                 keep &= ~points_in_polygon(anchor, poly)
         return keep
+
+
+PassBoxes = tuple[np.ndarray, np.ndarray, np.ndarray, "tuple[int, int, int, int] | None"]
+CUT_TOL_PX = 2.0  # a box within this of a crop's inner edge is cut by it
+
+
+class Fused(NamedTuple):
+    """The fused boxes of all passes, best score first, and the pass each came from (its index)."""
+
+    xyxy: np.ndarray
+    score: np.ndarray
+    label: np.ndarray
+    origin: np.ndarray
+
+
+def fuse_passes(
+    passes: Sequence[PassBoxes],
+    size: tuple[int, int],
+    *,
+    iou: float,
+    merge_ios: float,
+    class_aware: bool = True,
+    paired_labels: np.ndarray | None = None,
+) -> Fused:
+    """Fuse the detections of a full-frame pass and crop passes into one set of boxes.
+
+    ``passes`` are (xyxy in the crop's pixels, score, label, crop rect or None for the full frame).
+    As sliced-inference tools do:
+
+    1. with a full-frame pass, a crop's box touching one of the crop's *inner* edges (not the frame's)
+       is cut by it: dropped, the full frame (or the neighbouring, overlapping crop) sees it whole;
+    2. greedy IoU NMS over everything (same-size duplicates of one object from two passes);
+    3. containment merge: best score first, a box from *another* pass whose intersection over the
+       smaller box's area with a kept box of the same label is at least ``merge_ios`` is the same
+       object (a head-and-shoulders fragment a tile sees inside the person the full frame sees, or
+       the other way round) and is dropped. Boxes of one pass never merge this way: the model's own NMS
+       already separated them, and in a crowd a small person often stands inside a near person's box.
+       ``merge_ios`` >= 1 turns the step off.
+
+    Labels flagged in ``paired_labels`` (a bool per model label: bikes) skip steps 2 and 3: a box of a
+    later pass is the same object as at most one box already kept (``pair_boxes``: IoU >= ``iou`` or
+    intersection over the smaller >= ``merge_ios``), and the pair keeps its better-scored box. Bikes stand
+    overlapping in racks and are seen through: a crop's bike lying inside the full frame's bike box is
+    usually the next bike of the row, which a containment merge would drop (docs/accuracy.md).
+    """
+    w, h = size
+    boxes, scores, labels, origin = [], [], [], []
+    has_full = any(r is None for *_, r in passes)
+    for k, (xyxy, score, label, r) in enumerate(passes):
+        b = np.asarray(xyxy, np.float32).reshape(-1, 4)
+        keep = np.ones(b.shape[0], bool)
+        if r is not None:
+            b = b + np.array([r[0], r[1], r[0], r[1]], np.float32)
+            if has_full:
+                tol = CUT_TOL_PX
+                cut = (
+                    ((b[:, 0] <= r[0] + tol) & (r[0] > 0))
+                    | ((b[:, 1] <= r[1] + tol) & (r[1] > 0))
+                    | ((b[:, 2] >= r[2] - tol) & (r[2] < w))
+                    | ((b[:, 3] >= r[3] - tol) & (r[3] < h))
+                )
+                keep = ~cut
+        boxes.append(b[keep])
+        scores.append(np.asarray(score, np.float32)[keep])
+        labels.append(np.asarray(label)[keep].astype(np.int64))
+        origin.append(np.full(int(keep.sum()), k, np.int32))
+    xyxy, score, label = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
+    src = np.concatenate(origin)
+    paired = np.zeros(score.size, bool)
+    if paired_labels is not None and score.size:
+        paired = np.asarray(paired_labels, bool)[label]
+    parts = [
+        _merge_fragments(xyxy[~paired], score[~paired], label[~paired], src[~paired], iou, merge_ios, class_aware),
+        _pair_across_passes(xyxy[paired], score[paired], label[paired], src[paired], iou, merge_ios, class_aware),
+    ]
+    out = Fused(*(np.concatenate([getattr(p, f) for p in parts]) for f in Fused._fields))
+    order = np.argsort(-out.score, kind="stable")
+    return Fused(out.xyxy[order], out.score[order], out.label[order], out.origin[order])
+
+
+def _merge_fragments(
+    xyxy: np.ndarray, score: np.ndarray, label: np.ndarray, src: np.ndarray, iou: float, merge_ios: float, class_aware: bool
+) -> Fused:
+    """Steps 2 and 3 of ``fuse_passes``: NMS, then fragments inside another pass's box dropped."""
+    if score.size == 0:
+        return Fused(xyxy, score, label, src)
+    kept = nms(xyxy, score, iou, label if class_aware else None)
+    xyxy, score, label, src = xyxy[kept], score[kept], label[kept], src[kept]  # best score first
+    if merge_ios >= 1.0 or score.size < 2:
+        return Fused(xyxy, score, label, src)
+    inside = ios_matrix(xyxy, xyxy) >= merge_ios
+    inside &= src[:, None] != src[None, :]
+    if class_aware:
+        inside &= label[:, None] == label[None, :]
+    alive = np.ones(score.size, bool)
+    for i in range(score.size):  # rows are in descending score: a kept box removes what it contains
+        if alive[i]:
+            alive &= ~inside[i]
+    return Fused(xyxy[alive], score[alive], label[alive], src[alive])
+
+
+def _pair_across_passes(
+    xyxy: np.ndarray, score: np.ndarray, label: np.ndarray, src: np.ndarray, iou: float, merge_ios: float, class_aware: bool
+) -> Fused:
+    """Pass by pass, each box is paired with at most one box kept so far (the same object); a pair keeps
+    the better-scored box, an unpaired box is another object."""
+    kept = np.zeros(0, np.int64)
+    for k in np.unique(src):
+        new = np.nonzero(src == k)[0]
+        if kept.size and new.size:
+            rows, cols = pair_boxes(xyxy[new], xyxy[kept], iou=iou, ios=merge_ios)
+            if class_aware:
+                same = label[new[rows]] == label[kept[cols]]
+                rows, cols = rows[same], cols[same]
+            better = score[new[rows]] > score[kept[cols]]
+            kept[cols[better]] = new[rows[better]]
+            new = np.delete(new, rows)
+        kept = np.concatenate([kept, new])
+    return Fused(xyxy[kept], score[kept], label[kept], src[kept])
 
 
 def _merge_overlapping(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:

@@ -9,7 +9,15 @@ import numpy as np
 
 from edge.classes import CLASSES, resolve
 from edge.config.zones import ZoneConfig
-from edge.geometry import distance_to_polygon, points_in_polygon, polygon_area, polygon_edges, to_pixels
+from edge.geometry import (
+    clip_polygon_to_rect,
+    distance_to_polygon,
+    points_in_polygon,
+    polygon_area,
+    polygon_edges,
+    reach_frame_edges,
+    to_pixels,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +95,28 @@ def _lut_cache(ids: frozenset[int]) -> np.ndarray:
     return lut
 
 
+def region_px(points: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray:
+    """A normalised region (zone, exclusion, mask) in pixels of a ``width`` x ``height`` frame, its
+    vertices on or beyond the frame border moved just past it so objects cut by the border are inside."""
+    return reach_frame_edges(to_pixels(points, width, height), width, height)
+
+
 def compile_zones(zones: Sequence[ZoneConfig], width: int, height: int) -> list[CompiledZone]:
-    """Normalised zone polygons -> pixel polygons for a ``width`` x ``height`` frame."""
+    """Normalised zone polygons -> pixel polygons for a ``width`` x ``height`` frame.
+
+    A zone drawn to the frame's border (or over it) includes the anchors on the border, where the
+    boxes of objects cut by the frame end (``region_px``); its area is the part inside the frame.
+    """
     out: list[CompiledZone] = []
     for z in zones:
-        poly = to_pixels(z.polygon, width, height)
+        poly = region_px(z.polygon, width, height)
         out.append(
             CompiledZone(
                 config=z,
                 polygon_px=poly,
-                exclude_px=tuple(to_pixels(e, width, height) for e in z.exclude),
+                exclude_px=tuple(region_px(e, width, height) for e in z.exclude),
                 class_ids=resolve(z.class_names()),
-                area_px=polygon_area(poly),
+                area_px=polygon_area(clip_polygon_to_rect(poly, 0, 0, width, height)),
                 edges=polygon_edges(poly),
             )
         )

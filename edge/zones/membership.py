@@ -33,7 +33,9 @@ class ZoneMembership:
         self.z = n_zones
         self.enter_s = enter_s
         self.exit_s = exit_s
-        self.hold_unseen_s = max(hold_unseen_s, exit_s)
+        # Honoured as given, even below exit_s: an object nobody sees leaves after hold_unseen_s (it used to
+        # be raised to exit_s silently, so "hold_unseen_s: 0" still held vanished objects for exit_s).
+        self.hold_unseen_s = hold_unseen_s
         self.ids = np.zeros(0, np.int64)
         self.inside = np.zeros((0, n_zones), bool)
         self.pending = np.zeros((0, n_zones), np.float64)

@@ -4,7 +4,14 @@
 """
 
 from firmware_sim.street.render import StreetRenderer
-from firmware_sim.street.scenario import Actor, ExpectedEpisode, Scenario, ScriptedCommand, default_scenario
+from firmware_sim.street.scenario import (
+    Actor,
+    ExpectedEpisode,
+    Scenario,
+    ScriptedCommand,
+    default_scenario,
+    queue_scenario,
+)
 from firmware_sim.street.source import StreetOptions, StreetSource, open_street_source
 
 __all__ = [
@@ -17,4 +24,5 @@ __all__ = [
     "StreetSource",
     "default_scenario",
     "open_street_source",
+    "queue_scenario",
 ]

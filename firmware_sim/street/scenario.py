@@ -271,6 +271,71 @@ def default_scenario(
     return Scenario(actors=tuple(actors), duration_s=end, commands=commands, expected=expected)
 
 
+STOP_LINE_X = 31.0  # the queue scenario's traffic light stands at the end of the kerb lane's zone
+QUEUE_GAP_M = 1.6  # bumper to bumper in a standing queue
+
+
+def queue_scenario(*, grace_s: float = 60.0, detect_lag_s: float = 25.0) -> Scenario:
+    """A queue is not parking: about 5 minutes of the kerb lane as a lane of traffic at a light.
+
+    The kerb lane carries traffic to a light at x = 31 m. Red from 20 s to 110 s: three cars queue in
+    the lane (the first two inside the no-parking zone), standing 82-90 s, longer than ``grace_s``,
+    and move off in turn at green. Through traffic keeps moving in the far lane all along. Then a car
+    stops at the kerb in the zone, alone, beside the moving traffic, for 150 s: the one violation.
+    With the kerb lane configured as a lane of the zone (``lanes``) the agent reports that car only;
+    without, the queue is three more "parked" cars.
+    """
+    actors: list[Actor] = []
+    kerb_y, far_y = 8.5, 11.6
+    car_len = SIZES["car"][0]
+    # --- through traffic in the far lane, both ways, never stopping
+    for i, t in enumerate(range(5, 320, 12)):
+        rightward = i % 2 == 0
+        x0, x1 = (-3.0, 35.0) if rightward else (35.0, -3.0)
+        actors.append(_car(f"through-{i}", 3 + i, _drive(float(t), x0, x1, far_y, 9.0)))
+    # --- the queue: red 20-110 s
+    green = 110.0
+    for i in range(3):
+        x_stop = STOP_LINE_X - car_len / 2 - 0.2 - i * (car_len + QUEUE_GAP_M)
+        t_in = 20.0 + 4.0 * i
+        t_stop = t_in + (x_stop + 3.0) / 8.0
+        t_go = green + 2.0 * i  # each follows the one ahead two seconds later
+        actors.append(
+            _car(
+                f"queue-{i}",
+                i,
+                [
+                    (t_in, -3.0, kerb_y),
+                    (t_stop, x_stop, kerb_y),
+                    (t_go, x_stop, kerb_y),
+                    (t_go + (36.0 - x_stop) / 6.0, 36.0, kerb_y),
+                ],
+            )
+        )
+    # --- a car stops at the kerb in the zone, alone, beside the moving traffic
+    k_park, k_leave = 150.0, 300.0
+    actors.append(
+        _car(
+            "car-K",
+            5,
+            [(k_park - 3.0, -3.0, kerb_y), (k_park, 24.0, kerb_y), (k_leave, 24.0, kerb_y), (k_leave + 2.0, 36.0, kerb_y)],
+        )
+    )
+    expected = (
+        ExpectedEpisode(
+            "parking_violation",
+            "kerb-no-parking",
+            k_park + grace_s,
+            k_park + grace_s + detect_lag_s,
+            "car-K at the kerb beside moving traffic (the queue at the light is not parked)",
+        ),
+    )
+    return Scenario(actors=tuple(actors), duration_s=330.0, expected=expected, task_phases=())
+
+
+SCENARIOS = {"default": default_scenario, "queue": queue_scenario}
+
+
 def _rect_poly(r: tuple[float, float, float, float]) -> list[list[float]]:
     x0, y0, x1, y1 = (r[0] / WORLD_W_M, r[1] / WORLD_H_M, r[2] / WORLD_W_M, r[3] / WORLD_H_M)
     return [

@@ -1,6 +1,7 @@
 """``StreetSource``: the synthetic street as an ``edge.ports.FrameSource``.
 
-A camera whose ``source`` is ``sim://street`` (optionally ``sim://street?seed=3&duration=120&speed=4``)
+A camera whose ``source`` is ``sim://street`` (optionally ``sim://street?seed=3&duration=120&speed=4``;
+``scenario=queue`` plays the queue-at-a-light timeline instead of the demo's)
 is opened by ``open_street_source(cam)``. Frames come at the camera's ``detect_fps`` in video time:
 ``t`` starts at 0 and advances by ``1/detect_fps``; ``ts`` is a fixed weekday morning (so zone schedules
 are in force) plus ``t``. With ``playback: realtime`` (or ``speed`` > 0) frames are paced to the wall
@@ -20,7 +21,7 @@ from edge.config.site import CameraConfig
 from edge.errors import CaptureError
 from edge.types import Frame, SourceState, SourceStatus
 from firmware_sim.street.render import StreetRenderer
-from firmware_sim.street.scenario import Scenario, default_scenario
+from firmware_sim.street.scenario import SCENARIOS, Scenario
 
 # Monday 23 November 2026, 08:00 in Asia/Shanghai: a school-day morning.
 DEFAULT_START_TS = datetime(2026, 11, 23, 8, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
@@ -35,6 +36,7 @@ class StreetOptions:
     duration_s: float | None = None  # cut the scenario short
     speed: float = 0.0  # 0 = as fast as the CPU allows; N = N x real time
     start_ts: float = DEFAULT_START_TS
+    scenario: str = "default"  # which timeline: default (the demo) or queue (a queue at a light)
 
     @classmethod
     def from_url(cls, url: str) -> StreetOptions:
@@ -44,17 +46,21 @@ class StreetOptions:
                 f"{url!r} is not a synthetic street source; write sim://street[?seed=N&duration=S&speed=X]"
             )
         q = {k: v[-1] for k, v in parse_qs(u.query).items()}
-        unknown = set(q) - {"seed", "duration", "speed", "start_ts"}
+        unknown = set(q) - {"seed", "duration", "speed", "start_ts", "scenario"}
         if unknown:
             raise CaptureError(
-                f"{url!r}: unknown option(s) {', '.join(sorted(unknown))}; use seed, duration, speed, start_ts"
+                f"{url!r}: unknown option(s) {', '.join(sorted(unknown))}; use seed, duration, speed, start_ts, scenario"
             )
+        scenario = q.get("scenario", "default")
+        if scenario not in SCENARIOS:
+            raise CaptureError(f"{url!r}: unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
         try:
             return cls(
                 seed=int(q.get("seed", 0)),
                 duration_s=float(q["duration"]) if "duration" in q else None,
                 speed=float(q.get("speed", 0.0)),
                 start_ts=float(q.get("start_ts", DEFAULT_START_TS)),
+                scenario=scenario,
             )
         except ValueError as exc:
             raise CaptureError(
@@ -79,7 +85,7 @@ class StreetSource:
             raise ValueError(f"fps must be > 0, got {fps}")
         self.camera_id = camera_id
         self.options = options or StreetOptions()
-        self.scenario = scenario or default_scenario()
+        self.scenario = scenario or SCENARIOS[self.options.scenario]()
         self.fps = fps
         self.renderer = StreetRenderer(size[0], size[1], seed=self.options.seed)
         dur = self.scenario.duration_s

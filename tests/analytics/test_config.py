@@ -29,7 +29,7 @@ def site(zones: list[dict] | None = None, rules: dict | None = None, **cam: obje
         (site([{"id": "b", "kind": "bike_bay", "polygon": SQUARE}]), "a bike_bay zone needs a capacity"),
         (
             site([{"id": "n", "kind": "no_parking", "polygon": SQUARE, "capacity": 3}]),
-            "only bike_bay zones have a capacity",
+            "only bike_bay and count zones have a capacity",
         ),
         (
             site([{"id": "n", "kind": "no_parking", "polygon": SQUARE, "classes": ["lorry"]}]),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.classes import resolve
+from edge.classes import PERSON, resolve
 from edge.config.rules import RulesConfig
 from edge.config.site import CameraConfig
 from edge.rules import CameraAnalytics
@@ -170,3 +170,62 @@ def test_bicycle_in_a_closed_bay_dispatch_loop_with_real_detections() -> None:
     )
     overflow = [t.phase for t in trs if t.kind == "bike_bay_overflow"]
     assert overflow[0] == "start" and overflow[-1] == "end"
+
+
+def _detail(region: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels: what pixelation takes away."""
+    r = region.astype(np.float32)
+    return float(np.abs(np.diff(r, axis=0)).mean() + np.abs(np.diff(r, axis=1)).mean())
+
+
+def test_evidence_crop_pixelates_people_the_tracker_has_not_confirmed() -> None:
+    """A real street crossing: the violation's crop pixelates every person the detector saw, even
+    those that are not (yet) tracks; before, only confirmed person tracks were pixelated."""
+    from edge.rules.redact import person_boxes
+    from edge.types import Tracks
+
+    img = _image("media/coco_val2017/000000181542.jpg")  # a crossing: riders and walkers beside cars
+    h, w = img.shape[:2]
+    cam = CameraConfig.model_validate(
+        {"id": "cam0", "source": "x.jpg", "model": "yolox_nano_416",
+         "zones": [{"id": "np", "kind": "no_parking", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}
+    )  # fmt: skip
+    dets = _detect(cam, img)
+    people = dets.xyxy[dets.class_id == PERSON]
+    cars = dets[np.isin(dets.class_id, list(resolve(["parkable"])))]
+    assert len(people) >= 1 and len(cars) >= 1, (len(people), len(cars))
+    saved: list[np.ndarray] = []
+
+    class Sink:
+        def save(self, crop_bgr: np.ndarray, key: str, ts: float) -> str | None:
+            saved.append(crop_bgr)
+            return "1.jpg"
+
+    rules = RulesConfig.model_validate({"membership": {"enter_s": 0}, "parking": {"grace_s": 2}})
+    analytics = CameraAnalytics(cam, rules, "UTC", evidence=Sink())
+    n = len(cars)
+    car_tracks = Tracks(  # the cars are tracks; the people are detections nobody has confirmed yet
+        xyxy=cars.xyxy, confidence=cars.confidence, class_id=cars.class_id,
+        track_id=np.arange(1, n + 1, dtype=np.int64), first_t=np.zeros(n),
+        velocity=np.zeros((n, 2), np.float32), speed_mps=np.full(n, np.nan, np.float32),
+        stationary=np.ones(n, bool), stationary_s=np.full(n, 60.0, np.float32),
+    )  # fmt: skip
+    for i in range(5):
+        analytics.update_at(float(i), TS0 + i, car_tracks, (w, h), img, detections=dets)
+    assert saved, "a violation started and its crop was saved"
+    # Where each crop came from: the car box widened by 10 %, as redacted_crop does; the people
+    # overlapping it must be pixelated there.
+    checked = 0
+    for crop, (x1, y1, x2, y2) in zip(saved, cars.xyxy, strict=False):
+        mx, my = (x2 - x1) * 0.1, (y2 - y1) * 0.1
+        cx1, cy1 = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
+        for px1, py1, px2, py2 in person_boxes(np.zeros((0, 4)), people):
+            ax1, ay1 = int(max(cx1, np.floor(px1))), int(max(cy1, np.floor(py1)))
+            ax2 = int(min(cx1 + crop.shape[1], np.ceil(px2)))
+            ay2 = int(min(cy1 + crop.shape[0], np.ceil(py2)))
+            if ax2 - ax1 >= 24 and ay2 - ay1 >= 24:
+                region = crop[ay1 - cy1 : ay2 - cy1, ax1 - cx1 : ax2 - cx1]
+                original = img[ay1:ay2, ax1:ax2]
+                assert _detail(region) < 0.35 * _detail(original), "an unconfirmed person is readable in the crop"
+                checked += 1
+    assert checked >= 1, "no person overlapped a crop: the photo does not test the redaction"

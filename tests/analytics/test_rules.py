@@ -129,7 +129,7 @@ def test_livery_dominant_colour(bgr: tuple[int, int, int], operator: str | None)
     ops = [*RulesConfig().bike.operators, OperatorConfig(name="red", hue_deg=(345.0, 15.0))]
     crop = np.full((60, 40, 3), 90, np.uint8)  # grey frame and wheels...
     crop[10:40, 5:35] = bgr  # ...with a livery panel covering ~40 %
-    assert ColourLivery(ops, min_fraction=0.12).classify(crop) == operator
+    assert ColourLivery(ops, min_fraction=0.12).classify(crop).operator == operator
 
 
 def test_redaction_pixelates_people_only() -> None:
@@ -316,3 +316,14 @@ def test_occupancy_grid_window_resets_total_keeps_and_gaps_are_capped() -> None:
     an.update_at(100.0, 1e9 + 100.0, person, (100, 100))  # a stalled camera: the gap counts at most 2 s
     assert an.occupancy_grid.sum() == pytest.approx(2.0)
     assert an.occupancy_total[1, 3] == pytest.approx(4.0) and an.occupancy_total.sum() == pytest.approx(4.0)
+
+
+def test_person_boxes_take_every_detection_no_track_covers() -> None:
+    from edge.rules.redact import person_boxes
+
+    tracked = np.array([[10, 10, 30, 60]], np.float32)
+    detected = np.array([[11, 10, 31, 61], [70, 10, 90, 60]], np.float32)  # the same person, and one unconfirmed
+    got = person_boxes(tracked, detected)
+    assert got.tolist() == [[10, 10, 30, 60], [70, 10, 90, 60]]
+    assert person_boxes(np.zeros((0, 4)), detected).shape == (2, 4)
+    assert person_boxes(tracked, np.zeros((0, 4))).shape == (1, 4)

@@ -3,7 +3,9 @@
 Covered (one file each): a car parking, staying and leaving; a car hidden 20 s by a bus (one
 violation); jitter on a zone edge; a schedule starting while a car is parked; a bay filling past
 capacity with acknowledgement and automatic resolution; a re-opened task; bikes outside bays; a
-blacklisted livery; a density surge and its clearing; in/out line crossings both ways.
+blacklisted livery; a density surge and its clearing; in/out line crossings both ways; a queue at
+a light in the zone's lane (no violation) beside a car at the kerb, a car alone in the lane and one
+the queue moves off from (violations).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def test_all_issue_scenarios_exist() -> None:
         "blacklisted_livery.yaml",
         "crowd_surge.yaml",
         "line_crossings.yaml",
+        "parking_queue_at_light.yaml",
     }
 
 
@@ -101,3 +104,23 @@ def test_dispatch_ack_reply() -> None:
             "time_to_acknowledge_s": 98.5,
         }
     ]
+
+
+def test_without_its_lanes_the_queue_would_be_three_violations() -> None:
+    """The queue scenario with the zone's lanes left out: today's rule sees the queue's three cars
+    (and the car stuck behind the blocker) as parked, besides kerb, alone and blocker."""
+    spec = load("parking_queue_at_light.yaml")
+    spec["camera"]["zones"][0].pop("lanes")
+    starts = [t for t in run(spec).transitions if t.kind == "parking_violation" and t.phase == "start"]
+    assert sum(1 for t in starts if t.t < 80) == 3
+    assert len(starts) == 3 + 1 + 3
+
+
+def test_lanes_belong_to_no_parking_zones_only() -> None:
+    from edge.config.zones import ZoneConfig
+
+    lane = [[0.0, 0.4], [1.0, 0.4], [1.0, 0.6], [0.0, 0.6]]
+    with pytest.raises(ValueError, match="lanes: only no_parking zones"):
+        ZoneConfig.model_validate({"id": "b", "kind": "bike_bay", "capacity": 3, "polygon": lane, "lanes": [lane]})
+    with pytest.raises(ValueError, match="at least 3 points"):
+        ZoneConfig.model_validate({"id": "k", "kind": "no_parking", "polygon": lane, "lanes": [lane[:2]]})

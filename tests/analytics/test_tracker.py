@@ -10,8 +10,8 @@ import pytest
 from edge.classes import BUS, CAR, PERSON
 from edge.config.rules import TrackerConfig
 from edge.config.zones import CalibrationConfig
-from edge.geometry import iou_matrix
-from edge.tracking import ByteTracker, greedy_match
+from edge.geometry import greedy_match, iou_matrix
+from edge.tracking import ByteTracker
 from edge.types import Detections, Tracks
 from edge.zones.calibration import GroundPlane
 
@@ -201,3 +201,49 @@ def test_many_objects_keep_their_ids() -> None:
         if i in (5, 49):
             ids_at[i] = o.track_id.copy()
     assert len(ids_at[5]) == n and np.array_equal(ids_at[5], ids_at[49])
+
+
+BIKE = 1  # canonical bicycle
+
+
+@pytest.mark.parametrize("fps", [2, 5])
+def test_a_steady_low_score_object_becomes_a_track(fps: int) -> None:
+    """A parked bike the model scores 0.32 in every frame passed the detector's 0.3 threshold: the
+    rules must see it (it used to stay below new_track_score 0.35 for ever), after low_confirm_s."""
+    cfg = TrackerConfig()
+    tr = ByteTracker(cfg)
+    box = [100.0, 100.0, 200.0, 180.0]
+    out = run(tr, [(k / fps, dets((box, 0.32, BIKE))) for k in range(4 * fps)])
+    first = next(k for k, o in enumerate(out) if len(o))
+    assert first / fps == pytest.approx(cfg.low_confirm_s, abs=1.0 / fps + 1e-9)
+    assert all(len(o) == 1 for o in out[first:])
+
+
+def test_a_flickering_or_brief_low_score_box_does_not() -> None:
+    cfg = TrackerConfig()
+    tr = ByteTracker(cfg)
+    box = [100.0, 100.0, 200.0, 180.0]
+    frames = [(k / 5, dets((box, 0.32, BIKE)) if k % 2 == 0 else dets()) for k in range(40)]
+    frames += [(8.0 + k / 5, dets((box, 0.32, BIKE))) for k in range(5)]  # 0.8 s < low_confirm_s
+    assert all(len(o) == 0 for o in run(tr, frames))
+    off = ByteTracker(TrackerConfig(low_birth_score=0.35))  # equal to new_track_score: turned off
+    assert all(len(o) == 0 for o in run(off, [(k / 5, dets((box, 0.32, BIKE))) for k in range(40)]))
+
+
+def test_a_low_start_is_never_confirmed_later_than_a_high_one() -> None:
+    """A person walking in scores 0.32 at first, then 0.6: confirmed confirm_s after the first
+    0.6 at the latest (a line crossing must not be lost to the longer low-score confirmation)."""
+    cfg = TrackerConfig()
+    tr = ByteTracker(cfg)
+    frames = [(k / 10, dets((moving(k / 10), 0.32 if k < 5 else 0.6, PERSON))) for k in range(20)]
+    out = run(tr, frames)
+    first = next(k for k, o in enumerate(out) if len(o))
+    assert first <= 5 + round(cfg.confirm_s * 10)
+    assert len({int(o.track_id[0]) for o in out[first:]}) == 1
+
+
+def test_low_birth_score_must_lie_between_low_score_and_new_track_score() -> None:
+    with pytest.raises(ValueError, match="low_birth_score"):
+        TrackerConfig(low_birth_score=0.05)
+    with pytest.raises(ValueError, match="low_birth_score"):
+        TrackerConfig(low_birth_score=0.5)

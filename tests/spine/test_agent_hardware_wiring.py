@@ -131,3 +131,22 @@ def test_beacon_gets_the_box_clock_not_video_time(tmp_path: Path) -> None:
     assert len(hw.alarms) == 1
     assert before <= hw.alarms[0].t <= time.monotonic()
     assert abs(hw.alarms[0].ts - time.time()) < 5
+
+
+def test_an_observer_that_raises_never_stops_the_camera(tmp_path: Path) -> None:
+    """A bug in an on_step/on_event observer is logged; the camera keeps processing to the end."""
+    calls = {"step": 0, "event": 0}
+
+    def bad_step(_result: Any) -> None:
+        calls["step"] += 1
+        raise RuntimeError("observer bug")
+
+    def bad_event(_event: dict[str, Any]) -> None:
+        calls["event"] += 1
+        raise RuntimeError("observer bug")
+
+    events: list[dict[str, Any]] = []
+    agent = Agent(config(tmp_path), on_event=bad_event, on_step=bad_step, hardware=RecordingHardware())
+    run_until(agent, events, lambda: calls["step"] >= 10 and calls["event"] >= 2)
+    assert agent.cameras["cam0"].frames >= 10
+    assert agent.cameras["cam0"].errors >= 10  # counted as stage errors for health

@@ -74,9 +74,16 @@ def test_bench_measures_every_stage_with_two_cameras(short_clip: Path, capfd: py
     assert code == 0
     captured = capfd.readouterr()
     r = json.loads(captured.out)
-    # progress while it runs, one line per stage, on stderr (the child's too)
-    for line in ("bench: capture + decode", "bench: round 1/2", "bench: round 2/2", "bench: memory: the agent with 1 camera"):
-        assert line in captured.err, captured.err
+    # Progress on stderr while it runs: each stage announced in order, the child's stages too, and step 3
+    # (the agent's rounds and the bare inference between them) as a bar to 100 % of its planned seconds.
+    err = captured.err
+    assert err.index("bench 1/4") < err.index("bench 2/4") < err.index("bench 3/4") < err.index("bench 4/4"), err
+    planned = 1 * 2 * (1 + len(r["bare_layouts"]))  # seconds x rounds x (the agent + each bare layout)
+    assert "whole pipeline + bare inference [" in err and "100%" in err, err
+    assert f"{planned:.1f}/{planned:.1f} s" in err, err
+    assert err.index("100%") < err.index("full detect in series") < err.index("bench 4/4"), err
+    for line in ("the agent with 2 camera(s) as live cameras", "the agent with 1 camera(s) as live cameras"):
+        assert line in err, err
     assert r["model"] == "yolox_nano_416" and r["zones"] == 3 and r["frame_size"] == "768x432"
     assert r["cameras"] == 2 and r["rounds"] == 2 and len(r["per_round"]) == 2
     cores = os.cpu_count() or 1

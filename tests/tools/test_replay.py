@@ -231,6 +231,16 @@ def test_progress_bar_renders_fraction() -> None:
     assert buf.getvalue().endswith("\n") and "\r[" in buf.getvalue()
 
 
+def test_progress_bar_with_another_unit_and_no_rate() -> None:
+    """bench's bar counts planned seconds of a step, not video, and shows no frame rate."""
+    buf = io.StringIO()
+    bar = ProgressBar(20.0, stream=buf, clock=lambda: 2.0, tty=False, label="step", unit="s", rate=False)
+    bar.update(5.0, frames=40)
+    text = bar.render(2.0)
+    assert text == f"step [{'#' * 7:<30}]  25%     5.0/20.0 s", text
+    assert "fps" not in buf.getvalue() and "video" not in buf.getvalue()
+
+
 def test_progress_bar_in_a_log_writes_one_line_per_tenth() -> None:
     buf = io.StringIO()
     bar = ProgressBar(100.0, stream=buf, clock=lambda: 1.0, tty=False)

@@ -145,3 +145,19 @@ def test_detect_through_real_cli_subprocess(assets: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     _assert_matches("deimv2_atto_320", rel, line["detections"], ref["images"][rel])
+
+
+@pytest.mark.assets
+def test_detect_shows_the_models_own_boxes_unless_asked_to_merge_person_parts(
+    assets: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`detect` is the model's output (what the reference decoder checks); --merge-person-parts applies the
+    agent's rule: the man at the trolley, boxed twice by NanoDet (with and without the trolley), is one."""
+    img = str(require_asset("media/coco_val2017/000000009891.jpg"))
+
+    def people(*extra: str) -> int:
+        rc, lines, _ = _run_detect(["detect", "--model", "nanodet_plus_m_416", *extra, img], capsys)
+        assert rc == 0
+        return sum(d["class"] == "person" for d in lines[0]["detections"])
+
+    assert (people(), people("--merge-person-parts")) == (3, 2)

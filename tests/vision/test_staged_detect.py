@@ -75,6 +75,29 @@ def test_roi_passes_in_flight_give_the_detections_of_detect_image(images: list[n
         same(det.finish(w), ref)
 
 
+def test_staged_roi_passes_are_fused_like_the_passes_run_one_by_one(images: list[np.ndarray]) -> None:
+    """The staged finish fuses tiles exactly as ``combine`` fuses ``run_passes`` (containment merge,
+    person parts), and traces each detection to the same pass."""
+    cfg = DetectorConfig(threads=1, roi="tiles", tile_grid=(2, 2))
+    assert cfg.merge_person_parts and cfg.roi_merge_ios < 1.0  # the fusion steps are on
+    det = OnnxDetector(load_manifest("yolox_nano_416"), cfg)
+    from_tiles = 0
+    for img in images[:3]:
+        h, w = img.shape[:2]
+        passes = det.run_passes(img)
+        one_by_one, origin_ref = det.combine([(p.raw.xyxy, p.raw.score, p.raw.label, r) for p, r in passes], w, h)
+        work = det.prepare(img)
+        det.infer(work)
+        staged, origin = det.finish_traced(work)
+        same(staged, one_by_one)
+        np.testing.assert_array_equal(origin, origin_ref)
+        traced, origin_traced = det.detect_traced(img)
+        same(traced, one_by_one)
+        np.testing.assert_array_equal(origin_traced, origin_ref)
+        from_tiles += int((origin_ref > 0).sum())
+    assert from_tiles > 0  # the tiles contributed detections of their own
+
+
 def test_stages_on_three_threads_give_the_detections_of_detect_image(images: list[np.ndarray]) -> None:
     """prepare on one thread, infer on another, finish on a third, frames overlapping (the agent)."""
     import queue

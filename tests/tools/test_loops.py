@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from city.loops import SourceError, build_report, percentile, read_events
+from edge.tools.loops import SourceError, build_report, percentile, read_events
 from firmware_sim.street import scenario as street
 from tests.fixtures.street_day import StreetDay
 
