@@ -306,7 +306,8 @@ class CameraAnalytics:
 
     # -- read-only views ------------------------------------------------------------------------
     def zone_states(self) -> dict[str, dict[str, Any]]:
-        """Per zone: kind, in force, held count and rule state (for drawing and the replay tool)."""
+        """Per zone: kind, in force, held count, ``counts`` by class and rule state (for drawing, the replay
+        tool and the state topics)."""
         with self._lock:
             return self._zone_states()
 
@@ -325,6 +326,9 @@ class CameraAnalytics:
                 inside = ctx.member.all_inside[:, zi]
                 st["count"] = int(inside.sum())
                 st["track_ids"] = ctx.member.all_ids[inside].tolist()
+                cls = np.clip(ctx.all_class[inside], -1, len(CLASSES) - 1) + 1
+                names = ("other", *CLASSES)
+                st["counts"] = {names[c]: int(n) for c, n in enumerate(np.bincount(cls, minlength=len(names))) if n}
             if self.zones:
                 st["polygon_px"] = self.zones[zi].polygon_px.tolist()
             st.update(bays.get(z.id, {}))
