@@ -5,6 +5,7 @@ the values compared with the agent's own zone states."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from pathlib import Path
@@ -117,14 +118,10 @@ def test_home_assistant_sees_the_street(tmp_path: Path, mosquitto: Any) -> None:
     assert cam_dev["via_device"] == by_uid["edge:demo-street:demo-pole-1:connected"]["device"]["identifiers"][0]
 
     # every entity's template renders on the retained state, to a value HA accepts
-    for cfg in configs.values():
+    for topic, cfg in configs.items():
         value = rendered_state(cfg, snap)
-        if "payload_on" in cfg:
-            assert value in (cfg["payload_on"], cfg["payload_off"])
-        elif cfg["unique_id"].endswith(":connected") is False and DISCOVERY_TOPIC.match(
-            next(t for t, c in configs.items() if c is cfg)
-        ).group("component") == "binary_sensor":  # type: ignore[union-attr]
-            assert value in ("ON", "OFF"), (cfg["unique_id"], value)
+        if DISCOVERY_TOPIC.match(topic).group("component") == "binary_sensor":  # type: ignore[union-attr]
+            assert value in (cfg.get("payload_on", "ON"), cfg.get("payload_off", "OFF")), (cfg["unique_id"], value)
         elif cfg.get("device_class") == "enum":
             assert value in cfg["options"], (cfg["unique_id"], value)
         else:
@@ -155,15 +152,18 @@ def test_home_assistant_sees_the_street(tmp_path: Path, mosquitto: Any) -> None:
     counts = [json.loads(p)["count"] for p, _ in bay_msgs]
     assert len(set(counts)) >= 5, counts
     keys = [state_key(json.loads(p)) for p, _ in bay_msgs]
-    assert all(a != b for a, b in zip(keys, keys[1:], strict=False)), "an unchanged state was published again"
-    gaps = [b - a for (_, a), (_, b) in zip(bay_msgs, bay_msgs[1:], strict=False)]
+    assert all(a != b for a, b in itertools.pairwise(keys)), "an unchanged state was published again"
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(bay_msgs)]
     assert min(gaps) >= MIN_INTERVAL_S - 0.25, gaps  # arrival times: a little network jitter allowed
     assert len(bay_msgs) < agent.cameras["street"].frames / 10  # far fewer than frames
     # the discovery configs were sent once, not on every change
-    count_cfg = [t for t, c in configs.items() if c["unique_id"] == uid("bay-1:count")][0]
+    count_cfg = next(t for t, c in configs.items() if c["unique_id"] == uid("bay-1:count"))
     assert len(live.on(count_cfg)) == 1
-    # states are not events: nothing of them went through the outbox
-    assert all("/state" not in t for t, _, _, _ in live.messages if "/events/" in t)
+    # states are not events: they went on the uplink's latest-value channel, one message each, none of
+    # them through the outbox (whose events all went to events/, features/ and health)
+    latest = [t for t, _, _, _ in live.messages if t.startswith(("homeassistant/", f"{BASE}/state"))]
+    assert agent.uplink.counters["latest_sent"] == len(latest)
+    assert agent.uplink.counters["acked"] == sum(agent.events.counts.values())
 
 
 def still_config(tmp_path: Path, port: int, zones: list[dict[str, Any]], **integrations: Any) -> dict[str, Any]:
