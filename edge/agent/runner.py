@@ -134,6 +134,7 @@ class Agent:
         )
         self.integrations = IntegrationDuties(cfg, lambda: self.cameras, self.uplink, hardware=lambda: self.hardware)
         self.metrics: AgentMetrics | None = None
+        self.metrics_server: MetricsServer | None = None
         if cfg.health.metrics.enabled:
             self.metrics_source = MetricsSource(
                 cfg,
@@ -324,6 +325,7 @@ class Agent:
             return None
         server = MetricsServer(self.cfg.health.metrics, self.metrics)
         server.start()
+        self.metrics_server = server  # its port, when the config asked for any free one (port 0)
         return server
 
     def _shutdown(self, metrics: MetricsServer | None) -> None:

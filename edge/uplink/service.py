@@ -159,6 +159,9 @@ class Uplink:
         self._latest: dict[str, bytes] = {}
         self._latest_dirty: dict[str, None] = {}
         self._latest_mids: dict[int, str] = {}
+        self._latest_refused: set[str] = set()  # topic families the broker refused (ACL): not sent again
+        self._latest_ok: set[str] = set()  # topic families the broker has acknowledged at least once
+        self._latest_suspect: collections.Counter[str] = collections.Counter()  # lost connections while unacked
         outbox.add_listener(self._poke)
 
     def _poke(self) -> None:
@@ -245,11 +248,21 @@ class Uplink:
         sent by the uplink thread while connected, and again after every reconnect. Not durable: a
         restart forgets it (the caller publishes the current state again)."""
         with self._latest_lock:
+            if self._latest_family(topic) in self._latest_refused:
+                return
             if self._latest.get(topic) == payload and (payload or topic in self._latest_dirty):
                 return
             self._latest[topic] = payload
             self._latest_dirty[topic] = None
         self._poke()
+
+    def _latest_family(self, topic: str) -> str:
+        """What an ACL typically allows or refuses as a whole: the box's own ``{base}/{level}`` (its state
+        topics), else the first level (a discovery prefix such as ``homeassistant``)."""
+        base = self.topics.base + "/"
+        if topic.startswith(base):
+            return base + topic[len(base) :].split("/", 1)[0]
+        return topic.split("/", 1)[0]
 
     def latest_pending(self) -> set[str]:
         """Topics whose latest value has not been handed to the broker connection yet."""
@@ -414,6 +427,12 @@ class Uplink:
         return delay
 
     def _lost(self, reason: str) -> None:
+        # mosquitto closes the connection on a publish its ACL denies, and over TLS the "Not authorized"
+        # PUBACK can be lost with it: a family never acknowledged that was in flight at two losses is refused.
+        for family in {self._latest_family(t) for t in self._latest_mids.values()} - self._latest_ok:
+            self._latest_suspect[family] += 1
+            if self._latest_suspect[family] >= 2 and family not in self._latest_refused:
+                self._refuse_latest(family + "/...", f"the connection was lost twice while sending it: {reason}")
         log.warning(
             "broker connection lost (%s); %d message(s) in flight will be resent", reason, len(self._inflight)
         )
@@ -449,11 +468,9 @@ class Uplink:
                     self._status_acked.set()
                 latest = self._latest_mids.pop(ev.mid, None)
                 if latest is not None and not ev.ok:
-                    self.counters["latest_rejected"] += 1
-                    self._error(
-                        f"broker rejected the retained {latest} ({ev.reason}); the broker ACL must let this box "
-                        "write it (state topics: under its own topics; Home Assistant: its discovery prefix)"
-                    )
+                    self._refuse_latest(latest, ev.reason)
+                elif latest is not None:
+                    self._latest_ok.add(self._latest_family(latest))
                 row = self._inflight.pop(ev.mid, None)
                 if row is None:
                     continue
@@ -563,6 +580,27 @@ class Uplink:
                     self._latest_dirty.pop(topic, None)
                     if not payload:
                         del self._latest[topic]  # a clear is sent once, not after every reconnect
+
+    def _refuse_latest(self, topic: str, reason: str) -> None:
+        """The broker refused a latest-value message (its ACL; mosquitto also drops the connection): stop
+        sending that whole family of topics until a restart, so a missing ACL line costs one reconnect, not
+        a reconnect per topic forever while the events wait."""
+        family = self._latest_family(topic)
+        self.counters["latest_rejected"] += 1
+        with self._latest_lock:
+            self._latest_refused.add(family)
+            for t in [t for t in self._latest if self._latest_family(t) == family]:
+                del self._latest[t]
+                self._latest_dirty.pop(t, None)
+        log.error(
+            "broker refused the retained %s (%s): nothing more is published under %s/ until a restart; "
+            "the broker ACL must let this box write there (configs/mosquitto/edge.acl: state topics and "
+            "Home Assistant discovery)",
+            topic,
+            reason,
+            family,
+        )
+        self.last_error = f"broker refused {family}/... ({reason}); fix the broker ACL and restart"
 
     # ---- JSONL sink -----------------------------------------------------------------------------
     def _step_sink(self, wait_s: float = IDLE_WAIT_S) -> None:

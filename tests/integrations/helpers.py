@@ -45,8 +45,11 @@ class Recorder:
 
     def start(self) -> Recorder:
         done = threading.Event()
-        c = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                        protocol=MQTTProtocolVersion.MQTTv5)
+        c = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe([(t, 1) for t in self.filters])
         c.on_subscribe = lambda cl, u, mid, rcs, p: done.set()
         c.on_message = self._on_message
@@ -101,6 +104,8 @@ def discovery_configs(snapshot: dict[str, bytes]) -> dict[str, dict[str, Any]]:
     for topic, payload in snapshot.items():
         if not topic.startswith("homeassistant/"):
             continue
-        assert DISCOVERY_TOPIC.match(topic), f"{topic} does not follow <prefix>/<component>/<node_id>/<object_id>/config"
+        assert DISCOVERY_TOPIC.match(topic), (
+            f"{topic} does not follow <prefix>/<component>/<node_id>/<object_id>/config"
+        )
         out[topic] = json.loads(payload)
     return out

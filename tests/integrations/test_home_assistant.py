@@ -34,7 +34,13 @@ def street_config(tmp_path: Path, port: int, duration_s: float = 100.0) -> dict[
     data["uplink"] = {
         "topic_prefix": "t",
         "outbox_path": str(tmp_path / "outbox.sqlite"),
-        "mqtt": {"host": "127.0.0.1", "port": port, "backoff_min_s": 0.1, "backoff_max_s": 0.5, "unrouted_retry_s": 0},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": port,
+            "backoff_min_s": 0.1,
+            "backoff_max_s": 0.5,
+            "unrouted_retry_s": 0,
+        },
     }
     data["health"] = {"disk_path": str(tmp_path), "health_interval_s": 3600}
     data["integrations"] = {
@@ -55,7 +61,9 @@ def check_config(topic: str, cfg: dict[str, Any], status_topic: str) -> None:
         assert "availability_topic" not in cfg  # HA refuses both
         assert cfg["availability_mode"] == "all"
         assert cfg["availability"][0]["topic"] == status_topic
-        assert all({"topic", "payload_available", "payload_not_available"} <= set(a) for a in cfg["availability"])
+        assert all(
+            {"topic", "payload_available", "payload_not_available"} <= set(a) for a in cfg["availability"]
+        )
     elif cfg["state_topic"] != status_topic:  # every entity but the box's own connectivity sensor
         assert cfg["availability_topic"] == status_topic
         assert (cfg["payload_available"], cfg["payload_not_available"]) == ("online", "offline")
@@ -115,13 +123,18 @@ def test_home_assistant_sees_the_street(tmp_path: Path, mosquitto: Any) -> None:
     assert by_uid[uid("tamper")]["device_class"] == "tamper"
     # camera entities hang off a camera device that names the box as its parent
     cam_dev = by_uid[uid("bay-1:count")]["device"]
-    assert cam_dev["via_device"] == by_uid["edge:demo-street:demo-pole-1:connected"]["device"]["identifiers"][0]
+    assert (
+        cam_dev["via_device"] == by_uid["edge:demo-street:demo-pole-1:connected"]["device"]["identifiers"][0]
+    )
 
     # every entity's template renders on the retained state, to a value HA accepts
     for topic, cfg in configs.items():
         value = rendered_state(cfg, snap)
         if DISCOVERY_TOPIC.match(topic).group("component") == "binary_sensor":  # type: ignore[union-attr]
-            assert value in (cfg.get("payload_on", "ON"), cfg.get("payload_off", "OFF")), (cfg["unique_id"], value)
+            assert value in (cfg.get("payload_on", "ON"), cfg.get("payload_off", "OFF")), (
+                cfg["unique_id"],
+                value,
+            )
         elif cfg.get("device_class") == "enum":
             assert value in cfg["options"], (cfg["unique_id"], value)
         else:
@@ -130,14 +143,18 @@ def test_home_assistant_sees_the_street(tmp_path: Path, mosquitto: Any) -> None:
     for zid, st in zones.items():
         doc = json.loads(snap[f"{BASE}/state/street/{zid}"])
         assert doc["count"] == st["count"], zid
-        assert render(by_uid[uid(f"{zid}:count")]["value_template"], snap[f"{BASE}/state/street/{zid}"]) == str(st["count"])
+        assert render(
+            by_uid[uid(f"{zid}:count")]["value_template"], snap[f"{BASE}/state/street/{zid}"]
+        ) == str(st["count"])
         assert doc["counts"] == st.get("by_class", st["counts"]), zid
         assert doc["active"] == st["active"]
     bay = json.loads(snap[f"{BASE}/state/street/bay-1"])
     assert bay["count"] == zones["bay-1"]["count"] >= 7  # 8 bikes have rolled in by 100 s (capacity 6)
     assert bay["occupancy"] == zones["bay-1"]["occupancy"] and bay["capacity"] == 6
     assert bay["overflow"] is zones["bay-1"]["overflow"]
-    assert rendered_state(by_uid[uid("bay-1:occupancy")], snap) == str(round(zones["bay-1"]["occupancy"] * 100, 1))
+    assert rendered_state(by_uid[uid("bay-1:occupancy")], snap) == str(
+        round(zones["bay-1"]["occupancy"] * 100, 1)
+    )
     plaza = json.loads(snap[f"{BASE}/state/street/plaza"])
     assert plaza["density"] == zones["plaza"]["density"] and plaza["los"] == zones["plaza"]["los"]
     kerb = json.loads(snap[f"{BASE}/state/street/kerb-no-parking"])
@@ -166,7 +183,9 @@ def test_home_assistant_sees_the_street(tmp_path: Path, mosquitto: Any) -> None:
     assert agent.uplink.counters["acked"] == sum(agent.events.counts.values())
 
 
-def still_config(tmp_path: Path, port: int, zones: list[dict[str, Any]], **integrations: Any) -> dict[str, Any]:
+def still_config(
+    tmp_path: Path, port: int, zones: list[dict[str, Any]], **integrations: Any
+) -> dict[str, Any]:
     img = tmp_path / "still.png"
     if not img.exists():
         cv2.imwrite(str(img), np.full((240, 320, 3), 90, np.uint8))
@@ -233,7 +252,9 @@ def test_door_switch_and_availability(tmp_path: Path, mosquitto: Any) -> None:
     ha = Recorder(mosquitto.port, ("homeassistant/#", f"{LAB}/#")).start()
     with Running(data) as run:
         wait_until(lambda: f"{LAB}/state" in ha.latest(), 10, "the box state")
-        door = next(c for c in discovery_configs(ha.latest()).values() if c["unique_id"] == "edge:lab:pole-ha:door")
+        door = next(
+            c for c in discovery_configs(ha.latest()).values() if c["unique_id"] == "edge:lab:pole-ha:door"
+        )
         assert door["device_class"] == "door" and door["state_topic"] == f"{LAB}/state"
         assert rendered_state(door, ha.latest()) == "OFF"
         assert ha.latest()[f"{LAB}/status"] == b"online"
@@ -241,10 +262,14 @@ def test_door_switch_and_availability(tmp_path: Path, mosquitto: Any) -> None:
         wait_until(lambda: rendered_state(door, ha.latest()) == "ON", 10, "the door entity to turn on")
         assert run.agent.hardware.enclosure_open()
         # the camera is online: its zone entities are available (both availability topics say so)
-        zone_count = next(c for c in discovery_configs(ha.latest()).values() if c["unique_id"].endswith(":all:count"))
+        zone_count = next(
+            c for c in discovery_configs(ha.latest()).values() if c["unique_id"].endswith(":all:count")
+        )
         avail = zone_count["availability"]
         assert render(avail[1]["value_template"], ha.latest()[avail[1]["topic"]]) == "online"
-        assert rendered_state(zone_count, ha.latest()) == str(run.agent.cameras["cam0"].analytics.zone_states()["all"]["count"])
+        assert rendered_state(zone_count, ha.latest()) == str(
+            run.agent.cameras["cam0"].analytics.zone_states()["all"]["count"]
+        )
     ha.stop()
     snap = retained(mosquitto.port, f"{LAB}/#")
     assert snap[f"{LAB}/status"] == b"offline"  # a clean stop: every entity becomes unavailable
@@ -274,10 +299,14 @@ def test_removed_zones_lose_their_entities(tmp_path: Path, mosquitto: Any) -> No
         assert not any(":north:" in u for u in ha_topics(snap)) and f"{LAB}/state/cam0/north" not in snap
         ids2 = ha_topics(snap)
         # the zone that stayed keeps its unique ids (and topics) across the restart
-        assert {u: t for u, t in ids1.items() if ":south:" in u} == {u: t for u, t in ids2.items() if ":south:" in u}
+        assert {u: t for u, t in ids1.items() if ":south:" in u} == {
+            u: t for u, t in ids2.items() if ":south:" in u
+        }
 
         # a live config reload adds a zone; another turns Home Assistant off: every config is cleared
-        data = still_config(tmp_path, mosquitto.port, [*one, {"id": "east", "kind": "count", "polygon": SQUARE}])
+        data = still_config(
+            tmp_path, mosquitto.port, [*one, {"id": "east", "kind": "count", "polygon": SQUARE}]
+        )
         run.agent.reload_config({"yaml": yaml.safe_dump(data)})
         wait_until(lambda: any(":east:" in u for u in ha_topics(ha.latest())), 10, "the new zone's entities")
         data["integrations"]["home_assistant"]["enabled"] = False
@@ -296,16 +325,26 @@ def test_states_after_an_outage_are_current_not_replayed(tmp_path: Path, mosquit
     the queued history, and before it says "online"."""
     data = still_config(tmp_path, mosquitto.port, [{"id": "all", "kind": "count", "polygon": SQUARE}])
     with Running(data) as run:
-        wait_until(lambda: f"{LAB}/state" in retained(mosquitto.port, f"{LAB}/#", settle_s=0.2), 10, "the box state")
+        wait_until(
+            lambda: f"{LAB}/state" in retained(mosquitto.port, f"{LAB}/#", settle_s=0.2), 10, "the box state"
+        )
         before = retained(mosquitto.port, "homeassistant/#", f"{LAB}/#")
         mosquitto.stop()
-        (mosquitto.dir / "mosquitto.db").unlink()  # a broker without persistence: every retained message is gone
+        (
+            mosquitto.dir / "mosquitto.db"
+        ).unlink()  # a broker without persistence: every retained message is gone
         wait_until(lambda: not run.agent.uplink.connected, 10, "the uplink to notice")
         store = run.agent.uplink._latest  # white box: the latest value waiting for the connection
         run.pins.pin(27).drive_high()
-        wait_until(lambda: json.loads(store.get(f"{LAB}/state", b"{}")).get("door_open") is True, 10, "door open (queued)")
+        wait_until(
+            lambda: json.loads(store.get(f"{LAB}/state", b"{}")).get("door_open") is True,
+            10,
+            "door open (queued)",
+        )
         run.pins.pin(27).drive_low()
-        wait_until(lambda: json.loads(store.get(f"{LAB}/state", b"{}")).get("door_open") is False, 10, "door closed")
+        wait_until(
+            lambda: json.loads(store.get(f"{LAB}/state", b"{}")).get("door_open") is False, 10, "door closed"
+        )
         mosquitto.start()
         live = Recorder(mosquitto.port, (f"{LAB}/#",), client_id="ha-after").start()
         wait_until(lambda: run.agent.uplink.connected, 20, "the reconnect")
@@ -315,7 +354,9 @@ def test_states_after_an_outage_are_current_not_replayed(tmp_path: Path, mosquit
         box = [json.loads(p) for t, p, _, _ in msgs if t == f"{LAB}/state" and p]
         assert box and all(d["door_open"] is False for d in box), box  # the open door was never replayed
         fresh = [i for i, (t, _, r, _) in enumerate(msgs) if t == f"{LAB}/state" and not r]
-        online = [i for i, (t, p, r, _) in enumerate(msgs) if t == f"{LAB}/status" and p == b"online" and not r]
+        online = [
+            i for i, (t, p, r, _) in enumerate(msgs) if t == f"{LAB}/status" and p == b"online" and not r
+        ]
         if fresh and online:  # the recorder saw the reconnect live: the state came before "online"
             assert fresh[0] < online[0]
         after = retained(mosquitto.port, "homeassistant/#", f"{LAB}/#")
