@@ -37,6 +37,7 @@ from edge.uplink.service import Uplink
 log = logging.getLogger(__name__)
 
 Cameras = Callable[[], Mapping[str, CameraRuntime]]
+_NOT_ONLINE = (SourceState.OFFLINE, SourceState.ENDED)
 
 
 class HardwareDuties:
@@ -145,9 +146,12 @@ class HealthDuties:
 
 
 # ---------------------------------------------------------------------------------------------------
-def box_state(cameras: Mapping[str, CameraRuntime], hw: HardwareManager | None, door_switch: bool) -> BoxState:
+def box_state(
+    cameras: Mapping[str, CameraRuntime], hw: HardwareManager | None, door_switch: bool, *, stopping: bool = False
+) -> BoxState:
     """The box now, from the running cameras (their rules' zone views, tamper, source state) and the
-    enclosure door. Safe from any thread: each camera's rules lock their own state."""
+    enclosure door. Safe from any thread: each camera's rules lock their own state. ``stopping``: the
+    cameras have been stopped (a clean exit), none is online."""
     cams: list[CameraState] = []
     for cr in list(cameras.values()):
         views = cr.analytics.zone_states()
@@ -155,7 +159,7 @@ def box_state(cameras: Mapping[str, CameraRuntime], hw: HardwareManager | None, 
         cams.append(
             CameraState(
                 camera_id=cr.cam.id,
-                online=cr.frames > 0 and cr.state not in (SourceState.OFFLINE, SourceState.ENDED),
+                online=not stopping and cr.frames > 0 and cr.state not in _NOT_ONLINE,
                 tamper_checked=cr.tamper is not None,
                 faults=tuple(cr.tamper.active_faults) if cr.tamper is not None else (),
                 ts=cr.clock[1] if cr.clock is not None else None,
@@ -164,6 +168,25 @@ def box_state(cameras: Mapping[str, CameraRuntime], hw: HardwareManager | None, 
         )
     door = hw.enclosure_open() if (door_switch and hw is not None) else None
     return BoxState(cameras=tuple(cams), door_open=door)
+
+
+def discovery_shape(box: BoxState) -> tuple[object, ...]:
+    """What decides which entities exist (not their values): rebuild the discovery configs when it changes."""
+    return (
+        box.door_open is not None,
+        tuple(
+            (
+                c.camera_id,
+                c.tamper_checked,
+                tuple(
+                    (z.zone_id, z.kind, z.classes, z.capacity is not None and z.occupancy is not None,
+                     z.overflow is not None, z.density is not None, z.violations is not None)
+                    for z in c.zones
+                ),
+            )
+            for c in box.cameras
+        ),
+    )  # fmt: skip
 
 
 class RetainedLedger:
@@ -221,6 +244,8 @@ class IntegrationDuties:
         self._sent: dict[str, tuple[str, float]] = {}  # state topic -> (state key, box time handed over)
         self._discovery: dict[str, bytes] = {}  # discovery topic -> payload handed over
         self._clearing: set[str] = set()  # empty retained messages not yet handed to the connection
+        self._shape: object = None  # what the discovery configs were last built from
+        self._configs: dict[str, bytes] = {}
         self._failing = False
 
     def _context(self) -> DiscoveryContext:
@@ -235,12 +260,13 @@ class IntegrationDuties:
             states=self._states,
         )
 
-    def tick(self, now: float, *, force: bool = False) -> None:
-        """Publish what changed; ``force`` ignores the minimum interval (the last state before a stop)."""
+    def tick(self, now: float, *, final: bool = False) -> None:
+        """Publish what changed. ``final``: the last states before a clean stop (the cameras have stopped),
+        sent whatever the minimum interval."""
         if not self._uplink.brokered:
             return
         try:
-            self._publish(now, force)
+            self._publish(now, final)
             if self._failing:
                 log.info("state topics published again")
             self._failing = False
@@ -249,12 +275,14 @@ class IntegrationDuties:
                 log.exception("state topics / discovery failed")
             self._failing = True
 
-    def _publish(self, now: float, force: bool) -> None:
+    def _publish(self, now: float, final: bool) -> None:
         integ = self.cfg.integrations
         st, ha = integ.state_topics, integ.home_assistant
         keep: set[str] = set()
         if st.enabled or ha.enabled or self._ledger.topics or self._sent or self._discovery:
-            box = box_state(self._cameras(), self._hardware(), self.cfg.hardware.tamper_switch is not None)
+            box = box_state(
+                self._cameras(), self._hardware(), self.cfg.hardware.tamper_switch is not None, stopping=final
+            )
         else:
             return  # nothing configured, nothing ever published
         if st.enabled:
@@ -262,14 +290,17 @@ class IntegrationDuties:
             for topic, doc in state_documents(self._states, box, self._wall()).items():
                 key = state_key(doc)
                 prev = self._sent.get(topic)
-                if prev is not None and (prev[0] == key or (not force and now - prev[1] < st.min_interval_s)):
+                if prev is not None and (prev[0] == key or (not final and now - prev[1] < st.min_interval_s)):
                     continue
                 self._uplink.publish_latest(topic, encode(doc))
                 self._sent[topic] = (key, now)
         if ha.enabled:
-            for topic, doc in discovery_documents(self._context(), box).items():
+            shape = (ha, discovery_shape(box))
+            if shape != self._shape:  # the entities change with the config, not with the counts
+                self._shape = shape
+                self._configs = {t: encode(d) for t, d in discovery_documents(self._context(), box).items()}
+            for topic, payload in self._configs.items():
                 keep.add(topic)
-                payload = encode(doc)
                 if self._discovery.get(topic) != payload:
                     self._uplink.publish_latest(topic, payload)
                     self._discovery[topic] = payload

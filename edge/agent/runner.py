@@ -338,7 +338,7 @@ class Agent:
         for cr in self.cameras.values():
             cr.join()
         self.events.submit([agent_status_draft("stopping", outbox_pending=self.outbox.pending())])
-        self.integrations.tick(time.monotonic(), force=True)  # the final states, retained beside "offline"
+        self.integrations.tick(time.monotonic(), final=True)  # the last states, retained beside "offline"
         self.uplink.stop(  # retained: status "offline", and why on .../status/reason
             flush_timeout_s=SHUTDOWN_FLUSH_S,
             reason="stopped" if self.exit_code == 0 else "error",

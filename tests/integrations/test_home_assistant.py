@@ -275,6 +275,7 @@ def test_door_switch_and_availability(tmp_path: Path, mosquitto: Any) -> None:
     assert snap[f"{LAB}/status"] == b"offline"  # a clean stop: every entity becomes unavailable
     assert json.loads(snap[f"{LAB}/status/reason"])["reason"] == "stopped"
     assert json.loads(snap[f"{LAB}/state"])["door_open"] is True  # the last state stays, beside "offline"
+    assert json.loads(snap[f"{LAB}/state/cam0"])["online"] is False  # the cameras were stopped
 
 
 @pytest.mark.broker
