@@ -36,7 +36,7 @@ from typing import Any
 from edge import __version__
 from edge.agent.camera import CameraRuntime, InFlight, SourceFactory, build_camera
 from edge.agent.commands import AgentCommands
-from edge.agent.duties import HardwareDuties, HealthDuties
+from edge.agent.duties import HardwareDuties, HealthDuties, IntegrationDuties, MetricsSource
 from edge.agent.emitter import EventEmitter, agent_status_draft
 from edge.agent.inference import InferenceHub, InferenceJob
 from edge.agent.pipeline import StepResult
@@ -48,7 +48,7 @@ from edge.events.builder import EventBuilder
 from edge.events.schema import ClockQuality
 from edge.events.signing import KeyStore
 from edge.hardware.manager import HardwareManager
-from edge.health.metrics import MetricsServer
+from edge.health.metrics import AgentMetrics, MetricsServer
 from edge.health.report import CameraStatusMonitor
 from edge.health.supervisor import Supervisor
 from edge.health.system import clock_quality
@@ -145,6 +145,20 @@ class Agent:
             if hardware is not None
             else None
         )
+        self.integrations = IntegrationDuties(cfg, lambda: self.cameras, self.uplink, hardware=lambda: self.hardware)
+        self.metrics: AgentMetrics | None = None
+        self.metrics_server: MetricsServer | None = None
+        if cfg.health.metrics.enabled:
+            self.metrics_source = MetricsSource(
+                cfg,
+                lambda: self.cameras,
+                self.outbox,
+                self.uplink,
+                health=lambda: self.health.last_payload,
+                events=lambda: self.events.counts,
+                hardware=lambda: self.hardware,
+            )
+            self.metrics = AgentMetrics(self.metrics_source)
         self.supervisor = Supervisor(cfg.health.watchdog)
 
     # ------------------------------------------------------------------ what events carry
@@ -254,6 +268,8 @@ class Agent:
             cr.last_step = result
             self._progress()
             cr.stats.on_processed(frame.t, result.timing_ms.get("detect", 0.0), result.inferred)
+            if self.metrics is not None:
+                self.metrics.observe_step(cr.cam.id, result.timing_ms, result.inferred)
             self.events.submit(result.drafts, cr.model)
             if self.on_step is not None:
                 try:
@@ -355,11 +371,11 @@ class Agent:
             self.hardware = self.events.hardware = self.hardware_duties = None
 
     def _start_metrics(self) -> MetricsServer | None:
-        mcfg = self.cfg.health.metrics
-        if not mcfg.enabled:
+        if self.metrics is None:
             return None
-        server = MetricsServer(mcfg, lambda: self.health.last_payload)
+        server = MetricsServer(self.cfg.health.metrics, self.metrics)
         server.start()
+        self.metrics_server = server  # its port, when the config asked for any free one (port 0)
         return server
 
     def _shutdown(self, metrics: MetricsServer | None) -> None:
@@ -374,6 +390,7 @@ class Agent:
         if self.inference is not None:
             self.inference.stop()
         self.events.submit([agent_status_draft("stopping", outbox_pending=self.outbox.pending())])
+        self.integrations.tick(time.monotonic(), final=True)  # the last states, retained beside "offline"
         self.uplink.stop(  # retained: status "offline", and why on .../status/reason
             flush_timeout_s=SHUTDOWN_FLUSH_S,
             reason="stopped" if self.exit_code == 0 else "error",
@@ -395,6 +412,7 @@ class Agent:
         for cmd in self.uplink.poll_commands():
             self.commands.handle(cmd, self.uplink.reply)
         self.health.tick(now)
+        self.integrations.tick(now)
 
     # ------------------------------------------------------------------ config reload
     def reload_config(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -426,7 +444,9 @@ class Agent:
             if self.inference is not None:
                 self.inference.stop()
             old_cfg, self.cfg = self.cfg, new
-            self.health.cfg = new
+            self.health.cfg = self.integrations.cfg = new
+            if self.metrics is not None:
+                self.metrics_source.cfg = new
             self.builder.set_config_hash(config_hash(new))
             self.cameras = fresh
             self.inference = hub

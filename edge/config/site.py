@@ -14,6 +14,7 @@ from edge.config.base import Field, Point, StrictModel, check_polygon
 from edge.config.detector import DetectorConfig
 from edge.config.hardware import HardwareConfig
 from edge.config.health import HealthConfig, TamperConfig
+from edge.config.integrations import TOPIC_LEVEL_FORBIDDEN, IntegrationsConfig
 from edge.config.rules import RulesConfig
 from edge.config.signing import SigningConfig
 from edge.config.uplink import UplinkConfig
@@ -180,6 +181,10 @@ class SiteConfig(StrictModel):
     signing: SigningConfig = Field(
         default_factory=SigningConfig, description="Signed events: the box's Ed25519 key (on by default)."
     )
+    integrations: IntegrationsConfig = Field(
+        default_factory=IntegrationsConfig,
+        description="Retained state topics and Home Assistant discovery (opt-in; see docs/integrations.md).",
+    )
 
     @field_validator("device_id", "site_id")
     @classmethod
@@ -202,4 +207,25 @@ class SiteConfig(StrictModel):
             if cam.id in seen:
                 raise ValueError(f"cameras[{i}].id: duplicate camera id {cam.id!r}")
             seen.add(cam.id)
+        return self
+
+    @model_validator(mode="after")
+    def _state_topics(self) -> SiteConfig:
+        """State topics are MQTT topics with the zone id as a level: a broker, and ids fit for a topic level."""
+        if not self.integrations.state_topics.enabled:
+            return self
+        if self.uplink.mqtt is None:
+            raise ValueError(
+                "integrations.state_topics.enabled: state topics are retained MQTT messages and this box has no "
+                "broker; configure uplink.mqtt or turn them off"
+            )
+        for i, cam in enumerate(self.cameras):
+            for j, z in enumerate(cam.zones):
+                bad = [c for c in TOPIC_LEVEL_FORBIDDEN if c in z.id]
+                if bad:
+                    raise ValueError(
+                        f"cameras[{i}].zones[{j}].id: {z.id!r} contains {''.join(bad)!r}, which cannot be in an "
+                        "MQTT topic level (the zone's state topic); rename the zone or turn "
+                        "integrations.state_topics off"
+                    )
         return self

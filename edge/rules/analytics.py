@@ -359,7 +359,8 @@ class CameraAnalytics:
     def zone_states(self) -> dict[str, dict[str, Any]]:
         """Per zone: kind, in force, ``count`` and ``counts`` by class as the rules count them (zone members,
         held while briefly unseen; crowd zones: visible now), capacity and occupancy of count zones with a
-        capacity, and each rule's state. What the box reports: replay draws it, ``eval`` measures it."""
+        capacity, and each rule's state. What the box reports: replay draws it, ``eval`` measures it,
+        the state topics publish it."""
         with self._lock:
             return self._zone_states()
 

@@ -1,6 +1,6 @@
 """``edge-agent privacy --config FILE``: what leaves the box for this config, stated from the config.
 
-It lists where data goes (broker, JSONL file, cellular fallback, metrics endpoint), every event
+It lists where data goes (broker, state topics, Home Assistant discovery, JSONL file, cellular fallback, metrics endpoint), every event
 kind this config can emit with its payload fields (from the published schemas), and whether any
 image can leave the box (evidence crops, the ``snapshot`` command, uploads). ``--json`` prints
 the same statement as one JSON object. ``tests/tools/test_privacy.py`` asserts it for every
@@ -83,6 +83,17 @@ def statement(cfg: SiteConfig) -> PrivacyStatement:
         m = up.mqtt
         how = "TLS" + (" with a client certificate" if m.tls and m.tls.cert_file else "") if m.tls else "PLAINTEXT"
         dest.append(f"MQTT broker {m.host}:{m.effective_port} ({how}), topics {up.topic_prefix}/{cfg.site_id}/{cfg.device_id}/...")
+    integ = cfg.integrations
+    if integ.state_topics.enabled and up.mqtt is not None:
+        dest.append(
+            f"retained state topics {up.topic_prefix}/{cfg.site_id}/{cfg.device_id}/state/... on the same broker: per "
+            "zone counts by class, occupancy, density, level of service; camera online and tamper; the enclosure door"
+        )
+    if integ.home_assistant.enabled and up.mqtt is not None:
+        dest.append(
+            f"Home Assistant discovery configs {integ.home_assistant.discovery_prefix}/<component>/{cfg.device_id}/... "
+            "on the same broker: entity names, the site, device, camera and zone ids, no measurements"
+        )
     if up.sink_path is not None:
         dest.append(f"JSONL file {up.sink_path} on the box" + (" (a copy of what is published)" if up.mqtt else ""))
     modem = cfg.hardware.modem

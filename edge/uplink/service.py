@@ -10,6 +10,11 @@ only once handled (manual acks, MQTT 5 Receive Maximum), and the uplink stops ta
 replies or commands for the runner pile up, so the broker holds the rest instead of a queue dropping
 them. Limits (retained, repeats, rate, size, depth, schema) are in ``edge.uplink.intake``.
 
+Besides the outbox, the uplink carries "latest value" messages (``publish_latest``: the retained state
+topics and Home Assistant discovery): memory only, one per topic, the newest replacing an unsent
+older one, sent while connected and all of them again on every (re)connect, before the status goes
+``online``. They never wait in the outbox, so a state is never replayed after an outage as if current.
+
 One ``Uplink`` normally runs its own thread (``start()``). A fleet simulator that runs hundreds of
 boxes in one process calls ``start(thread=False)`` instead and drives each uplink with ``step(0)``
 from one thread, waiting on ``wait_handles()`` of all of them between steps; the behaviour per box
@@ -148,6 +153,15 @@ class Uplink:
         self._driven = False
         self._was_connected = False
         self._round: tuple[float, float] | None = None  # (end, width) of the current reconnect round
+        # Latest-value messages (publish_latest): topic -> payload; b"" clears a retained message and is
+        # forgotten once sent. _latest_dirty: topics to send, in order. _latest_mids: per connection.
+        self._latest_lock = threading.Lock()
+        self._latest: dict[str, bytes] = {}
+        self._latest_dirty: dict[str, None] = {}
+        self._latest_mids: dict[int, str] = {}
+        self._latest_refused: set[str] = set()  # topic families the broker refused (ACL): not sent again
+        self._latest_ok: set[str] = set()  # topic families the broker has acknowledged at least once
+        self._latest_suspect: collections.Counter[str] = collections.Counter()  # lost connections while unacked
         outbox.add_listener(self._poke)
 
     def _poke(self) -> None:
@@ -188,7 +202,9 @@ class Uplink:
             self.outbox.flush()
             self._draining.set()
             deadline = time.monotonic() + flush_timeout_s
-            while time.monotonic() < deadline and (self.outbox.pending() or self._inflight):
+            while time.monotonic() < deadline and (
+                self.outbox.pending() or self._inflight or (self._latest_dirty and self._connected)
+            ):
                 self.step(IDLE_WAIT_S)
             self._stop.set()
             self._shutdown()
@@ -200,7 +216,8 @@ class Uplink:
             self._draining.set()
             deadline = time.monotonic() + flush_timeout_s  # real time: the caller's budget
             while time.monotonic() < deadline and self._thread.is_alive():
-                if self.outbox.pending() == 0 and not self._inflight and not (self._replies and self._connected):
+                busy = self._replies or self._latest_dirty
+                if self.outbox.pending() == 0 and not self._inflight and not (busy and self._connected):
                     break
                 time.sleep(0.01)
             self._stop.set()
@@ -219,6 +236,38 @@ class Uplink:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def brokered(self) -> bool:
+        """True when this uplink talks to a broker (False: the JSONL sink only)."""
+        return self._mcfg is not None
+
+    def publish_latest(self, topic: str, payload: bytes) -> None:
+        """Hand a retained "latest value" message to the uplink (QoS 1, retained); ``b""`` clears the
+        retained message on ``topic``. Never blocks: it replaces any unsent value for the topic and is
+        sent by the uplink thread while connected, and again after every reconnect. Not durable: a
+        restart forgets it (the caller publishes the current state again)."""
+        with self._latest_lock:
+            if self._latest_family(topic) in self._latest_refused:
+                return
+            if self._latest.get(topic) == payload and (payload or topic in self._latest_dirty):
+                return
+            self._latest[topic] = payload
+            self._latest_dirty[topic] = None
+        self._poke()
+
+    def _latest_family(self, topic: str) -> str:
+        """What an ACL typically allows or refuses as a whole: the box's own ``{base}/{level}`` (its state
+        topics), else the first level (a discovery prefix such as ``homeassistant``)."""
+        base = self.topics.base + "/"
+        if topic.startswith(base):
+            return base + topic[len(base) :].split("/", 1)[0]
+        return topic.split("/", 1)[0]
+
+    def latest_pending(self) -> set[str]:
+        """Topics whose latest value has not been handed to the broker connection yet."""
+        with self._latest_lock:
+            return set(self._latest_dirty)
 
     def poll_commands(self) -> list[Command]:
         """Validated commands for the runner, oldest first (ping is answered here)."""
@@ -254,6 +303,9 @@ class Uplink:
             "commands_rate_limited": self.counters["commands_rate_limited"],
             "commands_repeated": self.counters["commands_repeated"],
             "commands_dropped": self.counters["commands_dropped"],
+            "latest_sent": self.counters["latest_sent"],
+            "latest_rejected": self.counters["latest_rejected"],
+            "latest_pending": len(self._latest_dirty),
             "last_error": self.last_error,
             "outbox_pending": ob["pending"],
             "outbox_bytes": ob["bytes"],
@@ -335,6 +387,7 @@ class Uplink:
             return
         if self._connected and self._session is not None:
             self._send_replies()
+            self._send_latest()
             self._fill_window()
 
     def _try_connect(self) -> None:
@@ -374,6 +427,12 @@ class Uplink:
         return delay
 
     def _lost(self, reason: str) -> None:
+        # mosquitto closes the connection on a publish its ACL denies, and over TLS the "Not authorized"
+        # PUBACK can be lost with it: a family never acknowledged that was in flight at two losses is refused.
+        for family in {self._latest_family(t) for t in self._latest_mids.values()} - self._latest_ok:
+            self._latest_suspect[family] += 1
+            if self._latest_suspect[family] >= 2 and family not in self._latest_refused:
+                self._refuse_latest(family + "/...", f"the connection was lost twice while sending it: {reason}")
         log.warning(
             "broker connection lost (%s); %d message(s) in flight will be resent", reason, len(self._inflight)
         )
@@ -387,6 +446,7 @@ class Uplink:
         self._inflight.clear()
         self._inbox.clear()  # never acknowledged: the broker sends them again on the next connection
         self._status_mid = None
+        self._latest_mids.clear()
         if self._down_since is None:
             self._down_since = self._clock()
         # Events of the dead connection must not be matched against the next one's mids.
@@ -406,6 +466,11 @@ class Uplink:
             if isinstance(ev, PubAck):
                 if ev.mid == self._status_mid:
                     self._status_acked.set()
+                latest = self._latest_mids.pop(ev.mid, None)
+                if latest is not None and not ev.ok:
+                    self._refuse_latest(latest, ev.reason)
+                elif latest is not None:
+                    self._latest_ok.add(self._latest_family(latest))
                 row = self._inflight.pop(ev.mid, None)
                 if row is None:
                     continue
@@ -466,6 +531,9 @@ class Uplink:
         self.counters["connects"] += 1
         self._session.subscribe(self.topics.cmd_filter, qos=1)
         self._session.publish(self.topics.status_reason, b"", qos=1, retain=True)  # clears the last reason
+        with self._latest_lock:  # the broker may hold stale retained values: every one goes again
+            self._latest_dirty = dict.fromkeys(self._latest)
+        self._send_latest()  # before "online", so an availability watcher never sees an old state as current
         self._status_mid = self._session.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
         log.info("connected to broker (session_present=%s)", ev.session_present)
         if self.last_error:
@@ -494,6 +562,45 @@ class Uplink:
                 break
             self._inflight[mid] = row
             self.counters["sent"] += 1
+
+    def _send_latest(self) -> None:
+        """Hand the latest-value messages not yet sent to the connection, oldest first (retained, QoS 1)."""
+        if not self._latest_dirty or self._session is None:
+            return
+        with self._latest_lock:
+            todo = [(t, self._latest[t]) for t in self._latest_dirty]
+        for topic, payload in todo:
+            mid = self._session.publish(topic, payload, qos=1, retain=True)
+            if mid is None:
+                return  # the connection's queue is full: the rest go on a later step
+            self._latest_mids[mid] = topic
+            self.counters["latest_sent"] += 1
+            with self._latest_lock:
+                if self._latest.get(topic) == payload:  # not replaced meanwhile
+                    self._latest_dirty.pop(topic, None)
+                    if not payload:
+                        del self._latest[topic]  # a clear is sent once, not after every reconnect
+
+    def _refuse_latest(self, topic: str, reason: str) -> None:
+        """The broker refused a latest-value message (its ACL; mosquitto also drops the connection): stop
+        sending that whole family of topics until a restart, so a missing ACL line costs one reconnect, not
+        a reconnect per topic forever while the events wait."""
+        family = self._latest_family(topic)
+        self.counters["latest_rejected"] += 1
+        with self._latest_lock:
+            self._latest_refused.add(family)
+            for t in [t for t in self._latest if self._latest_family(t) == family]:
+                del self._latest[t]
+                self._latest_dirty.pop(t, None)
+        log.error(
+            "broker refused the retained %s (%s): nothing more is published under %s/ until a restart; "
+            "the broker ACL must let this box write there (configs/mosquitto/edge.acl: state topics and "
+            "Home Assistant discovery)",
+            topic,
+            reason,
+            family,
+        )
+        self.last_error = f"broker refused {family}/... ({reason}); fix the broker ACL and restart"
 
     # ---- JSONL sink -----------------------------------------------------------------------------
     def _step_sink(self, wait_s: float = IDLE_WAIT_S) -> None:

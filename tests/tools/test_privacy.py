@@ -25,7 +25,9 @@ EXPECTED = {
     "demo-street.yaml": (BASE | BIKES | CROWD | {"bike_outside_bay", "line_crossing", "parking_violation"}, ["JSONL file"]),
     "dev-sim.yaml": (
         BASE | BIKES | CROWD | {"parking_violation", "tamper", "sensor_status"},
-        ["MQTT broker 127.0.0.1:1883 (PLAINTEXT)", "JSONL file", "cellular modem", "Prometheus /metrics on 127.0.0.1:9108"],
+        ["MQTT broker 127.0.0.1:1883 (PLAINTEXT)", "retained state topics dev/dev-lab/dev-pole-1/state/",
+         "Home Assistant discovery configs homeassistant/<component>/dev-pole-1/", "JSONL file", "cellular modem",
+         "Prometheus /metrics on 127.0.0.1:9108"],
     ),
     "no-parking-street.yaml": (BASE | {"parking_violation"}, ["MQTT broker mqtt.city-brain.example.cn:8883 (TLS with a client certificate)"]),
     "plaza-crowd.yaml": (BASE | CROWD | {"line_crossing"}, ["MQTT broker mqtt.city-brain.example.cn:8883 (TLS with a client certificate)"]),
