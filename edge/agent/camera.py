@@ -28,7 +28,7 @@ from edge.ports import Detector, FrameSource
 from edge.rules import CameraAnalytics
 from edge.tracking import ByteTracker
 from edge.types import SourceState, SourceStatus
-from edge.vision.detector import build_detector
+from edge.vision.detector import OnnxDetector, build_detector
 from edge.vision.gating import MotionGate
 from edge.vision.motion import MotionDetector, MotionEnergy
 from edge.zones.calibration import ground_plane
@@ -102,6 +102,7 @@ class CameraRuntime:
             online=self.state is not SourceState.OFFLINE,
             tamper=self.tamper.state() if self.tamper is not None else None,
             skipped_fraction=None if self.gate is None else round(self.gate.skipped_fraction, 4),
+            model_output=self.pipeline.detector.output_health() if isinstance(self.pipeline.detector, OnnxDetector) else None,
         )
 
 

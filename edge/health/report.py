@@ -21,6 +21,7 @@ class CameraHealth:
     online: bool
     tamper: Mapping[str, Any] | None = None  # TamperMonitor.state()
     skipped_fraction: float | None = None  # MotionGate.skipped_fraction (None: gating off)
+    model_output: Mapping[str, Any] | None = None  # OnnxDetector.output_health() (None: model-free backend)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,15 @@ def build_health_payload(inp: HealthInputs) -> dict[str, Any]:
                 "calibration_valid": bool(c.tamper.get("calibration_valid", True)),
                 "brightness": c.tamper.get("brightness"),
             }
+        if c.model_output is not None:
+            mo = c.model_output
+            cam["model_output"] = {
+                "state": mo["state"],
+                "passes": int(mo["passes"]),
+                "bad_passes": int(mo["bad_passes"]),
+                "nonfinite_values": int(mo["nonfinite_values"]),
+                "dropped_rows": {k: int(v) for k, v in mo["dropped_rows"].items()},
+            }
         cams.append(cam)
     ob = inp.outbox
     outbox = {"depth": ob.depth, "oldest_age_s": _round(ob.oldest_age_s), "dropped": ob.dropped}
@@ -118,6 +128,8 @@ def health_draft(payload: Mapping[str, Any], *, t: float, ts: float, device_id: 
         active = (cam.get("tamper") or {}).get("active") or []
         if active:
             problems.append(f"camera {cam['camera_id']} tamper {','.join(active)}")
+        if (cam.get("model_output") or {}).get("state") == "garbage":
+            problems.append(f"camera {cam['camera_id']} model gives only garbage outputs (run edge-agent model check)")
     if payload.get("broker_connected") is False:
         problems.append("broker disconnected")
     severity: Severity = "minor" if problems else "info"
@@ -222,6 +234,7 @@ def summary_line(payload: Mapping[str, Any]) -> str:
         f"{c['camera_id']}:{'up' if c.get('online') else 'DOWN'}/{c['fps_processed']}fps"
         f"/p95={c['inference_p95_ms']}ms/skip={c['skipped_fraction']}"
         + (f"/TAMPER={','.join(c['tamper']['active'])}" if (c.get("tamper") or {}).get("active") else "")
+        + ("/MODEL=garbage" if (c.get("model_output") or {}).get("state") == "garbage" else "")
         for c in payload.get("cameras", [])
     )
     ob = payload.get("outbox") or {}

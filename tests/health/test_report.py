@@ -169,7 +169,7 @@ def test_health_record_from_a_camera_runtime_and_typed_inputs() -> None:
     cr = CameraRuntime(
         cam=CameraConfig.model_validate({"id": "cam0", "source": "street.mp4"}),
         source=unused,  # type: ignore[arg-type]
-        pipeline=unused,  # type: ignore[arg-type]
+        pipeline=SimpleNamespace(detector=None),  # type: ignore[arg-type]  # model-free: no output guard
         analytics=unused,  # type: ignore[arg-type]
         stats=stats,
         tamper=tamper,
@@ -192,4 +192,5 @@ def test_health_record_from_a_camera_runtime_and_typed_inputs() -> None:
     cam = p["cameras"][0]
     assert cam["fps_processed"] == pytest.approx(5.0, rel=0.1)
     assert cam["skipped_fraction"] == 0.5 and cam["tamper"]["learning"] is False
+    assert "model_output" not in cam  # a model-free backend has no output guard to report
     assert "broker disconnected" in tr.severity_reason and "outbox=7/12.5s" in p["summary"]

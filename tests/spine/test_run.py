@@ -74,6 +74,8 @@ def test_run_processes_a_whole_clip_in_video_time_and_exits_0(tmp_path: Path, as
     assert kinds[-1] == "agent_status" and events[-1]["payload"]["state"] == "stopping"
     health = [e for e in events if e["kind"] == "device_health"]
     assert health and health[0]["payload"]["cameras"][0]["camera_id"] == "door"
+    guard = health[-1]["payload"]["cameras"][0]["model_output"]  # the real model's outputs are all sane
+    assert guard["state"] == "ok" and guard["passes"] > 0 and guard["bad_passes"] == 0, guard
     assert "camera_status" not in kinds, "a camera that never went offline reports no offline/online episode"
     feats = [e for e in events if e["kind"] == "features"]
     # 139.4 s of video at one record per 30 s of video time: 4 full windows + the final partial one.
@@ -164,3 +166,48 @@ def test_camera_that_vanishes_mid_run_is_reported_offline_then_online(tmp_path: 
     assert status[0]["severity"] == "major" and "not found" in status[0]["payload"]["reason"]
     assert status[0]["incident_id"] == status[1]["incident_id"]
     assert status[1]["payload"]["offline_s"] >= 0
+
+
+@pytest.mark.slow
+def test_a_model_that_gives_only_garbage_is_named_in_the_health_record(tmp_path: Path) -> None:
+    """A model whose outputs are all NaN feeds the rules nothing; the health record says so, in the
+    camera's ``model_output`` and in the record's severity and reason, so the platform sees a blind
+    camera rather than an empty street."""
+    import cv2
+    import numpy as np
+
+    from tests.vision.synth import constant_model, synthetic_manifest, write_manifest
+
+    clip = tmp_path / "cam.avi"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(60):
+        img = np.full((120, 160, 3), 70, np.uint8)
+        cv2.circle(img, (10 + i * 2, 60), 8, (255, 255, 255), -1)
+        w.write(img)
+    w.release()
+    models = tmp_path / "models"
+    models.mkdir()
+    onnx_file = constant_model(models / "nan_yolox.onnx", "images", [1, 3, 64, 64],
+                               {"output": np.full((1, 84, 6), np.nan, np.float32)})
+    write_manifest(models, synthetic_manifest("nan_yolox", onnx_file, "yolox", ["person"],
+                                              class_map={"person": "person"}))
+    config = write_config(tmp_path, str(clip), model="nan_yolox", detect_fps=10, playback="realtime")
+    data = yaml.safe_load(config.read_text())
+    data["health"]["health_interval_s"] = 2
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    env = {**os.environ, "EDGE_MODEL_PATH": str(models)}
+    proc = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "produces only non-finite or absurd outputs" in proc.stderr
+    events = read_events(tmp_path / "events.jsonl")
+    for e in events:
+        validate_event(e)
+    health = [e for e in events if e["kind"] == "device_health"]
+    assert health, [e["kind"] for e in events]
+    last = health[-1]
+    guard = last["payload"]["cameras"][0]["model_output"]
+    assert guard["state"] == "garbage" and guard["bad_passes"] == guard["passes"] > 0, (guard, proc.stderr[-2000:])
+    assert guard["nonfinite_values"] == guard["passes"] * 84 * 6
+    assert last["severity"] == "minor" and "door model gives only garbage outputs" in last["severity_reason"]
+    assert "MODEL=garbage" in last["payload"]["summary"]
