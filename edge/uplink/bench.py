@@ -119,7 +119,10 @@ class _Subscriber:
                 if isinstance(ev, Connected):
                     self.sess.subscribe(self.topic, qos=1)
                     self.ready.set()
-                elif isinstance(ev, Message) and "/events/" in ev.topic:
+                elif isinstance(ev, Message):
+                    self.sess.ack(ev.mid, ev.qos)  # the session acknowledges by hand (Receive Maximum)
+                    if "/events/" not in ev.topic:
+                        continue
                     now = time.time()
                     doc = json.loads(ev.payload)
                     self.count += 1
