@@ -50,6 +50,20 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def moving_dot_clip(path: Path, *, frames: int, grey: int, step: int) -> Path:
+    """A small MJPG clip at 10 fps of a white dot moving right over a grey background."""
+    import cv2
+    import numpy as np
+
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(frames):
+        img = np.full((120, 160, 3), grey, np.uint8)
+        cv2.circle(img, (10 + i * step, 60), 8, (255, 255, 255), -1)
+        w.write(img)
+    w.release()
+    return path
+
+
 def agent(config: Path, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
@@ -91,16 +105,7 @@ def test_run_processes_a_whole_clip_in_video_time_and_exits_0(tmp_path: Path, as
 
 @pytest.mark.slow
 def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
-    import cv2
-    import numpy as np
-
-    clip = tmp_path / "loop.avi"
-    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
-    for i in range(30):
-        img = np.full((120, 160, 3), 40, np.uint8)
-        cv2.circle(img, (10 + i * 4, 60), 8, (255, 255, 255), -1)
-        w.write(img)
-    w.release()
+    clip = moving_dot_clip(tmp_path / "loop.avi", frames=30, grey=40, step=4)
     calibration = {"image_points": [[0, 0], [1, 0], [1, 1], [0, 1]], "ground_points_m": [[0, 0], [8, 0], [8, 6], [0, 6]]}
     config = write_config(tmp_path, str(clip), model="motion", loop=True, playback="realtime", calibration=calibration)
     proc = agent(config)
@@ -120,19 +125,10 @@ def test_camera_that_vanishes_mid_run_is_reported_offline_then_online(tmp_path: 
     import shutil
     import threading
 
-    import cv2
-    import numpy as np
-
     from edge.agent.runner import Agent
     from edge.config import load_config
 
-    clip = tmp_path / "cam.avi"
-    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
-    for i in range(20):
-        img = np.full((120, 160, 3), 60, np.uint8)
-        cv2.circle(img, (10 + i * 6, 60), 8, (255, 255, 255), -1)
-        w.write(img)
-    w.release()
+    clip = moving_dot_clip(tmp_path / "cam.avi", frames=20, grey=60, step=6)
     backup = tmp_path / "backup.avi"
     shutil.copy(clip, backup)
     calibration = {"image_points": [[0, 0], [1, 0], [1, 1], [0, 1]], "ground_points_m": [[0, 0], [8, 0], [8, 6], [0, 6]]}
@@ -173,18 +169,11 @@ def test_a_model_that_gives_only_garbage_is_named_in_the_health_record(tmp_path:
     """A model whose outputs are all NaN feeds the rules nothing; the health record says so, in the
     camera's ``model_output`` and in the record's severity and reason, so the platform sees a blind
     camera rather than an empty street."""
-    import cv2
     import numpy as np
 
     from tests.vision.synth import constant_model, synthetic_manifest, write_manifest
 
-    clip = tmp_path / "cam.avi"
-    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
-    for i in range(60):
-        img = np.full((120, 160, 3), 70, np.uint8)
-        cv2.circle(img, (10 + i * 2, 60), 8, (255, 255, 255), -1)
-        w.write(img)
-    w.release()
+    clip = moving_dot_clip(tmp_path / "cam.avi", frames=60, grey=70, step=2)
     models = tmp_path / "models"
     models.mkdir()
     onnx_file = constant_model(models / "nan_yolox.onnx", "images", [1, 3, 64, 64],
