@@ -102,8 +102,13 @@ class CameraRuntime:
             online=self.state is not SourceState.OFFLINE,
             tamper=self.tamper.state() if self.tamper is not None else None,
             skipped_fraction=None if self.gate is None else round(self.gate.skipped_fraction, 4),
-            model_output=self.pipeline.detector.output_health() if isinstance(self.pipeline.detector, OnnxDetector) else None,
+            model_output=self.model_output(),
         )
+
+    def model_output(self) -> dict[str, object] | None:
+        """The ONNX detector's output guard (state, passes, dropped rows); None for a model-free backend."""
+        det = self.pipeline.detector
+        return det.output_health() if isinstance(det, OnnxDetector) else None
 
 
 def is_still(cam: CameraConfig) -> bool:

@@ -354,6 +354,7 @@ class MetricsSource:
                     dropped=int(totals.get("dropped", 0)),
                     skipped=int(totals.get("skipped", 0)),
                     errors=int(cr.errors),
+                    model_output=cr.model_output(),
                 )
             )
         return MetricsInputs(

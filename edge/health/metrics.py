@@ -56,6 +56,7 @@ class CameraCounters:
     dropped: int  # overwritten in the one-slot capture buffer
     skipped: int  # processed without running the detector (motion gating)
     errors: int  # frames a stage failed on
+    model_output: Mapping[str, Any] | None = None  # the detector's output guard (None: model-free backend)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,24 @@ def camera_metrics(inp: MetricsInputs) -> Iterator[Metric | None]:
         "1 while a camera tamper fault is active (covered, defocused, moved, frozen, over/underexposed).",
         [((c.camera_id, f), f in c.faults) for c in states if c.tamper_checked for f in FAULTS],
         ("camera", "fault"),
+    )
+    guarded = [c for c in cams if c.model_output is not None]
+    yield _gauge(
+        "edge_camera_model_garbage",
+        "1 while the camera's model gives only NaN/inf or absurd outputs (nothing reaches the rules).",
+        [((c.camera_id,), c.model_output["state"] == "garbage") for c in guarded if c.model_output],
+        ("camera",),
+    )
+    yield _counter(
+        "edge_camera_model_rows_dropped",
+        "Decoded detections the output guard dropped, by reason (non_finite, score_range, huge_box).",
+        [
+            ((c.camera_id, reason), n)
+            for c in guarded
+            if c.model_output
+            for reason, n in dict(c.model_output["dropped_rows"]).items()
+        ],
+        ("camera", "reason"),
     )
 
 

@@ -49,7 +49,14 @@ INPUTS = MetricsInputs(
         ),
         door_open=False,
     ),
-    cameras=(CameraCounters("cam0", captured=120, processed=110, dropped=10, skipped=40, errors=2),),
+    cameras=(
+        CameraCounters(
+            "cam0", captured=120, processed=110, dropped=10, skipped=40, errors=2,
+            model_output={"state": "garbage", "passes": 9, "bad_passes": 9, "nonfinite_values": 0,
+                          "dropped_rows": {"non_finite": 0, "score_range": 27, "huge_box": 3}},
+        ),
+        CameraCounters("motion", captured=5, processed=5, dropped=0, skipped=0, errors=0),  # model-free
+    ),
     outbox={
         "pending": 3,
         "bytes": 2048,
@@ -124,6 +131,9 @@ def scrape_inputs(inputs: MetricsInputs) -> dict[str, Any]:
         ("edge_camera_online", {"camera": "cam0"}, 1.0),
         ("edge_camera_tamper_active", {"camera": "cam0", "fault": "covered"}, 1.0),
         ("edge_camera_tamper_active", {"camera": "cam0", "fault": "moved"}, 0.0),
+        ("edge_camera_model_garbage", {"camera": "cam0"}, 1.0),
+        ("edge_camera_model_rows_dropped_total", {"camera": "cam0", "reason": "score_range"}, 27.0),
+        ("edge_camera_model_rows_dropped_total", {"camera": "cam0", "reason": "huge_box"}, 3.0),
         ("edge_zone_objects", {"camera": "cam0", "zone": "bay"}, 7.0),
         ("edge_zone_class_objects", {"camera": "cam0", "zone": "kerb", "class": "car"}, 1.0),
         (
@@ -148,6 +158,13 @@ def scrape_inputs(inputs: MetricsInputs) -> dict[str, Any]:
 )
 def test_values_from_inputs(name: str, labels: dict[str, str], expected: float) -> None:
     assert value(scrape_inputs(INPUTS), name, **labels) == pytest.approx(expected)
+
+
+def test_a_model_free_camera_has_no_model_guard_series() -> None:
+    fams = scrape_inputs(INPUTS)
+    with pytest.raises(KeyError):
+        value(fams, "edge_camera_model_garbage", camera="motion")
+    assert value(fams, "edge_camera_frames_processed_total", camera="motion") == 5.0
 
 
 def test_naming_rules() -> None:
