@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,19 @@ def raw_client(b: Broker, name: str) -> paho.Client:
 
 
 def publish_connected(c: paho.Client, topic: str, payload: bytes) -> None:
-    wait_until(c.is_connected, 5, "the raw client to (re)connect")
-    c.publish(topic, payload, qos=1).wait_for_publish(5)
+    """Publish at QoS 1 until the broker has answered it. The broker drops the connection after a
+    denied publish, sometimes just after its PUBACK: a publish that finds the client disconnected,
+    or loses its connection before the answer, is sent again once the client has reconnected."""
+    deadline = time.monotonic() + 15
+    while True:
+        wait_until(c.is_connected, 5, "the raw client to (re)connect")
+        info = c.publish(topic, payload, qos=1)
+        if info.rc == paho.MQTT_ERR_SUCCESS:
+            info.wait_for_publish(5)
+            if info.is_published():
+                return
+        assert time.monotonic() < deadline, f"could not publish on {topic} (rc {info.rc})"
+        time.sleep(0.05)
 
 
 def put_events(ob: Outbox, n: int) -> None:
