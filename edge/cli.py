@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from edge import __version__, plugins
 from edge.agent.runner import Agent
@@ -77,13 +77,26 @@ def under_journald(stream: Any = None) -> bool:
     return (st.st_dev, st.st_ino) == (dev, ino)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not the stream it was when the
+    handler was made: a stream swapped out and closed later (a supervisor's redirect, a test's
+    capture) must not turn every later log line into "I/O operation on closed file"."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+
 def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
     """One stderr handler: plain text or JSON lines, with journald priorities under systemd.
     ``level`` must be one of LOG_LEVELS (the parser refuses anything else)."""
     name = level.upper()
     if name not in LOG_LEVELS:
         raise ValueError(f"log level {level!r}: choose one of {', '.join(LOG_LEVELS)}")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     journal = under_journald(sys.stderr)
     if json_lines:
         fmt: logging.Formatter = _JsonFormatter()

@@ -109,12 +109,14 @@ class SerialDevice(abc.ABC):
                 continue
             if self.open_failures or self.reconnects or self.last_error:
                 self.reconnects += 1
-            self.connected = True
-            self._connected_evt.set()
-            log.info("serial device up device=%s url=%s", self.name, self.cfg.url)
             delay = self.reconnect_min_s
             try:
+                # The device's fresh-link state (decoders, "needs init") is in place before anyone
+                # can see it connected: a poller must not talk to a modem it has not initialised.
                 self.on_connect()
+                self.connected = True
+                self._connected_evt.set()
+                log.info("serial device up device=%s url=%s", self.name, self.cfg.url)
                 while not self._stop.is_set():
                     data = self.link.read()
                     if data:

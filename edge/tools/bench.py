@@ -578,7 +578,9 @@ def pipeline_child(request: dict[str, Any]) -> dict[str, Any]:
             bare_cpu.append({k: v[1] for k, v in timed.items()})
         total = run.summary(run.rows, run.measured_s, run.busy_s)
         total["cpu_ms_per_frame"] = {k: v * 1000.0 / max(1, total["frames"]) for k, v in run.cpu_s.items()}
-        total["other_processes_cores"] = run.others_s / run.measured_s if run.measured_s else 0.0
+        # /proc/stat counts in clock ticks while this process's CPU is exact: on an idle machine the
+        # difference can dip a tick below zero, which is "nothing else ran", not a negative load.
+        total["other_processes_cores"] = max(0.0, run.others_s / run.measured_s) if run.measured_s else 0.0
     finally:
         run.stop()
     assert frame is not None

@@ -35,6 +35,37 @@ def managers() -> Any:
         m.stop()
 
 
+def test_device_is_seen_connected_only_after_its_connect_hook() -> None:
+    """A poller (the modem's) that sees ``connected`` must find the link's fresh state set up: the
+    modem's first command after a (re)connect is its ATE0 init, never a poll the init then trails."""
+    from edge.config.hardware import SerialDeviceConfig
+    from edge.hardware.devices import SerialDevice
+
+    class SlowToSetUp(SerialDevice):
+        name = "slow"
+        ready = False
+        seen_before_ready = False
+
+        def on_connect(self) -> None:
+            time.sleep(0.3)  # as long as a radar's config exchange or more
+            self.ready = True
+
+        def on_bytes(self, data: bytes) -> None:
+            pass
+
+    dev = SlowToSetUp(SerialDeviceConfig(url="loop://"), reconnect_min_s=0.1, reconnect_max_s=0.2)
+    dev.start()
+    try:
+        deadline = time.monotonic() + 3.0
+        while not dev.connected and time.monotonic() < deadline:
+            time.sleep(0.005)
+            dev.seen_before_ready |= dev.connected and not dev.ready
+        assert dev.wait_connected(0.1) and dev.connected
+        assert dev.ready and not dev.seen_before_ready, "connected was visible before on_connect finished"
+    finally:
+        dev.stop()
+
+
 def test_loop_url_roundtrip() -> None:
     link = SerialLink("loop://", 9600, timeout_s=0.1)
     link.open()

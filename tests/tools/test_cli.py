@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import subprocess
@@ -154,6 +155,24 @@ def test_no_journal_prefix_when_stderr_is_not_the_journal(
         logging.getLogger().handlers[0].flush()
     text = (tmp_path / "a.log").read_text()
     assert not text.startswith("<") and " ERROR   edge.test: x" in text
+
+
+def test_logging_follows_stderr_after_the_stream_it_started_on_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler writes to the current sys.stderr: once the stream logging was set up on is gone
+    and closed, a log line goes to the new one instead of failing with "I/O operation on closed file"."""
+    with (tmp_path / "first.log").open("w") as first:
+        monkeypatch.setattr(sys, "stderr", first)
+        setup_logging("INFO")
+        logging.getLogger("edge.test").warning("on the first stream")
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    monkeypatch.setattr(logging, "raiseExceptions", True)
+    logging.getLogger("edge.test").warning("on the second stream")
+    assert "on the first stream" in (tmp_path / "first.log").read_text()
+    out = second.getvalue()
+    assert "on the second stream" in out and "Logging error" not in out and "closed file" not in out
 
 
 def test_journald_priorities_in_a_fresh_process(tmp_path: Path) -> None:
