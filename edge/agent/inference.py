@@ -164,6 +164,7 @@ class InferenceScheduler:
         self.busy_s = 0.0  # time the workers spent inside jobs, summed
         self.jobs_run = 0
         self._running = 0
+        self._started: dict[int, float] = {}  # worker thread id -> when its current job began
         self._threads = [
             threading.Thread(target=self._work, name=f"infer-{name}-{i}", daemon=True) for i in range(workers)
         ]
@@ -206,6 +207,14 @@ class InferenceScheduler:
         with self._cv:
             return self._queue.served()
 
+    def busy_until_now(self) -> float:
+        """Worker time spent in jobs so far, the running jobs' time up to now included: the
+        difference of two readings is the busy time between them (``busy_s`` counts a job only
+        when it ends, so a job that straddles a reading would land wholly on one side)."""
+        with self._cv:
+            now = self._clock()
+            return self.busy_s + sum(now - t0 for t0 in self._started.values())
+
     def idle(self) -> bool:
         """Nothing queued and nothing running."""
         with self._cv:
@@ -221,7 +230,8 @@ class InferenceScheduler:
                     self._cv.wait()
                     job = self._queue.pop()
                 self._running += 1
-            t0 = self._clock()
+                t0 = self._clock()
+                self._started[threading.get_ident()] = t0
             try:
                 job.run()
             except Exception as exc:  # handed to the camera that waits for it
@@ -232,6 +242,7 @@ class InferenceScheduler:
                     self.busy_s += dt
                     self.jobs_run += 1
                     self._running -= 1
+                    self._started.pop(threading.get_ident(), None)
                 job._finish()
 
     def stop(self, timeout_s: float = 10.0) -> None:

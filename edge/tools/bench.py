@@ -332,7 +332,7 @@ class AgentRun:
 
     def _busy(self) -> float:
         hub = self.agent.inference
-        return sum(s.busy_s for s in hub.schedulers()) if hub is not None else 0.0
+        return sum(s.busy_until_now() for s in hub.schedulers()) if hub is not None else 0.0
 
     def workers(self) -> int:
         hub = self.agent.inference

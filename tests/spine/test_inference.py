@@ -206,6 +206,28 @@ def test_workers_run_frames_at_the_same_time() -> None:
         sched.stop()
 
 
+def test_busy_time_includes_the_running_job_up_to_the_reading() -> None:
+    """Readings of busy time taken while a job runs split it at the reading: the bench's utilisation
+    of a window can then never exceed 1 (a job that began before the window used to count whole)."""
+    now = [0.0]
+    sched = InferenceScheduler("t", 1, clock=lambda: now[0])
+    try:
+        sched.add_camera("a", 5.0)
+        hold = Hold()
+        job = sched.submit("a", hold)
+        assert hold.started.wait(10)
+        now[0] = 2.0
+        first = sched.busy_until_now()
+        now[0] = 5.0
+        second = sched.busy_until_now()
+        hold.release.set()
+        assert job.wait(10)
+        assert (first, second) == (2.0, 5.0)  # 2 s, then 3 s more, inside the same unfinished job
+        assert sched.busy_s == 5.0 and sched.busy_until_now() == 5.0  # finished: counted once
+    finally:
+        sched.stop()
+
+
 def test_a_failing_job_hands_its_error_to_the_camera_and_stop_cancels_what_is_left() -> None:
     sched = InferenceScheduler("t", 1)
     sched.add_camera("a", 5.0)
