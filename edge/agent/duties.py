@@ -285,15 +285,8 @@ class IntegrationDuties:
             )
         else:
             return  # nothing configured, nothing ever published
-        if st.enabled:
-            keep |= state_topics_of(self._states, box)
-            for topic, doc in state_documents(self._states, box, self._wall()).items():
-                key = state_key(doc)
-                prev = self._sent.get(topic)
-                if prev is not None and (prev[0] == key or (not final and now - prev[1] < st.min_interval_s)):
-                    continue
-                self._uplink.publish_latest(topic, encode(doc))
-                self._sent[topic] = (key, now)
+        # Discovery configs go first: the uplink sends in the order handed over, so a subscriber that sees
+        # a state has already seen the entity it belongs to (Home Assistant's order: config, then state).
         if ha.enabled:
             shape = (ha, discovery_shape(box))
             if shape != self._shape:  # the entities change with the config, not with the counts
@@ -304,6 +297,15 @@ class IntegrationDuties:
                 if self._discovery.get(topic) != payload:
                     self._uplink.publish_latest(topic, payload)
                     self._discovery[topic] = payload
+        if st.enabled:
+            keep |= state_topics_of(self._states, box)
+            for topic, doc in state_documents(self._states, box, self._wall()).items():
+                key = state_key(doc)
+                prev = self._sent.get(topic)
+                if prev is not None and (prev[0] == key or (not final and now - prev[1] < st.min_interval_s)):
+                    continue
+                self._uplink.publish_latest(topic, encode(doc))
+                self._sent[topic] = (key, now)
         for topic in (self._ledger.topics | set(self._sent) | set(self._discovery)) - keep - self._clearing:
             self._uplink.publish_latest(topic, b"")
             self._sent.pop(topic, None)
